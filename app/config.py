@@ -1,0 +1,87 @@
+"""Settings, read once from the environment (and an optional `.env`).
+
+Every setting has an env var of its own, prefixed ``CAPSHARE_``; the database URL
+is also read from the conventional ``DATABASE_URL``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRET = "changethis"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CAPSHARE_", env_file=".env", extra="ignore", populate_by_name=True
+    )
+
+    environment: Literal["development", "test", "production"] = "development"
+    database_url: str = Field(
+        default="sqlite:///./var/capshare.db",
+        validation_alias=AliasChoices("DATABASE_URL", "CAPSHARE_DATABASE_URL"),
+    )
+    secret_key: SecretStr = SecretStr(PLACEHOLDER_SECRET)
+    access_token_minutes: int = 60 * 8
+    display_timezone: str = "Asia/Shanghai"
+    payments_base_url: str = "http://127.0.0.1:8100"
+    payments_api_key: SecretStr = SecretStr("sk_test_capshare")
+    payments_webhook_secret: SecretStr = SecretStr("whsec_capshare")
+    payments_timeout_s: float = 5.0
+    solver_time_limit_s: float = 10.0
+    attachment_dir: Path = Path("./var/attachments")
+    attachment_max_bytes: int = 20 * 1024 * 1024
+    attachment_content_types: tuple[str, ...] = (
+        "application/pdf",
+        "image/png",
+        "image/jpeg",
+        "image/svg+xml",
+        "text/plain",
+        "text/csv",
+        "application/zip",
+        "model/step",
+        "model/stl",
+        "application/step",
+        "application/sla",
+        "application/vnd.ms-pki.stl",
+        "application/dxf",
+        "image/vnd.dxf",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    )
+    attachment_link_minutes: int = 15
+    planning_horizon_days: int = 90
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalise_scheme(cls, value: str) -> str:
+        for prefix in ("postgres://", "postgresql://"):
+            if value.startswith(prefix):
+                return "postgresql+psycopg://" + value[len(prefix) :]
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> Settings:
+        if self.environment != "development":
+            for name in ("secret_key", "payments_api_key", "payments_webhook_secret"):
+                secret: SecretStr = getattr(self, name)
+                if secret.get_secret_value() in (PLACEHOLDER_SECRET, "sk_test_capshare", "whsec_capshare"):
+                    raise ValueError(
+                        f"{name} is a development placeholder; set CAPSHARE_{name.upper()} "
+                        "to a real secret outside development"
+                    )
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,103 @@
+"""The domain error tree. Each error carries the HTTP status it maps to and, where
+one field is to blame, that field's name.
+
+    MarketplaceError (400)
+    ├── NotFound (404)
+    │   ├── OrganizationNotFound, ClusterNotFound, MachineNotFound
+    │   ├── OrderNotFound, BookingNotFound, AttachmentNotFound
+    ├── NotAuthenticated (401)
+    ├── PermissionDenied (403)
+    ├── InvalidInput (422)          a value is wrong; ``field`` names it
+    │   ├── UnknownProcess, UnknownMaterial
+    │   └── AttachmentRejected (413 / 415)
+    └── Conflict (409)
+        ├── AlreadyExists
+        ├── WindowOverlap
+        ├── CapacityUnavailable     the slot collides with another booking
+        └── InvalidTransition       the state machine forbids it
+"""
+
+from __future__ import annotations
+
+
+class MarketplaceError(Exception):
+    status_code = 400
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class NotFound(MarketplaceError):
+    status_code = 404
+
+
+class OrganizationNotFound(NotFound):
+    pass
+
+
+class ClusterNotFound(NotFound):
+    pass
+
+
+class MachineNotFound(NotFound):
+    pass
+
+
+class OrderNotFound(NotFound):
+    pass
+
+
+class BookingNotFound(NotFound):
+    pass
+
+
+class AttachmentNotFound(NotFound):
+    pass
+
+
+class NotAuthenticated(MarketplaceError):
+    status_code = 401
+
+
+class PermissionDenied(MarketplaceError):
+    status_code = 403
+
+
+class InvalidInput(MarketplaceError):
+    status_code = 422
+
+
+class UnknownProcess(InvalidInput):
+    pass
+
+
+class UnknownMaterial(InvalidInput):
+    pass
+
+
+class AttachmentRejected(InvalidInput):
+    def __init__(self, message: str, *, field: str | None = "file", status_code: int = 415) -> None:
+        super().__init__(message, field=field)
+        self.status_code = status_code
+
+
+class Conflict(MarketplaceError):
+    status_code = 409
+
+
+class AlreadyExists(Conflict):
+    pass
+
+
+class WindowOverlap(Conflict):
+    pass
+
+
+class CapacityUnavailable(Conflict):
+    pass
+
+
+class InvalidTransition(Conflict):
+    pass

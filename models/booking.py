@@ -1,0 +1,79 @@
+"""Bookings: a machine occupied over [start, end), for an order's operation
+(``service``) or leased to a renter org (``lease``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+
+from sqlmodel import Field, SQLModel
+
+from models.base import CURRENCY, UTCDateTime, utcnow
+
+
+class BookingKind(StrEnum):
+    service = "service"
+    lease = "lease"
+
+
+class BookingState(StrEnum):
+    proposed = "proposed"
+    confirmed = "confirmed"
+    in_progress = "in_progress"
+    done = "done"
+    declined = "declined"
+    cancelled = "cancelled"
+    expired = "expired"
+
+
+# States in which a booking holds its machine; two of these never overlap.
+ACTIVE_STATES: tuple[str, ...] = (
+    BookingState.proposed.value,
+    BookingState.confirmed.value,
+    BookingState.in_progress.value,
+)
+
+
+class Booking(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    machine_id: int = Field(foreign_key="machine.id", index=True)
+    kind: str = Field(max_length=10)
+    state: str = Field(max_length=20, index=True)
+    start_at: dt.datetime = Field(sa_type=UTCDateTime)
+    end_at: dt.datetime = Field(sa_type=UTCDateTime)
+    org_id: int = Field(foreign_key="organization.id", index=True)
+    order_id: int | None = Field(default=None, foreign_key="order.id", index=True)
+    operation_id: int | None = Field(default=None, foreign_key="operation.id", index=True)
+    price_fen: int = Field(ge=0)
+    currency: str = Field(default=CURRENCY, max_length=3)
+    reason: str = Field(default="", max_length=500)
+    created_by_user_id: int | None = Field(default=None, foreign_key="user.id")
+    created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class LeaseCreate(SQLModel):
+    machine_id: int
+    start_at: dt.datetime
+    end_at: dt.datetime
+
+
+class BookingPublic(SQLModel):
+    id: int
+    machine_id: int
+    kind: str
+    state: str
+    start_at: dt.datetime
+    end_at: dt.datetime
+    org_id: int
+    order_id: int | None
+    operation_id: int | None
+    price_fen: int
+    currency: str
+    reason: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class BookingTransition(SQLModel):
+    reason: str = Field(default="", max_length=500)
