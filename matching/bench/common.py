@@ -1,0 +1,38 @@
+"""Shared helpers for the benchmark runners."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import resource
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def load_json(path: str | Path) -> Any:
+    with open(path, "rb") as f:
+        head = f.read(2)
+    opener = gzip.open if head == b"\x1f\x8b" else open
+    with opener(path, "rt", encoding="utf-8") as f:  # type: ignore[operator]
+        return json.load(f)
+
+
+def peak_rss_mb() -> float:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # kilobytes on Linux, bytes on macOS
+    return round(rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024, 1)
+
+
+def find_upward(start: str | Path, name: str) -> Path | None:
+    """The first file called ``name`` in the folder of ``start`` or one of its parents,
+    also looking one level down in each (e.g. ``benchmarks/fjsp/``)."""
+    p = Path(start).resolve()
+    folder = p if p.is_dir() else p.parent
+    for d in (folder, *folder.parents):
+        cand = d / name
+        if cand.is_file():
+            return cand
+        for sub in sorted(d.glob(f"*/{name}")):
+            return sub
+    return None

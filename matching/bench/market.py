@@ -1,0 +1,90 @@
+"""capshare-market-v1: reader, solution writer, baselines and runner."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from matching.bench.common import load_json, peak_rss_mb
+from matching.compiled import CompiledProblem, Job, Option, single_job_orders
+from matching.domain import ObjectiveMode, Reason
+from matching.greedy import best_greedy, greedy, priority_orders
+from matching.objective import breakdown
+from matching.solver import solve_compiled
+
+FORMAT = "capshare-market-v1"
+Solution = dict[int, tuple[int, int]]
+
+
+def market_problem(inst: dict[str, Any]) -> CompiledProblem:
+    """Build the compiled problem straight from the instance (minutes and fen)."""
+    if inst.get("format") != FORMAT:
+        raise ValueError(f"instance format is {inst.get('format')!r}, expected {FORMAT!r}")
+    machines = inst["machines"]
+    jobs: list[Job] = []
+    for i, jb in enumerate(inst["jobs"]):
+        opts = tuple(Option(machine=o["machine"], duration=o["duration_min"], cost=o["cost_fen"],
+                            latest_end=o["latest_end_min"], due=o["due_min"], price=o["cost_fen"])
+                     for o in jb["options"])
+        jobs.append(Job(key=str(jb["id"]), order=i, release=jb["release_min"],
+                        tardiness_per_min=jb["tardiness_fen_per_min"],
+                        penalty=jb["unassigned_penalty_fen"], options=opts,
+                        reason=None if opts else Reason.NO_ELIGIBLE_MACHINE))
+    return CompiledProblem(
+        name=inst["name"],
+        machine_keys=tuple(str(m["id"]) for m in machines),
+        free=tuple(tuple((int(s), int(e)) for s, e in m["free"]) for m in machines),
+        jobs=tuple(jobs),
+        orders=single_job_orders(jobs),
+        mode=ObjectiveMode.COST,
+    )
+
+
+def solution_json(cp: CompiledProblem, sol: Solution) -> dict[str, Any]:
+    rows = []
+    for j in sorted(sol):
+        oi, st = sol[j]
+        rows.append({"job": int(cp.jobs[j].key),
+                     "machine": int(cp.machine_keys[cp.jobs[j].options[oi].machine]),
+                     "start_min": int(st)})
+    return {"instance": cp.name, "assignments": rows}
+
+
+def _row(cp: CompiledProblem, method: str, sol: Solution, bound: int | None,
+         seconds: float) -> dict[str, Any]:
+    b = breakdown(cp, sol)
+    tard_min = 0
+    for j, (oi, st) in sol.items():
+        opt = cp.jobs[j].options[oi]
+        tard_min += max(0, st + opt.duration - opt.due)
+    return {"instance": cp.name, "method": method, "objective": b["total"], "placed": len(sol),
+            "tardiness_min": tard_min, "bound": bound, "seconds": round(seconds, 2),
+            "peak_rss_mb": peak_rss_mb()}
+
+
+def run_market(path: str | Path, *, time_limit_s: float, seed: int = 0, workers: int = 2,
+               solutions_dir: str | Path | None = None, progress: Any = None,
+               deterministic: bool = True) -> list[dict[str, Any]]:
+    """Greedy EDD, best greedy and the engine on one instance, side by side."""
+    inst = load_json(path)
+    cp = market_problem(inst)
+    rows = []
+    t = time.monotonic()
+    edd = greedy(cp, priority_orders(cp)["edd"])
+    rows.append(_row(cp, "greedy-edd", edd, None, time.monotonic() - t))
+    t = time.monotonic()
+    _name, best, _vals = best_greedy(cp)
+    rows.append(_row(cp, "greedy-best", best, None, time.monotonic() - t))
+    t = time.monotonic()
+    sol, info = solve_compiled(cp, time_limit_s=time_limit_s, seed=seed, workers=workers,
+                               progress=progress, deterministic=deterministic)
+    rows.append(_row(cp, "capshare", sol, int(info["bound"]),  # type: ignore[call-overload]
+                     time.monotonic() - t))
+    if solutions_dir is not None:
+        out = Path(solutions_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        for method, s in (("greedy-edd", edd), ("greedy-best", best), ("capshare", sol)):
+            (out / f"{cp.name}.{method}.json").write_text(json.dumps(solution_json(cp, s)))
+    return rows

@@ -1,0 +1,234 @@
+"""The compiled (solver-facing) form of a matching problem.
+
+Every operation becomes a :class:`Job` with a list of :class:`Option` s, one per
+eligible machine, each with an explicit duration, a time-independent cost, a hard latest
+end and a due time.  Both :func:`compile_problem` (from :mod:`matching.domain`) and the
+benchmark readers produce this form, and the engine only ever sees it.
+
+Jobs of one order form a chain (precedence, with a transport lag between the two
+machines' sites) and are placed all-or-nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from matching.domain import (
+    Interval,
+    MatchProblem,
+    ObjectiveMode,
+    Reason,
+    Weights,
+    capable,
+    haversine_km,
+    price_fen,
+    run_minutes,
+    transport_fen,
+    transport_minutes,
+)
+
+NO_DUE = 1 << 40  # "never tardy"
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    machine: int  # index into CompiledProblem.machine_keys
+    duration: int
+    cost: int  # objective cost, independent of the start time
+    latest_end: int  # hard
+    due: int  # tardy when ending after this
+    price: int = 0  # processing price (budget, reporting); benchmarks: = cost
+    transport: int = 0  # part of cost that is transport to the delivery point
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    key: str
+    order: int  # index into CompiledProblem.orders
+    release: int
+    tardiness_per_min: int
+    penalty: int
+    options: tuple[Option, ...]
+    # why the job has no options (set when ``options`` is empty)
+    reason: Reason | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    key: str
+    jobs: tuple[int, ...]  # in sequence
+    budget: int | None = None  # cap on the sum of option prices
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    lat: float
+    lon: float
+    cluster: str
+
+
+@dataclass(slots=True)
+class CompiledProblem:
+    name: str
+    machine_keys: tuple[str, ...]
+    free: tuple[tuple[Interval, ...], ...]
+    jobs: tuple[Job, ...]
+    orders: tuple[Order, ...]
+    mode: ObjectiveMode = ObjectiveMode.COST
+    owners: tuple[str, ...] = ()  # per machine; only needed for the spread term
+    owner_spread_fen: int = 0
+    sites: tuple[Site, ...] | None = None  # per machine; None = one site, no transport
+    weights: Weights = field(default_factory=Weights)
+    _hop_cache: dict[tuple[int, int], tuple[int, int]] = field(default_factory=dict)
+
+    def hop(self, ma: int, mb: int) -> tuple[int, int]:
+        """(lag minutes, cost) of moving an order's goods from machine ma to machine mb."""
+        if self.sites is None or ma == mb:
+            return (0, 0)
+        key = (ma, mb)
+        got = self._hop_cache.get(key)
+        if got is None:
+            a, b = self.sites[ma], self.sites[mb]
+            km = haversine_km(a.lat, a.lon, b.lat, b.lon)
+            cost = 0
+            if self.mode is ObjectiveMode.COST:
+                cost = transport_fen(km, self.weights)
+                if a.cluster != b.cluster:
+                    cost += self.weights.cross_cluster_fen
+            got = (transport_minutes(km, self.weights), cost)
+            self._hop_cache[key] = got
+        return got
+
+    @property
+    def has_chains(self) -> bool:
+        return any(len(o.jobs) > 1 for o in self.orders)
+
+
+def single_job_orders(jobs: list[Job]) -> tuple[Order, ...]:
+    return tuple(Order(key=j.key, jobs=(i,)) for i, j in enumerate(jobs))
+
+
+def _fits_somewhere(free: tuple[Interval, ...], release: int, dur: int, latest_end: int) -> bool:
+    return any(max(s, release) + dur <= min(e, latest_end) for s, e in free)
+
+
+def compile_problem(problem: MatchProblem) -> CompiledProblem:
+    """Eligibility, durations, prices, transport and time windows of every operation.
+
+    Operations without any feasible option keep a :class:`Reason` (checked in this
+    order: capability, distance, budget, free time).  When one operation of an order
+    has no option, the whole order has none (all-or-nothing).
+    """
+    w = problem.weights
+    mode = problem.objective_mode
+    machines = problem.machines
+    sites = tuple(Site(m.lat, m.lon, m.cluster) for m in machines)
+    jobs: list[Job] = []
+    orders: list[Order] = []
+    for oi, order in enumerate(problem.orders):
+        per_op: list[list[Option]] = []
+        reasons: list[tuple[Reason, str] | None] = []
+        nops = len(order.operations)
+        # minimum duration of each op over capable machines, for release propagation
+        min_dur: list[int] = []
+        capable_sets: list[list[int]] = []
+        for op in order.operations:
+            caps = [mi for mi, m in enumerate(machines) if capable(op, m)]
+            capable_sets.append(caps)
+            min_dur.append(min((run_minutes(op, machines[mi]) for mi in caps), default=0))
+        min_price = []
+        for op, caps in zip(order.operations, capable_sets, strict=True):
+            prices = [price_fen(run_minutes(op, machines[mi]), machines[mi].rate_fen_per_hour)
+                      for mi in caps]
+            min_price.append(min(prices, default=0))
+        release = order.release_min
+        for k, (op, caps) in enumerate(zip(order.operations, capable_sets, strict=True)):
+            last = k == nops - 1
+            opts: list[Option] = []
+            reason: tuple[Reason, str] | None = None
+            if not caps:
+                reason = (Reason.NO_ELIGIBLE_MACHINE,
+                          f"no machine does {op.process} in {op.material} with this envelope,"
+                          " tolerance and certifications")
+            near = []
+            for mi in caps:
+                m = machines[mi]
+                km = haversine_km(m.lat, m.lon, order.delivery_lat, order.delivery_lon)
+                if order.max_distance_km is not None and km > order.max_distance_km:
+                    continue
+                near.append((mi, km))
+            if caps and not near:
+                reason = (Reason.TOO_FAR,
+                          f"{len(caps)} capable machine(s), all beyond {order.max_distance_km} km")
+            cheap = []
+            for mi, km in near:
+                m = machines[mi]
+                dur = run_minutes(op, m)
+                price = price_fen(dur, m.rate_fen_per_hour)
+                if order.budget_fen is not None:
+                    others = sum(min_price) - min_price[k]
+                    if price + others > order.budget_fen:
+                        continue
+                cheap.append((mi, km, dur, price))
+            if near and not cheap:
+                reason = (Reason.OVER_BUDGET,
+                          f"cheapest capable machine exceeds the budget of {order.budget_fen} fen")
+            tail = sum(min_dur[k + 1:])
+            for mi, km, dur, price in cheap:
+                m = machines[mi]
+                lag_del = transport_minutes(km, w)
+                if order.hard_due:
+                    latest_end = order.due_min - lag_del - tail
+                else:
+                    latest_end = problem.horizon_min
+                cost = 0
+                tr = 0
+                if mode is ObjectiveMode.COST:
+                    cost = price + round(w.unreliability_fen * (1.0 - m.on_time_rate))
+                    if last:
+                        tr = transport_fen(km, w)
+                        cost += tr
+                        if order.cluster is not None and m.cluster != order.cluster:
+                            cost += w.cross_cluster_fen
+                due = order.due_min - lag_del if last and not order.hard_due else NO_DUE
+                if not _fits_somewhere(m.free, release, dur, latest_end):
+                    continue
+                opts.append(Option(machine=mi, duration=dur, cost=cost, latest_end=latest_end,
+                                   due=due, price=price, transport=tr))
+            if cheap and not opts:
+                reason = (Reason.NO_FREE_INTERVAL,
+                          "no free interval of a capable machine fits between release and due")
+            per_op.append(opts)
+            reasons.append(reason)
+            release += min_dur[k]
+        failing = next((r for r in reasons if r is not None), None)
+        idx = []
+        rel = order.release_min
+        for k, op in enumerate(order.operations):
+            last = k == nops - 1
+            tard = order.tardiness_fen_per_min if last and not order.hard_due else 0
+            if mode is ObjectiveMode.MAKESPAN:
+                tard = 0
+            if failing is not None:
+                r, d = reasons[k] or (failing[0], "another operation of the order: " + failing[1])
+                job = Job(op.id, oi, rel, tard, order.unassigned_penalty_fen, (), r, d)
+            else:
+                job = Job(op.id, oi, rel, tard, order.unassigned_penalty_fen, tuple(per_op[k]))
+            idx.append(len(jobs))
+            jobs.append(job)
+            rel += min_dur[k]
+        budget = order.budget_fen if nops > 1 else None
+        orders.append(Order(order.id, tuple(idx), budget))
+    return CompiledProblem(
+        name="match",
+        machine_keys=tuple(m.id for m in machines),
+        free=tuple(tuple(sorted(m.free)) for m in machines),
+        jobs=tuple(jobs),
+        orders=tuple(orders),
+        mode=mode,
+        owners=tuple(m.owner_id for m in machines),
+        owner_spread_fen=w.owner_spread_fen if mode is ObjectiveMode.COST else 0,
+        sites=sites,
+        weights=w,
+    )

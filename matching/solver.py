@@ -1,0 +1,522 @@
+"""The engine: greedy warm start, decomposition, CP-SAT, exact in-slot sequencing,
+repair, bound.
+
+``solve(problem)`` works on a :class:`matching.domain.MatchProblem`;
+``solve_compiled(cp)`` on the compiled form the benchmark readers build.
+
+Pipeline (all within ``time_limit_s``):
+
+1. best of several greedy priority orders (the answer is never worse than this);
+2. split into independent components (jobs linked by a shared machine or an order);
+3. per component, in a deterministic time share:
+   * single-operation jobs, cost/tardiness modes: the *slot model* (one Boolean per
+     (job, option, free slot), knapsack + window rows per slot), hinted with the greedy,
+     then exact sequencing inside every slot and greedy repair of what did not fit;
+   * orders with several operations, or makespan mode: the exact *interval model*;
+4. lower bound: per component the better of the CP-SAT bound of the (relaxed or exact)
+   model and the LP relaxation of the slot model (GLOP);
+5. improvement passes (re-insertion of unplaced and costly jobs) while time is left.
+
+Determinism: CP-SAT runs with ``interleave_search`` and a deterministic-time limit
+derived from the time share, so equal inputs, seed and worker count give equal answers
+as long as the wall-clock safety limit is not what stops the search.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import defaultdict
+from collections.abc import Callable
+
+from ortools.sat.python import cp_model
+
+from matching import constraints as C
+from matching.bound import lp_bound
+from matching.compiled import CompiledProblem, compile_problem
+from matching.domain import (
+    Assignment,
+    MatchProblem,
+    MatchResult,
+    ObjectiveMode,
+    Reason,
+    SolveStatus,
+    Unassigned,
+)
+from matching.greedy import FreeTime, best_greedy, free_after, place_order, priority_orders
+from matching.objective import breakdown, constant_penalty, evaluate, minimize, placed_cost
+
+Progress = Callable[[dict[str, object]], None]
+Solution = dict[int, tuple[int, int]]
+
+# CP-SAT deterministic time units granted per second of time share (measured on 2 cores:
+# interleaved search spends roughly this many units per wall second)
+DTIME_PER_SECOND = 1.0
+
+
+def solve(problem: MatchProblem, *, time_limit_s: float = 10.0, seed: int = 0,
+          workers: int = 2, progress: Progress | None = None,
+          deterministic: bool = True) -> MatchResult:
+    """Match ``problem``; see the module docstring.  Never raises on infeasibility:
+    work that cannot be placed is reported in ``MatchResult.unassigned``."""
+    t0 = time.monotonic()
+    cp = compile_problem(problem)
+    sol, info = solve_compiled(cp, time_limit_s=max(0.05, time_limit_s - (time.monotonic() - t0)),
+                               seed=seed, workers=workers, progress=progress,
+                               deterministic=deterministic)
+    return to_result(cp, sol, info, time.monotonic() - t0)
+
+
+# --------------------------------------------------------------------------- results
+
+
+def to_result(cp: CompiledProblem, sol: Solution, info: dict[str, object],
+              seconds: float) -> MatchResult:
+    assignments = []
+    for order in cp.orders:
+        for k, j in enumerate(order.jobs):
+            if j not in sol:
+                continue
+            job = cp.jobs[j]
+            oi, st = sol[j]
+            opt = job.options[oi]
+            end = st + opt.duration
+            if k + 1 < len(order.jobs) and order.jobs[k + 1] in sol:
+                nxt = cp.jobs[order.jobs[k + 1]]
+                transport = cp.hop(opt.machine, nxt.options[sol[order.jobs[k + 1]][0]].machine)[1]
+            else:
+                transport = opt.transport
+            tard = job.tardiness_per_min * max(0, end - opt.due)
+            assignments.append(Assignment(job.key, order.key, cp.machine_keys[opt.machine], st,
+                                          end, opt.price, transport, tard))
+    unassigned = []
+    for j, job in enumerate(cp.jobs):
+        if j in sol:
+            continue
+        okey = cp.orders[job.order].key
+        if job.reason is not None:
+            unassigned.append(Unassigned(job.key, okey, job.reason, job.detail))
+        else:
+            unassigned.append(Unassigned(job.key, okey, Reason.DISPLACED,
+                                         f"{len(job.options)} feasible option(s); the capacity "
+                                         "went to better-valued work"))
+    obj = int(info["objective"])  # type: ignore[call-overload]
+    bound = int(info["bound"])  # type: ignore[call-overload]
+    gap = 0.0 if obj <= 0 else max(0.0, (obj - bound) / obj)
+    status = SolveStatus.OPTIMAL if bound >= obj else SolveStatus.FEASIBLE
+    return MatchResult(status, tuple(assignments), tuple(unassigned), obj, bound, gap, seconds,
+                       dict(info))
+
+
+# ------------------------------------------------------------------------ components
+
+
+def components(cp: CompiledProblem, jobs: list[int] | None = None) -> list[list[int]]:
+    """Jobs linked by a shared machine or by an order, as sorted lists."""
+    jobs = [j for j in range(len(cp.jobs)) if cp.jobs[j].options] if jobs is None else jobs
+    parent = {j: j for j in jobs}
+
+    def find(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    def union(a: int, b: int) -> None:
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+
+    by_machine: dict[int, int] = {}
+    for j in jobs:
+        for o in cp.jobs[j].options:
+            other = by_machine.setdefault(o.machine, j)
+            if other != j:
+                union(j, other)
+    for order in cp.orders:
+        live = [j for j in order.jobs if j in parent]
+        for a, b in zip(live, live[1:], strict=False):
+            union(a, b)
+    groups: dict[int, list[int]] = defaultdict(list)
+    for j in jobs:
+        groups[find(j)].append(j)
+    return sorted(groups.values(), key=lambda g: g[0])
+
+
+# ---------------------------------------------------------------------------- params
+
+
+def _params(solver: cp_model.CpSolver, time_s: float, wall_s: float, seed: int, workers: int,
+            deterministic: bool) -> None:
+    p = solver.parameters
+    p.num_workers = max(1, workers)
+    p.random_seed = seed
+    p.cp_model_probing_level = 0
+    p.max_time_in_seconds = max(0.05, wall_s)
+    if deterministic:
+        p.interleave_search = True
+        p.max_deterministic_time = max(0.05, time_s * DTIME_PER_SECOND)
+        p.max_time_in_seconds = max(0.05, wall_s)
+
+
+class _Progress(cp_model.CpSolverSolutionCallback):
+    def __init__(self, progress: Progress, comp: int, t0: float) -> None:
+        super().__init__()
+        self._progress, self._comp, self._t0 = progress, comp, t0
+
+    def on_solution_callback(self) -> None:
+        self._progress({"phase": "cp-sat", "component": self._comp,
+                        "objective": self.objective_value, "bound": self.best_objective_bound,
+                        "seconds": time.monotonic() - self._t0})
+
+
+# ------------------------------------------------------------------------ slot model
+
+
+def _solve_slot_model(cp: CompiledProblem, jobs: list[int], hint: Solution, time_s: float,
+                      wall_s: float, seed: int, workers: int, deterministic: bool,
+                      cb: cp_model.CpSolverSolutionCallback | None,
+                      ) -> tuple[dict[int, list[tuple[int, int]]], C.SlotVars, int, int, bool]:
+    """Returns (slot -> [(job, option)], vars, cp bound, lp bound, proven optimal)."""
+    slots, entries = C.slot_entries(cp, jobs)
+    v = C.SlotVars(slots, entries)
+    lp = lp_bound(cp, v, jobs, time_limit_s=max(1.0, wall_s))
+    model = cp_model.CpModel()
+    v.x = [model.new_bool_var("") for _ in entries]
+    v.u = {j: model.new_bool_var("") for j in jobs}
+    C.add_one_option_or_unassigned(model, v)
+    C.add_slot_capacity(model, v)
+    C.add_slot_time_windows(model, v)
+    top = C.add_owner_spread(model, cp, [(e.job, e.option, x) for e, x in
+                                         zip(entries, v.x, strict=True)])
+    terms: list[tuple[int, cp_model.LinearExprT]] = [(e.cost, x) for e, x in
+                                                     zip(entries, v.x, strict=True)]
+    terms += [(cp.jobs[j].penalty, v.u[j]) for j in jobs]
+    if top is not None:
+        terms.append((cp.owner_spread_fen, top))
+    minimize(model, terms)
+    # hint: the greedy's choice of (option, slot)
+    hinted: dict[int, int] = {}
+    for k, e in enumerate(entries):
+        got = hint.get(e.job)
+        if got is not None and got[0] == e.option:
+            m, s, t = slots[e.slot]
+            if s <= got[1] < t:
+                hinted[e.job] = k
+    for k, (e, x) in enumerate(zip(entries, v.x, strict=True)):
+        model.add_hint(x, hinted.get(e.job) == k)
+    for j in jobs:
+        model.add_hint(v.u[j], j not in hinted)
+    solver = cp_model.CpSolver()
+    _params(solver, time_s, wall_s, seed, workers, deterministic)
+    status = solver.solve(model, cb)
+    chosen: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        for e, x in zip(entries, v.x, strict=True):
+            if solver.boolean_value(x):
+                chosen[e.slot].append((e.job, e.option))
+        bound = int(solver.best_objective_bound)
+    else:
+        bound = 0
+    return chosen, v, bound, lp if lp is not None else 0, status == cp_model.OPTIMAL
+
+
+def sequence_slot(cp: CompiledProblem, s: int, t: int, items: list[tuple[int, int]],
+                  exact_up_to: int = 6) -> tuple[list[tuple[int, int, int]], list[int]]:
+    """Order the jobs given to one free slot [s, t), each as early as possible.
+
+    Tries every order for up to ``exact_up_to`` jobs, otherwise several priority orders
+    improved by pairwise swaps.  If no order fits, drops the job whose loss is smallest
+    and tries again.  Returns ([(job, option, start)], dropped jobs)."""
+    items = list(items)
+    dropped: list[int] = []
+    while items:
+        best = _best_sequence(cp, s, t, items, exact_up_to)
+        if best is not None:
+            return best, dropped
+        # drop the job whose removal costs least (penalty minus its cost here)
+        k = min(range(len(items)), key=lambda i: (
+            cp.jobs[items[i][0]].penalty - cp.jobs[items[i][0]].options[items[i][1]].cost,
+            items[i][0]))
+        dropped.append(items.pop(k)[0])
+    return [], dropped
+
+
+def _schedule(cp: CompiledProblem, s: int, t: int, seq: list[tuple[int, int]]
+              ) -> tuple[int, list[tuple[int, int, int]]] | None:
+    now, total, out = s, 0, []
+    for j, o in seq:
+        job = cp.jobs[j]
+        opt = job.options[o]
+        st = max(now, job.release)
+        end = st + opt.duration
+        if end > t or end > opt.latest_end:
+            return None
+        total += placed_cost(job, opt, st)
+        out.append((j, o, st))
+        now = end
+    return total, out
+
+
+def _best_sequence(cp: CompiledProblem, s: int, t: int, items: list[tuple[int, int]],
+                   exact_up_to: int) -> list[tuple[int, int, int]] | None:
+    best: tuple[int, list[tuple[int, int, int]]] | None = None
+    if len(items) <= exact_up_to:
+        for perm in itertools.permutations(items):
+            got = _schedule(cp, s, t, list(perm))
+            if got is not None and (best is None or got[0] < best[0]):
+                best = got
+        return None if best is None else best[1]
+
+    def key_rel(it: tuple[int, int]) -> tuple[int, int]:
+        return (cp.jobs[it[0]].release, it[0])
+
+    def key_due(it: tuple[int, int]) -> tuple[int, int]:
+        return (cp.jobs[it[0]].options[it[1]].due, it[0])
+
+    def key_lft(it: tuple[int, int]) -> tuple[int, int]:
+        return (cp.jobs[it[0]].options[it[1]].latest_end, it[0])
+
+    starts = [sorted(items, key=key_rel), sorted(items, key=key_due), sorted(items, key=key_lft)]
+    for seq in starts:
+        got = _schedule(cp, s, t, seq)
+        if got is None:
+            continue
+        cur = (got[0], seq)
+        improved = True
+        while improved:
+            improved = False
+            for a in range(len(seq) - 1):
+                for b in range(a + 1, len(seq)):
+                    trial = list(cur[1])
+                    trial[a], trial[b] = trial[b], trial[a]
+                    g2 = _schedule(cp, s, t, trial)
+                    if g2 is not None and g2[0] < cur[0]:
+                        cur = (g2[0], trial)
+                        improved = True
+        final = _schedule(cp, s, t, cur[1])
+        if final is not None and (best is None or final[0] < best[0]):
+            best = final
+    return None if best is None else best[1]
+
+
+# -------------------------------------------------------------------- interval model
+
+
+def _solve_interval_model(cp: CompiledProblem, jobs: list[int], hint: Solution, time_s: float,
+                          wall_s: float, seed: int, workers: int, deterministic: bool,
+                          cb: cp_model.CpSolverSolutionCallback | None,
+                          ) -> tuple[Solution | None, int, bool]:
+    """Exact model.  Returns (solution or None, bound, proven optimal)."""
+    model = cp_model.CpModel()
+    v = C.IntervalVars()
+    jobset = set(jobs)
+    horizon = max((e for m in range(len(cp.free)) for _s, e in cp.free[m]), default=0)
+    choices: list[tuple[int, int, cp_model.IntVar]] = []
+    for j in jobs:
+        job = cp.jobs[j]
+        v.u[j] = model.new_bool_var(f"u_{j}")
+        v.job_start[j] = model.new_int_var(0, horizon, f"s_{j}")
+        v.job_end[j] = model.new_int_var(0, horizon, f"e_{j}")
+        dur_terms = []
+        per_machine: dict[int, list[cp_model.IntVar]] = defaultdict(list)
+        for oi, opt in enumerate(job.options):
+            for g, (s, e) in enumerate(cp.free[opt.machine]):
+                lo = max(s, job.release)
+                hi = min(e, opt.latest_end) - opt.duration
+                if lo > hi:
+                    continue
+                p = model.new_bool_var(f"p_{j}_{oi}_{g}")
+                st = model.new_int_var(lo, hi, f"st_{j}_{oi}_{g}")
+                iv = model.new_optional_fixed_size_interval_var(st, opt.duration, p, "")
+                model.add(v.job_start[j] == st).only_enforce_if(p)
+                v.presence[(j, oi, g)] = p
+                v.interval[(j, oi, g)] = iv
+                v.start[(j, oi, g)] = st
+                dur_terms.append(opt.duration * p)
+                per_machine[opt.machine].append(p)
+                choices.append((j, oi, p))
+        model.add(v.job_end[j] == v.job_start[j] + sum(dur_terms))
+        for m, ps in per_machine.items():
+            if len(ps) == 1:
+                v.uses_machine[(j, m)] = ps[0]
+            else:
+                y = model.new_bool_var("")
+                model.add(y == sum(ps))
+                v.uses_machine[(j, m)] = y
+    C.add_one_option_or_unassigned(model, v)
+    C.add_no_overlap_per_machine(model, cp, v)
+    C.add_order_all_or_nothing(model, cp, v, jobset)
+    C.add_precedence_with_transport(model, cp, v, jobset)
+    C.add_budget(model, cp, v, jobset)
+    C.add_tardiness(model, cp, v)
+    extra: list[cp_model.LinearExprT] = []
+    if cp.mode is ObjectiveMode.MAKESPAN:
+        C.add_makespan(model, v, horizon)
+        assert v.makespan is not None
+        extra.append(v.makespan)
+    top = C.add_owner_spread(model, cp, choices)
+    terms: list[tuple[int, cp_model.LinearExprT]] = []
+    for (j, oi, _g), p in v.presence.items():
+        terms.append((cp.jobs[j].options[oi].cost, p))
+    terms += v.hop_terms
+    terms += [(cp.jobs[j].tardiness_per_min, t) for j, t in v.tardiness.items()]
+    terms += [(cp.jobs[j].penalty, v.u[j]) for j in jobs]
+    if top is not None:
+        terms.append((cp.owner_spread_fen, top))
+    minimize(model, terms, extra)
+    # hint
+    for (j, oi, g), p in v.presence.items():
+        got = hint.get(j)
+        on = False
+        if got is not None and got[0] == oi:
+            s, e = cp.free[cp.jobs[j].options[oi].machine][g]
+            on = s <= got[1] < e
+        model.add_hint(p, on)
+        if on:
+            model.add_hint(v.start[(j, oi, g)], got[1])  # type: ignore[index]
+    for j in jobs:
+        model.add_hint(v.u[j], j not in hint)
+        if j in hint:
+            model.add_hint(v.job_start[j], hint[j][1])
+    solver = cp_model.CpSolver()
+    _params(solver, time_s, wall_s, seed, workers, deterministic)
+    status = solver.solve(model, cb)
+    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        return None, 0, False
+    sol: Solution = {}
+    for (j, oi, g), p in v.presence.items():
+        if solver.boolean_value(p):
+            sol[j] = (oi, solver.value(v.start[(j, oi, g)]))
+    return sol, int(solver.best_objective_bound), status == cp_model.OPTIMAL
+
+
+# ------------------------------------------------------------------------ improvement
+
+
+def repair(cp: CompiledProblem, sol: Solution, jobs: list[int] | None = None) -> Solution:
+    """Greedily place unplaced orders into the remaining free time (fewest options
+    first), then try moving each placed single-job order to a cheaper spot."""
+    sol = dict(sol)
+    free = free_after(cp, sol)
+    allowed = None if jobs is None else set(jobs)
+    seq = priority_orders(cp)["fewest_options"]
+    for oi in seq:
+        order = cp.orders[oi]
+        if allowed is not None and order.jobs[0] not in allowed:
+            continue
+        if order.jobs[0] not in sol:
+            place_order(cp, free, oi, sol)
+    _reinsert(cp, sol, free, allowed)
+    return sol
+
+
+def _reinsert(cp: CompiledProblem, sol: Solution, free: FreeTime, allowed: set[int] | None
+              ) -> None:
+    """Move single-job orders to a cheaper placement in the free time, one at a time."""
+    if cp.owner_spread_fen or cp.mode is ObjectiveMode.MAKESPAN:
+        return
+    for order in cp.orders:
+        if len(order.jobs) != 1:
+            continue
+        j = order.jobs[0]
+        if j not in sol or (allowed is not None and j not in allowed):
+            continue
+        job = cp.jobs[j]
+        oi, st = sol[j]
+        cur = placed_cost(job, job.options[oi], st)
+        opt = job.options[oi]
+        free.give_back(opt.machine, st, st + opt.duration)
+        best = (cur, oi, st)
+        for k, o in enumerate(job.options):
+            s2 = free.earliest(o.machine, o.duration, job.release, o.latest_end)
+            if s2 is None:
+                continue
+            c = placed_cost(job, o, s2)
+            if c < best[0]:
+                best = (c, k, s2)
+        o = job.options[best[1]]
+        free.take(o.machine, best[2], best[2] + o.duration)
+        sol[j] = (best[1], best[2])
+
+
+# ------------------------------------------------------------------------------ solve
+
+
+def solve_compiled(cp: CompiledProblem, *, time_limit_s: float = 10.0, seed: int = 0,
+                   workers: int = 2, progress: Progress | None = None,
+                   deterministic: bool = True) -> tuple[Solution, dict[str, object]]:
+    """Solve the compiled problem; returns (job -> (option, start), info) where info has
+    objective, bound, greedy objective and per-phase figures."""
+    t0 = time.monotonic()
+    deadline = t0 + time_limit_s
+
+    def left() -> float:
+        return deadline - time.monotonic()
+
+    def report(**kw: object) -> None:
+        if progress is not None:
+            progress({"seconds": round(time.monotonic() - t0, 3), **kw})
+
+    gname, gsol, gvals = best_greedy(cp)
+    gobj = evaluate(cp, gsol)
+    report(phase="greedy", objective=gobj, order=gname)
+    const = constant_penalty(cp)
+    coupled = cp.owner_spread_fen > 0 or cp.mode is ObjectiveMode.MAKESPAN
+    comps = [sorted(j for c in components(cp) for j in c)] if coupled else components(cp)
+    comps = [c for c in comps if c]
+    sizes = [sum(len(cp.jobs[j].options) for j in c) for c in comps]
+    total = max(1, sum(sizes))
+    budget = max(0.0, left() * 0.9)
+    sol: Solution = {}
+    bound_sum = 0
+    makespan_bound = 0
+    all_optimal = True
+    stats: dict[str, object] = {"greedy": gvals, "components": len(comps)}
+    spent_share = 0.0
+    for ci, comp in enumerate(comps):
+        share = budget * sizes[ci] / total
+        spent_share += share
+        # wall safety: the share plus whatever earlier components left unused
+        wall = max(0.05, left() - (budget - spent_share))
+        hint = {j: gsol[j] for j in comp if j in gsol}
+        cb = _Progress(progress, ci, t0) if progress is not None else None
+        single = all(len(cp.orders[cp.jobs[j].order].jobs) == 1 for j in comp)
+        if single and cp.mode is not ObjectiveMode.MAKESPAN:
+            chosen, v, cpb, lpb, optimal = _solve_slot_model(
+                cp, comp, hint, share, wall, seed, workers, deterministic, cb)
+            part: Solution = {}
+            for si, items in sorted(chosen.items()):
+                m, s, t = v.slots[si]
+                placed, _dropped = sequence_slot(cp, s, t, items)
+                for j, o, st in placed:
+                    part[j] = (o, st)
+            bound_sum += max(cpb, lpb)
+            all_optimal &= optimal
+        else:
+            got, cpb, optimal = _solve_interval_model(
+                cp, comp, hint, share, wall, seed, workers, deterministic, cb)
+            part = got if got is not None else {}
+            if cp.mode is ObjectiveMode.MAKESPAN:
+                makespan_bound = max(makespan_bound, cpb)
+            else:
+                bound_sum += cpb
+            all_optimal &= optimal
+        sol.update(part)
+        report(phase="component", component=ci, jobs=len(comp))
+    sol = repair(cp, sol)
+    obj = evaluate(cp, sol)
+    if gobj <= obj:
+        sol, obj = dict(gsol), gobj
+        stats["winner"] = "greedy"
+    else:
+        stats["winner"] = "engine"
+    if cp.mode is ObjectiveMode.MAKESPAN:
+        bound = makespan_bound
+    else:
+        bound = bound_sum + const
+    bound = min(bound, obj)
+    stats.update(objective=obj, bound=bound, greedy_objective=gobj, greedy_order=gname,
+                 terms=breakdown(cp, sol), proven=all_optimal and bound >= obj)
+    report(phase="done", objective=obj, bound=bound)
+    return sol, stats
