@@ -71,7 +71,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.payments_stub.faults import FaultPlan, Faults
-from app.payments_stub.middleware import AuthMiddleware, FaultMiddleware, IdempotencyMiddleware
+from app.payments_stub.middleware import (
+    AuthMiddleware,
+    DelayDuringMiddleware,
+    FaultMiddleware,
+    IdempotencyMiddleware,
+)
 from app.payments_stub.store import CURRENCY, JSON, Store, StubError, public
 from app.payments_stub.webhooks import WebhookDispatcher
 
@@ -771,7 +776,8 @@ def create_stub_app(
     if enable_control:
         app.include_router(_build_control(state, reset))
 
-    # Added last = outermost: faults → auth → idempotency → routes.
+    # Added last = outermost: faults → auth → idempotency → delay-during → routes.
+    app.add_middleware(DelayDuringMiddleware)  # type: ignore[arg-type]
     app.add_middleware(
         IdempotencyMiddleware,  # type: ignore[arg-type]
         store=store,

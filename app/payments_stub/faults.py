@@ -22,8 +22,9 @@ Request kinds (matched by ``method`` and ``path_prefix``, default every ``/v1/``
   ``"mode": "close"`` the connection is closed instead of answering.
 * ``error_after_apply``: perform the operation (its idempotency record is stored), then
   lose the response: answer ``status`` (default 500) or close the connection (``"close"``).
-* ``delay``: sleep ``delay_ms`` before (``"when": "before"``, default) or after
-  (``"after"``: the operation is applied, then the answer is held back) the operation.
+* ``delay``: sleep ``delay_ms`` before the operation (``"when": "before"``, default),
+  while it runs (``"during"``: inside the idempotency layer, so the key stays "in use"),
+  or after it (``"after"``: the operation is applied, then the answer is held back).
 
 Webhook kinds (one count per delivery):
 
@@ -71,7 +72,7 @@ class FaultRule(BaseModel):
     status: int = Field(default=500, ge=400, le=599)
     mode: Literal["response", "close"] = "response"
     delay_ms: int = Field(default=0, ge=0, le=120_000)
-    when: Literal["before", "after"] = "before"
+    when: Literal["before", "during", "after"] = "before"
 
 
 class ChaosPlan(BaseModel):
@@ -104,7 +105,7 @@ class RequestFault:
     status: int = 500
     mode: Literal["response", "close"] = "response"
     delay_ms: int = 0
-    when: Literal["before", "after"] = "before"
+    when: Literal["before", "during", "after"] = "before"
 
 
 @dataclass

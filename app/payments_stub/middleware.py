@@ -5,7 +5,7 @@ replay, delay, swallow or cut responses, and must not depend on how Starlette st
 bodies between middleware.
 
 Order matters and is fixed in ``create_stub_app``: faults wrap auth, which wraps the
-idempotency layer, which wraps the routes. So a "fail after apply" fault loses a response
+idempotency layer, which wraps the "delay during" layer and then the routes. So a "fail after apply" fault loses a response
 whose idempotency record is already stored, exactly like a provider that committed and
 then dropped the connection.
 """
@@ -29,6 +29,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 API_PREFIX = "/v1/"
+DELAY_DURING_KEY = "capshare_stub.delay_during_ms"
 
 
 async def send_json(send: Send, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]] | None = None) -> None:
@@ -102,6 +103,9 @@ class FaultMiddleware:
             if fault.when == "before":
                 await asyncio.sleep(fault.delay_ms / 1000)
                 await self.app(scope, receive, send)
+            elif fault.when == "during":
+                scope[DELAY_DURING_KEY] = fault.delay_ms
+                await self.app(scope, receive, send)
             else:
                 messages = await _run_buffered(self.app, scope, receive)
                 await asyncio.sleep(fault.delay_ms / 1000)
@@ -119,6 +123,19 @@ class FaultMiddleware:
             code="injected_fault",
         )
         await send_json(send, fault.status, error.body())
+
+
+class DelayDuringMiddleware:
+    """Innermost layer: sleeps for a ``delay`` fault with ``"when": "during"``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        delay_ms = scope.get(DELAY_DURING_KEY)
+        if delay_ms:
+            await asyncio.sleep(delay_ms / 1000)
+        await self.app(scope, receive, send)
 
 
 class AuthMiddleware:

@@ -53,6 +53,7 @@ class _Delivery:
     event_type: str = field(compare=False)
     body: bytes = field(compare=False)
     attempt: int = field(default=1, compare=False)
+    generation: int = field(default=0, compare=False)
 
 
 class WebhookDispatcher:
@@ -79,6 +80,7 @@ class WebhookDispatcher:
         self._held: list[_Delivery] = []
         self._inflight = 0
         self._seq = 0
+        self._generation = 0
         self._stop = False
         self._thread: threading.Thread | None = None
         self.log: deque[dict[str, Any]] = deque(maxlen=10_000)
@@ -106,6 +108,7 @@ class WebhookDispatcher:
     def reset(self) -> None:
         """Forget queued, held and logged deliveries (an attempt in flight still finishes)."""
         with self._cond:
+            self._generation += 1
             self._heap.clear()
             self._held.clear()
             self.log.clear()
@@ -132,6 +135,7 @@ class WebhookDispatcher:
                     event_id=event["id"],
                     event_type=event["type"],
                     body=body,
+                    generation=self._generation,
                 )
             self._submit(delivery)
 
@@ -248,6 +252,8 @@ class WebhookDispatcher:
     def _retry_or_give_up(self, delivery: _Delivery, **fields: Any) -> None:
         self._faults.count("webhook_failed_attempts")
         with self._cond:
+            if delivery.generation != self._generation:
+                return  # queued before a reset: forget it
             if delivery.attempt >= self.max_attempts:
                 self._faults.count("webhook_abandoned")
                 self._record(delivery, outcome="abandoned", **fields)
