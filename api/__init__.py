@@ -1,0 +1,9 @@
+"""JSON API under /api/v1."""
+
+from fastapi import APIRouter
+
+from api.routes import accounts, bookings, catalog, health, machines, orders
+
+router = APIRouter(prefix="/api/v1")
+for module in (health, accounts, catalog, machines, orders, bookings):
+    router.include_router(module.router)

@@ -1,0 +1,65 @@
+"""The composition root: the only module that wires api and frontend together."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
+
+from app.errors import MarketplaceError
+
+log = logging.getLogger("capshare")
+
+
+def create_app() -> FastAPI:
+    import api
+    import frontend
+
+    app = FastAPI(
+        title="capshare",
+        version="0.1.0",
+        description="Cloud-manufacturing capacity-sharing marketplace: machines, offered time, "
+        "orders, leases and matching. Money is integer fen; times are UTC.",
+    )
+    app.include_router(api.router)
+    frontend.mount(app)
+    app.add_exception_handler(MarketplaceError, _domain_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(IntegrityError, _integrity_error)  # type: ignore[arg-type]
+    return app
+
+
+def _body(status: int, error: str, detail: object, field: str | None) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(
+        status_code=status,
+        content=jsonable_encoder({"error": error, "detail": detail, "field": field}),
+        headers=headers,
+    )
+
+
+def _domain_error(request: Request, exc: MarketplaceError) -> JSONResponse:
+    if not request.url.path.startswith("/api/"):
+        import frontend
+
+        return frontend.render_error(request, exc)  # type: ignore[no-any-return]
+    return _body(exc.status_code, type(exc).__name__, exc.message, exc.field)
+
+
+def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = exc.errors()
+    field = None
+    if errors:
+        loc = [str(p) for p in errors[0].get("loc", ()) if p not in ("body", "query", "path")]
+        field = ".".join(loc) or None
+    cleaned = [{k: e.get(k) for k in ("loc", "msg", "type")} for e in errors]
+    return _body(422, "InvalidInput", cleaned, field)
+
+
+def _integrity_error(request: Request, exc: IntegrityError) -> JSONResponse:
+    log.warning("integrity error on %s: %s", request.url.path, exc.orig)
+    return _body(409, "Conflict", "the change conflicts with existing data", None)

@@ -1,0 +1,262 @@
+"""Orders with ordered operations: draft → open → matched → in_progress →
+completed, or cancelled."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import delete
+from sqlmodel import Session, col, func, select
+
+from app.accounts import is_admin
+from app.catalog import check_process_materials
+from app.errors import InvalidInput, InvalidTransition, OrderNotFound, PermissionDenied
+from models import (
+    ACTIVE_STATES,
+    Booking,
+    BookingState,
+    Machine,
+    Operation,
+    Order,
+    OrderEvent,
+    OrderStatus,
+    Organization,
+    Role,
+    User,
+    utcnow,
+)
+from models.base import as_utc
+from models.order import (
+    DueKind,
+    OperationCreate,
+    OperationPublic,
+    OrderCreate,
+    OrderEventPublic,
+    OrderPublic,
+    OrderUpdate,
+)
+
+MAX_LEAD = dt.timedelta(days=366)
+CANCELLABLE = {OrderStatus.draft.value, OrderStatus.open.value, OrderStatus.matched.value}
+
+
+def _visible_order_ids(user: User):  # type: ignore[no-untyped-def]
+    """Orders an owner may see: those with work assigned to its machines."""
+    return (
+        select(Booking.order_id)
+        .join(Machine, col(Machine.id) == Booking.machine_id)
+        .where(
+            Machine.owner_org_id == user.org_id,
+            col(Booking.order_id).is_not(None),
+            col(Booking.state).in_(
+                (BookingState.confirmed.value, BookingState.in_progress.value, BookingState.done.value)
+            ),
+        )
+    )
+
+
+def get_order_or_raise(*, session: Session, user: User, order_id: int) -> Order:
+    """The buyer's own order, or one assigned to the caller's machines; else 404."""
+    order = session.get(Order, order_id)
+    if order is None:
+        raise OrderNotFound("order not found", field="order_id")
+    if is_admin(user) or order.buyer_org_id == user.org_id:
+        return order
+    if user.has_role(Role.owner):
+        assigned = session.exec(_visible_order_ids(user).where(Booking.order_id == order_id)).first()
+        if assigned is not None:
+            return order
+    raise OrderNotFound("order not found", field="order_id")
+
+
+def get_own_order_or_raise(*, session: Session, user: User, order_id: int) -> Order:
+    order = get_order_or_raise(session=session, user=user, order_id=order_id)
+    if not is_admin(user) and order.buyer_org_id != user.org_id:
+        raise OrderNotFound("order not found", field="order_id")
+    return order
+
+
+def list_operations(*, session: Session, order_id: int) -> list[Operation]:
+    return list(
+        session.exec(
+            select(Operation).where(Operation.order_id == order_id).order_by(col(Operation.seq))
+        ).all()
+    )
+
+
+def order_public(*, session: Session, order: Order) -> OrderPublic:
+    assert order.id is not None
+    ops = [OperationPublic.model_validate(o) for o in list_operations(session=session, order_id=order.id)]
+    return OrderPublic.model_validate(order, update={"operations": ops})
+
+
+def list_orders(
+    *,
+    session: Session,
+    user: User,
+    status: OrderStatus | None,
+    limit: int,
+    offset: int,
+    sort: str = "-created",
+) -> tuple[list[Order], int]:
+    query = select(Order)
+    if not is_admin(user):
+        clauses = [col(Order.buyer_org_id) == user.org_id]
+        if user.has_role(Role.owner):
+            clauses.append(col(Order.id).in_(_visible_order_ids(user)))
+        from sqlalchemy import or_
+
+        query = query.where(or_(*clauses))
+    if status is not None:
+        query = query.where(Order.status == status.value)
+    count = session.exec(select(func.count()).select_from(query.subquery())).one()
+    order_by = {
+        "-created": (col(Order.created_at).desc(), col(Order.id).desc()),
+        "created": (col(Order.created_at), col(Order.id)),
+        "due": (col(Order.due_at), col(Order.id)),
+        "-due": (col(Order.due_at).desc(), col(Order.id).desc()),
+    }.get(sort)
+    if order_by is None:
+        raise InvalidInput("sort is one of -created, created, due, -due", field="sort")
+    rows = session.exec(query.order_by(*order_by).offset(offset).limit(limit)).all()
+    return list(rows), count
+
+
+def _check_times(release: dt.datetime, due: dt.datetime, now: dt.datetime) -> None:
+    if due <= release:
+        raise InvalidInput("due_at must be after release_at", field="due_at")
+    if due <= now:
+        raise InvalidInput("due_at is in the past", field="due_at")
+    if due - now > MAX_LEAD:
+        raise InvalidInput("due_at is more than a year ahead", field="due_at")
+
+
+def _check_operations(session: Session, operations: list[OperationCreate]) -> None:
+    for i, op in enumerate(operations):
+        check_process_materials(
+            session=session,
+            process_key=op.process_key,
+            materials=[op.material_key],
+            process_field=f"operations[{i}].process_key",
+            material_field=f"operations[{i}].material_key",
+        )
+
+
+def _add_operations(session: Session, order_id: int, operations: list[OperationCreate]) -> None:
+    for seq, op in enumerate(operations, start=1):
+        session.add(Operation.model_validate(op, update={"order_id": order_id, "seq": seq}))
+
+
+def create_order(*, session: Session, user: User, data: OrderCreate, commit: bool = True) -> Order:
+    if not user.has_role(Role.buyer):
+        raise PermissionDenied("only buyer organizations post orders")
+    release, due = as_utc(data.release_at), as_utc(data.due_at)
+    _check_times(release, due, utcnow())
+    if data.due_kind == DueKind.soft and data.tardiness_fen_per_hour <= 0:
+        raise InvalidInput("a soft due time needs a tardiness price", field="tardiness_fen_per_hour")
+    _check_operations(session, data.operations)
+    org = session.get(Organization, user.org_id)
+    assert org is not None
+    order = Order.model_validate(
+        data.model_dump(exclude={"operations"}),
+        update={
+            "buyer_org_id": user.org_id,
+            "created_by_user_id": user.id,
+            "release_at": release,
+            "due_at": due,
+            "delivery_lat": data.delivery_lat if data.delivery_lat is not None else org.lat,
+            "delivery_lon": data.delivery_lon if data.delivery_lon is not None else org.lon,
+        },
+    )
+    session.add(order)
+    session.flush()
+    assert order.id is not None
+    _add_operations(session, order.id, data.operations)
+    session.add(OrderEvent(order_id=order.id, state=OrderStatus.draft.value, user_id=user.id))
+    if commit:
+        session.commit()
+        session.refresh(order)
+    else:
+        session.flush()
+    return order
+
+
+def update_order(*, session: Session, user: User, order_id: int, data: OrderUpdate) -> Order:
+    order = get_own_order_or_raise(session=session, user=user, order_id=order_id)
+    if order.status != OrderStatus.draft.value:
+        raise InvalidTransition("only a draft order can be changed", field="status")
+    changes = data.model_dump(exclude_unset=True, exclude={"operations"})
+    for name in ("title", "release_at", "due_at", "due_kind", "tardiness_fen_per_hour"):
+        if name in changes and changes[name] is None:
+            raise InvalidInput(f"{name} cannot be cleared", field=name)
+    release = as_utc(changes.get("release_at", order.release_at))
+    due = as_utc(changes.get("due_at", order.due_at))
+    _check_times(release, due, utcnow())
+    changes["release_at"], changes["due_at"] = release, due
+    due_kind = changes.get("due_kind", order.due_kind)
+    if due_kind == DueKind.soft and changes.get("tardiness_fen_per_hour", order.tardiness_fen_per_hour) <= 0:
+        raise InvalidInput("a soft due time needs a tardiness price", field="tardiness_fen_per_hour")
+    if data.operations is not None:
+        _check_operations(session, data.operations)
+        session.execute(delete(Operation).where(col(Operation.order_id) == order_id))
+        _add_operations(session, order_id, data.operations)
+    order.sqlmodel_update(changes)
+    order.updated_at = utcnow()
+    session.add(order)
+    session.commit()
+    session.refresh(order)
+    return order
+
+
+def open_order(*, session: Session, user: User, order_id: int) -> Order:
+    """Put a draft on the market: from now on the matcher and quotes see it."""
+    order = get_own_order_or_raise(session=session, user=user, order_id=order_id)
+    if order.status != OrderStatus.draft.value:
+        raise InvalidTransition(f"an order in state {order.status} cannot be opened", field="status")
+    if as_utc(order.due_at) <= utcnow():
+        raise InvalidInput("due_at is in the past", field="due_at")
+    _set_status(session, order, OrderStatus.open, user)
+    session.commit()
+    session.refresh(order)
+    return order
+
+
+def cancel_order(*, session: Session, user: User, order_id: int, reason: str = "") -> Order:
+    """Cancel the order and release every machine it still holds."""
+    order = get_own_order_or_raise(session=session, user=user, order_id=order_id)
+    if order.status not in CANCELLABLE:
+        raise InvalidTransition(f"an order in state {order.status} cannot be cancelled", field="status")
+    bookings = session.exec(
+        select(Booking).where(Booking.order_id == order_id, col(Booking.state).in_(ACTIVE_STATES))
+    ).all()
+    for booking in bookings:
+        if booking.state == BookingState.in_progress.value:
+            raise InvalidTransition("work on this order has started", field="status")
+        booking.state = BookingState.cancelled.value
+        booking.reason = reason or "order cancelled"
+        booking.updated_at = utcnow()
+        session.add(booking)
+    _set_status(session, order, OrderStatus.cancelled, user, note=reason)
+    session.commit()
+    session.refresh(order)
+    return order
+
+
+def _set_status(
+    session: Session, order: Order, status: OrderStatus, user: User | None, note: str = ""
+) -> None:
+    assert order.id is not None
+    order.status = status.value
+    order.updated_at = utcnow()
+    session.add(order)
+    session.add(
+        OrderEvent(order_id=order.id, state=status.value, note=note, user_id=user.id if user else None)
+    )
+
+
+def order_timeline(*, session: Session, user: User, order_id: int) -> list[OrderEventPublic]:
+    get_order_or_raise(session=session, user=user, order_id=order_id)
+    events = session.exec(
+        select(OrderEvent).where(OrderEvent.order_id == order_id).order_by(col(OrderEvent.at), col(OrderEvent.id))
+    ).all()
+    return [OrderEventPublic.model_validate(e) for e in events]

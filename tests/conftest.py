@@ -1,0 +1,97 @@
+"""Test database and clients.
+
+The schema comes from the real Alembic migrations, once per run, on SQLite (a file
+under the pytest temp dir) or on PostgreSQL when TEST_DATABASE_URL is set. Each
+test runs inside a transaction that is rolled back: services' commits become
+savepoint releases.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+from sqlalchemy import Engine, text
+from sqlmodel import Session
+
+from app.config import Settings, get_settings
+from app.db import get_session, make_engine
+from app.main import create_app
+from app.migrations import upgrade
+
+TEST_SECRET = "test-secret-key-not-for-production-0123456789"
+
+
+def test_database_url(tmp_root: Path) -> str:
+    return os.environ.get("TEST_DATABASE_URL") or f"sqlite:///{tmp_root / 'capshare-test.db'}"
+
+
+def reset_postgres(engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    url = os.environ.get("TEST_DATABASE_URL")
+    return f"capshare test database: {'PostgreSQL ' + url if url else 'SQLite (file)'}"
+
+
+@pytest.fixture(scope="session")
+def tmp_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("capshare")
+
+
+@pytest.fixture(scope="session")
+def db_url(tmp_root: Path) -> str:
+    return test_database_url(tmp_root)
+
+
+@pytest.fixture(scope="session")
+def engine(db_url: str) -> Iterator[Engine]:
+    engine = make_engine(db_url)
+    if engine.dialect.name == "postgresql":
+        reset_postgres(engine)
+    with engine.begin() as conn:
+        upgrade(connection=conn)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, db_url: str) -> Settings:
+    return Settings(
+        environment="test",
+        database_url=db_url,
+        secret_key=SecretStr(TEST_SECRET),
+        payments_api_key=SecretStr("sk_test_suite"),
+        payments_webhook_secret=SecretStr("whsec_suite"),
+        attachment_dir=tmp_path / "attachments",
+        attachment_max_bytes=64 * 1024,
+    )
+
+
+@pytest.fixture
+def session(engine: Engine) -> Iterator[Session]:
+    conn = engine.connect()
+    trans = conn.begin()
+    session = Session(bind=conn, join_transaction_mode="create_savepoint")
+    try:
+        yield session
+    finally:
+        session.close()
+        trans.rollback()
+        conn.close()
+
+
+@pytest.fixture
+def client(session: Session, settings: Settings) -> Iterator[TestClient]:
+    app = create_app()
+    app.dependency_overrides[get_session] = lambda: session
+    app.dependency_overrides[get_settings] = lambda: settings
+    with TestClient(app) as c:
+        yield c
