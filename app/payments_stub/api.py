@@ -53,7 +53,8 @@ Control API (tests and local development; disabled with ``enable_control=False``
 ``POST /_control/settle`` (pending → available); ``POST /_control/balance``
 (``{"amount": n}`` adds test funds to the platform's available balance);
 ``GET /_control/webhook_deliveries``; ``POST /_control/webhooks/flush``;
-``POST /_control/webhooks/wait_idle?timeout_s=``.
+``POST /_control/webhooks/wait_idle?timeout_s=``;
+``POST /_control/requests/wait_idle?timeout_s=`` (until no ``/v1`` request is in flight).
 """
 
 from __future__ import annotations
@@ -661,6 +662,10 @@ def _build_control(state: StubState, reset: Callable[[], None]) -> APIRouter:
     @router.post("/webhooks/wait_idle")
     def wait_idle(timeout_s: Annotated[float, Query(gt=0, le=60)] = 5.0) -> JSON:
         return {"idle": dispatcher.wait_idle(timeout_s), **dispatcher.pending()}
+
+    @router.post("/requests/wait_idle")
+    def wait_requests_idle(timeout_s: Annotated[float, Query(gt=0, le=60)] = 5.0) -> JSON:
+        return {"idle": faults.wait_requests_idle(timeout_s)}
 
     return router
 

@@ -124,6 +124,22 @@ class Faults:
     _rng: random.Random = field(default_factory=random.Random)
     injected: Counter[str] = field(default_factory=Counter)
     counters: Counter[str] = field(default_factory=Counter)
+    _inflight: int = 0
+    _idle: threading.Condition = field(default_factory=threading.Condition)
+
+    def request_started(self) -> None:
+        with self._idle:
+            self._inflight += 1
+
+    def request_finished(self) -> None:
+        with self._idle:
+            self._inflight -= 1
+            self._idle.notify_all()
+
+    def wait_requests_idle(self, timeout_s: float) -> bool:
+        """Block until no ``/v1`` request is in flight (e.g. one held by a delay fault)."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._inflight == 0, timeout_s)
 
     def reset(self) -> None:
         with self._lock:

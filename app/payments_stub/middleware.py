@@ -92,17 +92,24 @@ class FaultMiddleware:
             await self.app(scope, receive, send)
             return
         self.faults.count("requests")
-        fault = self.faults.for_request(scope["method"], scope["path"])
-        if fault is None:
-            await self.app(scope, receive, send)
-            return
-        await self._inject(fault, scope, receive, send)
+        self.faults.request_started()
+        try:
+            fault = self.faults.for_request(scope["method"], scope["path"])
+            if fault is None:
+                await self.app(scope, receive, send)
+            else:
+                await self._inject(fault, scope, receive, send)
+        finally:
+            self.faults.request_finished()
 
     async def _inject(self, fault: RequestFault, scope: Scope, receive: Receive, send: Send) -> None:
         if fault.kind == "delay":
             if fault.when == "before":
+                # The request has fully arrived but waits to be processed: even if the client
+                # gives up meanwhile, it is still processed later (like a slow provider).
+                body = await _read_body(receive)
                 await asyncio.sleep(fault.delay_ms / 1000)
-                await self.app(scope, receive, send)
+                await self.app(scope, _receive_once(body or b""), send)
             elif fault.when == "during":
                 scope[DELAY_DURING_KEY] = fault.delay_ms
                 await self.app(scope, receive, send)
@@ -221,6 +228,9 @@ class IdempotencyMiddleware:
             return
 
         body = await _read_body(receive)
+        if body is None:
+            self.faults.count("client_disconnected")
+            return  # the client left before its request arrived in full: nothing to do
         fingerprint = _fingerprint(scope, body)
         scope_key = (self.api_key, key)
         with self.store.lock:
@@ -235,17 +245,8 @@ class IdempotencyMiddleware:
             await self._answer_existing(record, fingerprint, key, send)
             return
 
-        sent = False
-
-        async def replay_receive() -> Message:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return {"type": "http.disconnect"}
-
         try:
-            messages = await _run_buffered(self.app, scope, replay_receive)
+            messages = await _run_buffered(self.app, scope, _receive_once(body))
         except BaseException:
             with self.store.lock:
                 self.store.idempotency.pop(scope_key, None)
@@ -307,13 +308,28 @@ class IdempotencyMiddleware:
         await send({"type": "http.response.body", "body": body})
 
 
-async def _read_body(receive: Receive) -> bytes:
+async def _read_body(receive: Receive) -> bytes | None:
+    """The whole request body, or None if the client disconnected first."""
     chunks: list[bytes] = []
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            return None
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
+            return b"".join(chunks)
+
+
+def _receive_once(body: bytes) -> Receive:
+    """A ``receive`` that yields ``body`` once, then a disconnect."""
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await asyncio.Event().wait()  # like a server: no disconnect until the response is done
+        return {"type": "http.disconnect"}
+
+    return receive
