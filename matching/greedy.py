@@ -48,6 +48,8 @@ class FreeTime:
         return None
 
     def take(self, m: int, start: int, end: int) -> None:
+        if end <= start:  # zero-length operations occupy nothing
+            return
         starts, ends = self.starts[m], self.ends[m]
         k = bisect.bisect_right(starts, start) - 1
         s, e = starts[k], ends[k]
@@ -61,6 +63,8 @@ class FreeTime:
             ends.insert(k, start)
 
     def give_back(self, m: int, start: int, end: int) -> None:
+        if end <= start:
+            return
         starts, ends = self.starts[m], self.ends[m]
         k = bisect.bisect_left(starts, start)
         if k > 0 and ends[k - 1] == start:

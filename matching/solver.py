@@ -17,9 +17,13 @@ Pipeline (all within ``time_limit_s``):
    model and the LP relaxation of the slot model (GLOP);
 5. improvement passes (re-insertion of unplaced and costly jobs) while time is left.
 
-Determinism: CP-SAT runs with ``interleave_search`` and a deterministic-time limit
-derived from the time share, so equal inputs, seed and worker count give equal answers
-as long as the wall-clock safety limit is not what stops the search.
+Determinism (``deterministic=True``, the default): every CP-SAT run is single-worker
+with a deterministic-time limit derived from the time share (shares come from problem
+sizes only), and up to ``workers`` components run side by side in threads; equal
+inputs, seed and worker count give equal answers as long as the wall-clock safety net
+is not what stops a search.  ``deterministic=False`` gives CP-SAT all ``workers`` per
+component and plain wall-clock limits: usually better answers in the same time, but a
+repeat run may differ.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import itertools
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from ortools.sat.python import cp_model
 
@@ -49,8 +54,8 @@ from matching.objective import breakdown, constant_penalty, evaluate, minimize, 
 Progress = Callable[[dict[str, object]], None]
 Solution = dict[int, tuple[int, int]]
 
-# CP-SAT deterministic time units granted per second of time share (measured on 2 cores:
-# interleaved search spends roughly this many units per wall second)
+# CP-SAT deterministic time units granted per second of time share (measured on the
+# 2-core reference machine: a single-worker search spends about one unit per second)
 DTIME_PER_SECOND = 1.0
 
 
@@ -154,9 +159,8 @@ def _params(solver: cp_model.CpSolver, time_s: float, wall_s: float, seed: int, 
     p.cp_model_probing_level = 0
     p.max_time_in_seconds = max(0.05, wall_s)
     if deterministic:
-        p.interleave_search = True
+        p.num_workers = 1
         p.max_deterministic_time = max(0.05, time_s * DTIME_PER_SECOND)
-        p.max_time_in_seconds = max(0.05, wall_s)
 
 
 class _Progress(cp_model.CpSolverSolutionCallback):
@@ -468,42 +472,58 @@ def solve_compiled(cp: CompiledProblem, *, time_limit_s: float = 10.0, seed: int
     sizes = [sum(len(cp.jobs[j].options) for j in c) for c in comps]
     total = max(1, sum(sizes))
     budget = max(0.0, left() * 0.9)
+    stats: dict[str, object] = {"greedy": gvals, "components": len(comps)}
+
+    def run(ci: int, share: float, nworkers: int) -> tuple[Solution, int, bool]:
+        comp = comps[ci]
+        wall = max(0.05, left() - 0.05) if deterministic else max(0.05, share)
+        hint = {j: gsol[j] for j in comp if j in gsol}
+        cb = _Progress(progress, ci, t0) if progress is not None else None
+        single = all(len(cp.orders[cp.jobs[j].order].jobs) == 1 for j in comp)
+        part: Solution = {}
+        if single and cp.mode is not ObjectiveMode.MAKESPAN:
+            chosen, v, cpb, lpb, optimal = _solve_slot_model(
+                cp, comp, hint, share, wall, seed, nworkers, deterministic, cb)
+            for si, items in sorted(chosen.items()):
+                _m, s, t = v.slots[si]
+                placed, _dropped = sequence_slot(cp, s, t, items)
+                for j, o, st in placed:
+                    part[j] = (o, st)
+            cbound = max(cpb, lpb)
+        else:
+            got, cbound, optimal = _solve_interval_model(
+                cp, comp, hint, share, wall, seed, nworkers, deterministic, cb)
+            part = got if got is not None else {}
+        report(phase="component", component=ci, jobs=len(comp), bound=cbound)
+        return part, cbound, optimal
+
+    if deterministic:
+        # single-worker CP-SAT runs (deterministic under a deterministic-time limit),
+        # components spread over ``workers`` threads; shares from sizes only
+        cap = budget * max(1, workers)
+        shares = [min(budget, cap * sz / total) for sz in sizes]
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            futures = [pool.submit(run, ci, shares[ci], 1) for ci in range(len(comps))]
+            results = [f.result() for f in futures]
+    else:
+        results = []
+        spent = 0.0
+        for ci in range(len(comps)):
+            # this component's share plus whatever earlier components left unused
+            spent += budget * sizes[ci] / total
+            share = max(0.05, left() - (budget - spent))
+            results.append(run(ci, share, workers))
     sol: Solution = {}
     bound_sum = 0
     makespan_bound = 0
     all_optimal = True
-    stats: dict[str, object] = {"greedy": gvals, "components": len(comps)}
-    spent_share = 0.0
-    for ci, comp in enumerate(comps):
-        share = budget * sizes[ci] / total
-        spent_share += share
-        # wall safety: the share plus whatever earlier components left unused
-        wall = max(0.05, left() - (budget - spent_share))
-        hint = {j: gsol[j] for j in comp if j in gsol}
-        cb = _Progress(progress, ci, t0) if progress is not None else None
-        single = all(len(cp.orders[cp.jobs[j].order].jobs) == 1 for j in comp)
-        if single and cp.mode is not ObjectiveMode.MAKESPAN:
-            chosen, v, cpb, lpb, optimal = _solve_slot_model(
-                cp, comp, hint, share, wall, seed, workers, deterministic, cb)
-            part: Solution = {}
-            for si, items in sorted(chosen.items()):
-                m, s, t = v.slots[si]
-                placed, _dropped = sequence_slot(cp, s, t, items)
-                for j, o, st in placed:
-                    part[j] = (o, st)
-            bound_sum += max(cpb, lpb)
-            all_optimal &= optimal
-        else:
-            got, cpb, optimal = _solve_interval_model(
-                cp, comp, hint, share, wall, seed, workers, deterministic, cb)
-            part = got if got is not None else {}
-            if cp.mode is ObjectiveMode.MAKESPAN:
-                makespan_bound = max(makespan_bound, cpb)
-            else:
-                bound_sum += cpb
-            all_optimal &= optimal
+    for part, cbound, optimal in results:
         sol.update(part)
-        report(phase="component", component=ci, jobs=len(comp))
+        all_optimal &= optimal
+        if cp.mode is ObjectiveMode.MAKESPAN:
+            makespan_bound = max(makespan_bound, cbound)
+        else:
+            bound_sum += cbound
     sol = repair(cp, sol)
     obj = evaluate(cp, sol)
     if gobj <= obj:
