@@ -490,7 +490,7 @@ class PaymentsClient:
         try:
             result: dict[str, Any] = self._retrying.copy()(attempt)
         except _Retryable as exc:
-            raise exc.final from exc
+            raise exc.final from exc.__cause__
         return result
 
     def _handle(self, response: httpx.Response) -> dict[str, Any]:
