@@ -82,6 +82,17 @@ def _overlapping(
     return None
 
 
+def _refuse_overlap(
+    session: Session, machine_id: int, spans: list[tuple[dt.datetime, dt.datetime]], field: str
+) -> None:
+    clash = _overlapping(session, machine_id, spans)
+    if clash is not None:
+        raise WindowOverlap(
+            f"overlaps the offered window {clash.start_at.isoformat()} – {clash.end_at.isoformat()}",
+            field=field,
+        )
+
+
 def _insert_windows(
     session: Session,
     machine_id: int,
@@ -89,12 +100,7 @@ def _insert_windows(
     rule_id: int | None,
     field: str,
 ) -> list[AvailabilityWindow]:
-    clash = _overlapping(session, machine_id, spans)
-    if clash is not None:
-        raise WindowOverlap(
-            f"overlaps the offered window {clash.start_at.isoformat()} – {clash.end_at.isoformat()}",
-            field=field,
-        )
+    _refuse_overlap(session, machine_id, spans, field)
     windows = [
         AvailabilityWindow(machine_id=machine_id, rule_id=rule_id, start_at=s, end_at=e)
         for s, e in spans
@@ -204,6 +210,7 @@ def create_rule(
     )
     if not spans:
         raise InvalidInput("the rule offers no future time on its weekdays", field="weekdays")
+    _refuse_overlap(session, machine_id, spans, "start_time")
     rule = AvailabilityRule(machine_id=machine_id, timezone=timezone, **data.model_dump())
     session.add(rule)
     session.flush()

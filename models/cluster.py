@@ -8,7 +8,7 @@ from models.base import json_list
 
 
 class ClusterBase(SQLModel):
-    key: str = Field(min_length=2, max_length=60, regex=r"^[a-z0-9-]+$")
+    key: str = Field(min_length=2, max_length=60, schema_extra={"pattern": r"^[a-z0-9-]+$"})
     name_en: str = Field(min_length=2, max_length=200)
     name_zh: str = Field(min_length=1, max_length=200)
     city: str = Field(max_length=100)

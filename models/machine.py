@@ -143,8 +143,8 @@ class WindowPublic(SQLModel):
 
 class RuleCreate(SQLModel):
     weekdays: list[int] = Field(min_length=1, description="0 = Monday … 6 = Sunday")
-    start_time: str = Field(regex=r"^([01]\d|2[0-3]):[0-5]\d$", description="HH:MM local time")
-    end_time: str = Field(regex=r"^([01]\d|2[0-3]):[0-5]\d$", description="HH:MM local time; at or before start = overnight")
+    start_time: str = Field(schema_extra={"pattern": r"^([01]\d|2[0-3]):[0-5]\d$"}, description="HH:MM local time")
+    end_time: str = Field(schema_extra={"pattern": r"^([01]\d|2[0-3]):[0-5]\d$"}, description="HH:MM local time; at or before start = overnight")
     valid_from: dt.date
     valid_until: dt.date
 
