@@ -1,0 +1,121 @@
+"""Readers on the shared benchmark files, the referee's agreement, engine vs greedy,
+determinism."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from typer.testing import CliRunner
+
+from app.bench_cli import bench_app
+from matching.bench.fjsp import fjsp_problem, parse_fjsp, run_fjsp
+from matching.bench.gap import parse_gap, run_gap
+from matching.bench.generator import generate_market, write_market
+from matching.bench.market import market_problem, run_market, solution_json
+from matching.greedy import best_greedy
+from matching.objective import evaluate
+from matching.solver import solve_compiled
+from matching.validation import check_compiled
+
+
+def referee(shared: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "market_evaluate", shared / "benchmarks" / "market" / "evaluate.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+class TestMarket:
+    def test_s1_engine_matches_referee_and_beats_greedy(self, shared: Path) -> None:
+        ref = referee(shared)
+        path = shared / "benchmarks" / "market" / "market-S1-seed1.json.gz"
+        inst = ref.load_json(str(path))
+        cp = market_problem(inst)
+        assert len(cp.jobs) == 100 and len(cp.machine_keys) == 20
+        _name, gsol, _ = best_greedy(cp)
+        sol, info = solve_compiled(cp, time_limit_s=5)
+        r = ref.evaluate(inst, solution_json(cp, sol))
+        assert r["feasible"], r["violations"]
+        assert r["objective_fen"] == info["objective"] == evaluate(cp, sol)
+        assert r["objective_fen"] < evaluate(cp, gsol)
+        assert info["bound"] <= r["objective_fen"]
+        assert check_compiled(cp, sol) == []
+
+    def test_cli_json_fields(self, shared: Path, tmp_path: Path) -> None:
+        path = shared / "benchmarks" / "market" / "market-S1-seed1.json.gz"
+        out = CliRunner().invoke(bench_app, ["market", str(path), "--time-limit", "2", "--json",
+                                             "--solutions", str(tmp_path)])
+        assert out.exit_code == 0, out.output
+        rows = json.loads(out.output)
+        assert [r["method"] for r in rows] == ["greedy-edd", "greedy-best", "capshare"]
+        assert set(rows[0]) == {"instance", "method", "objective", "placed", "tardiness_min",
+                                "bound", "seconds", "peak_rss_mb"}
+        ref = referee(shared)
+        inst = ref.load_json(str(path))
+        for r in rows:
+            sol = json.loads((tmp_path / f"market-S1-seed1.{r['method']}.json").read_text())
+            assert ref.evaluate(inst, sol)["objective_fen"] == r["objective"]
+
+
+class TestGenerated:
+    def test_engine_beats_greedy_and_is_deterministic(self, tmp_path: Path) -> None:
+        inst = generate_market(n_jobs=120, n_machines=24, seed=7)
+        path = tmp_path / "g.json.gz"
+        write_market(inst, path)
+        a = run_market(path, time_limit_s=3, seed=3)
+        b = run_market(path, time_limit_s=3, seed=3)
+        by = {r["method"]: r for r in a}
+        assert by["capshare"]["objective"] < by["greedy-best"]["objective"]
+        assert by["capshare"]["bound"] <= by["capshare"]["objective"]
+        assert [r["objective"] for r in a] == [r["objective"] for r in b]
+
+    def test_generator_is_seeded(self) -> None:
+        assert generate_market(n_jobs=30, n_machines=8, seed=2) == generate_market(
+            n_jobs=30, n_machines=8, seed=2)
+        inst = generate_market(n_jobs=30, n_machines=8, seed=2)
+        assert all(o["due_min"] <= o["latest_end_min"] for j in inst["jobs"] for o in j["options"])
+
+
+class TestFjsp:
+    def test_parse_mk01(self, shared: Path) -> None:
+        text = (shared / "benchmarks/fjsp/brandimarte/BrandimarteMk1.fjs").read_text()
+        n_m, jobs = parse_fjsp(text)
+        assert n_m == 6 and len(jobs) == 10 and sum(len(j) for j in jobs) == 55
+        assert jobs[0][0] == [(0, 5), (2, 4)]
+
+    def test_zero_length_operations(self) -> None:
+        cp = fjsp_problem("2 2 1\n2 1 1 0 1 2 3\n1 2 1 2 2 2\n")
+        sol, info = solve_compiled(cp, time_limit_s=2)
+        assert check_compiled(cp, sol) == [] and len(sol) == 3
+        assert info["objective"] == 3
+
+    @pytest.mark.parametrize(("rel", "name", "best"), [
+        ("kacem/kacem1.txt", "kacem1", 11),
+        ("brandimarte/BrandimarteMk1.fjs", "mk01", 40),
+        ("hurink/edata/la01.txt", "la01_edata", 609),
+    ])
+    def test_reaches_optimum(self, shared: Path, rel: str, name: str, best: int) -> None:
+        row = run_fjsp(shared / "benchmarks/fjsp" / rel, time_limit_s=10)
+        assert row["instance"] == name and row["best_known"] == best
+        assert row["objective"] == best
+
+
+class TestGap:
+    def test_gap1_optima(self, shared: Path) -> None:
+        rows = run_gap(shared / "benchmarks/gap/orlib/gap1.txt", time_limit_s=3)
+        assert [r["instance"] for r in rows] == [f"gap1-{p}" for p in range(5)]
+        assert all(r["objective"] == r["best_known"] for r in rows)
+
+    def test_maximize(self, shared: Path) -> None:
+        rows = run_gap(shared / "benchmarks/gap/orlib/gap1.txt", time_limit_s=3, maximize=True)
+        assert rows[0]["objective"] == 336  # OR-Library c515-1, maximisation
+
+    def test_parse_chu_file(self, shared: Path) -> None:
+        probs = parse_gap((shared / "benchmarks/gap/orlib/gapa.txt").read_text(), "gapa")
+        assert [(len(p.cost), len(p.cost[0])) for p in probs][:2] == [(5, 100), (5, 200)]
