@@ -64,6 +64,7 @@ class TestDelivery:
         payments.create_customer(idempotency_key="w-3")
         (delivery,) = receiver.wait_for(1)
         assert delivery.headers["Capshare-Delivery-Attempt"] == "3"
+        stub.wait_webhooks_idle()  # the stub logs "delivered" once it has read the answer
         log = stub.deliveries()
         assert [d["outcome"] for d in log] == ["failed", "failed", "delivered"]
         assert [d["status_code"] for d in log] == [500, 500, 200]
