@@ -260,8 +260,14 @@ class Refund:
     @classmethod
     def from_wire(cls, raw: Mapping[str, Any]) -> Refund:
         return cls(
-            raw["id"], raw["payment_intent"], raw["amount"], raw["currency"], raw["status"],
-            raw.get("reason"), _metadata(raw), raw["created"],
+            raw["id"],
+            raw["payment_intent"],
+            raw["amount"],
+            raw["currency"],
+            raw["status"],
+            raw.get("reason"),
+            _metadata(raw),
+            raw["created"],
         )
 
 
@@ -277,8 +283,12 @@ class ConnectedAccount:
     @classmethod
     def from_wire(cls, raw: Mapping[str, Any]) -> ConnectedAccount:
         return cls(
-            raw["id"], raw.get("name"), raw.get("email"), bool(raw.get("payouts_enabled")),
-            _metadata(raw), raw["created"],
+            raw["id"],
+            raw.get("name"),
+            raw.get("email"),
+            bool(raw.get("payouts_enabled")),
+            _metadata(raw),
+            raw["created"],
         )
 
 
@@ -295,8 +305,13 @@ class Payout:
     @classmethod
     def from_wire(cls, raw: Mapping[str, Any]) -> Payout:
         return cls(
-            raw["id"], raw["destination"], raw["amount"], raw["currency"], raw["status"],
-            _metadata(raw), raw["created"],
+            raw["id"],
+            raw["destination"],
+            raw["amount"],
+            raw["currency"],
+            raw["status"],
+            _metadata(raw),
+            raw["created"],
         )
 
 
@@ -333,7 +348,10 @@ class Event:
     @classmethod
     def from_wire(cls, raw: Mapping[str, Any]) -> Event:
         return cls(
-            raw["id"], raw["type"], raw["created"], (raw.get("data") or {}).get("object") or {},
+            raw["id"],
+            raw["type"],
+            raw["created"],
+            (raw.get("data") or {}).get("object") or {},
             raw.get("sequence"),
         )
 
@@ -349,7 +367,10 @@ class WebhookEndpoint:
     @classmethod
     def from_wire(cls, raw: Mapping[str, Any]) -> WebhookEndpoint:
         return cls(
-            raw["id"], raw["url"], tuple(raw.get("enabled_events") or ()), raw["status"],
+            raw["id"],
+            raw["url"],
+            tuple(raw.get("enabled_events") or ()),
+            raw["status"],
             raw.get("secret"),
         )
 
@@ -378,7 +399,9 @@ def parse_webhook_event(
     try:
         return Event.from_wire(json.loads(payload))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise InvalidWebhookSignature("Webhook body is not a valid event.", code="malformed") from exc
+        raise InvalidWebhookSignature(
+            "Webhook body is not a valid event.", code="malformed"
+        ) from exc
 
 
 # --------------------------------------------------------------------------------------------
@@ -776,7 +799,9 @@ class PaymentsClient:
         params.extend(("type", t) for t in types)
         return self._page(self._request("GET", "/v1/events", params=params), Event.from_wire)
 
-    def iter_events(self, *, after: str | None = None, types: tuple[str, ...] = ()) -> Iterator[Event]:
+    def iter_events(
+        self, *, after: str | None = None, types: tuple[str, ...] = ()
+    ) -> Iterator[Event]:
         """Every event after ``after``, following pages until the log is exhausted."""
         cursor = after
         while True:
@@ -833,4 +858,3 @@ def build_payments_client(
         transport=transport,
     )
     return PaymentsClient(http, api_key=api_key, max_attempts=max_attempts)
-

@@ -16,7 +16,7 @@ POST     /v1/payment_intents                           create (``confirm: true``
 GET      /v1/payment_intents                           filters: customer, status, idempotency_key,
                                                        ``metadata[key]=value`` (repeatable)
 GET      /v1/payment_intents/{id}
-POST     /v1/payment_intents/{id}/confirm              authorize: hold (manual) or charge (automatic)
+POST     /v1/payment_intents/{id}/confirm              authorize: hold (manual) / charge (auto)
 POST     /v1/payment_intents/{id}/capture              ``amount_to_capture`` ≤ held; rest released
 POST     /v1/payment_intents/{id}/cancel               void a hold / abandon an unconfirmed intent
 POST     /v1/refunds                                   refund captured money, full or partial
@@ -127,7 +127,7 @@ class CustomerCreate(_Body):
 
 class PaymentIntentCreate(_Body):
     amount: Fen
-    currency: Literal["cny"] = CURRENCY
+    currency: Literal["cny"] = "cny"
     customer: str | None = None
     capture_method: Literal["manual", "automatic"] = "manual"
     payment_method: str = "pm_card_visa"
@@ -165,7 +165,7 @@ class AccountCreate(_Body):
 
 class PayoutCreate(_Body):
     amount: Fen
-    currency: Literal["cny"] = CURRENCY
+    currency: Literal["cny"] = "cny"
     destination: str
     description: str | None = Field(default=None, max_length=1000)
     metadata: Metadata = Field(default_factory=dict)
@@ -203,7 +203,7 @@ def _metadata_filter(request: Request) -> dict[str, str]:
     return wanted
 
 
-def _build_v1(state: StubState) -> APIRouter:  # noqa: C901 - one closure per endpoint
+def _build_v1(state: StubState) -> APIRouter:
     store = state.store
     router = APIRouter(prefix="/v1")
 
@@ -551,7 +551,7 @@ def _build_v1(state: StubState) -> APIRouter:  # noqa: C901 - one closure per en
     def list_events(
         limit: Limit = 10,
         after: str | None = None,
-        type: Annotated[list[str] | None, Query()] = None,  # noqa: A002 - wire name
+        type: Annotated[list[str] | None, Query()] = None,
     ) -> JSON:
         return store.events_after(after, limit=limit, types=set(type) if type else None)
 
@@ -563,8 +563,11 @@ def _build_v1(state: StubState) -> APIRouter:  # noqa: C901 - one closure per en
     def create_webhook_endpoint(body: WebhookEndpointCreate) -> JSON:
         with store.lock:
             endpoint = _insert_endpoint(
-                store, url=body.url, secret=body.secret or state.config.webhook_secret,
-                enabled_events=body.enabled_events, description=body.description,
+                store,
+                url=body.url,
+                secret=body.secret or state.config.webhook_secret,
+                enabled_events=body.enabled_events,
+                description=body.description,
             )
             return public(endpoint)
 
@@ -728,7 +731,10 @@ def create_stub_app(
         with store.lock:
             state.configured_endpoint_ids = [
                 _insert_endpoint(
-                    store, url=url, secret=webhook_secret, enabled_events=["*"],
+                    store,
+                    url=url,
+                    secret=webhook_secret,
+                    enabled_events=["*"],
                     description="configured at start-up",
                 )["id"]
                 for url in config.webhook_urls
@@ -768,8 +774,12 @@ def create_stub_app(
         param = ".".join(loc) or None
         message = first.get("msg", "Invalid request")
         return _error_response(
-            StubError(400, f"Invalid parameter {param}: {message}" if param else message,
-                      param=param, code="parameter_invalid")
+            StubError(
+                400,
+                f"Invalid parameter {param}: {message}" if param else message,
+                param=param,
+                code="parameter_invalid",
+            )
         )
 
     @app.exception_handler(StarletteHTTPException)
@@ -782,14 +792,14 @@ def create_stub_app(
         app.include_router(_build_control(state, reset))
 
     # Added last = outermost: faults → auth → idempotency → delay-during → routes.
-    app.add_middleware(DelayDuringMiddleware)  # type: ignore[arg-type]
+    app.add_middleware(DelayDuringMiddleware)
     app.add_middleware(
-        IdempotencyMiddleware,  # type: ignore[arg-type]
+        IdempotencyMiddleware,
         store=store,
         faults=faults,
         api_key=api_key,
         required=require_idempotency_key,
     )
-    app.add_middleware(AuthMiddleware, api_key=api_key)  # type: ignore[arg-type]
-    app.add_middleware(FaultMiddleware, faults=faults)  # type: ignore[arg-type]
+    app.add_middleware(AuthMiddleware, api_key=api_key)
+    app.add_middleware(FaultMiddleware, faults=faults)
     return app

@@ -167,7 +167,9 @@ class Faults:
         with self._lock:
             self.counters[name] += n
 
-    def _take(self, kinds: tuple[str, ...], method: str | None, path: str | None) -> FaultRule | None:
+    def _take(
+        self, kinds: tuple[str, ...], method: str | None, path: str | None
+    ) -> FaultRule | None:
         for active in self._rules:
             rule = active.rule
             if rule.kind not in kinds:
@@ -243,9 +245,7 @@ class Faults:
         with self._lock:
             return {
                 "faults_injected": dict(self.injected),
-                "faults_injected_total": sum(
-                    v for k, v in self.injected.items() if k != "chaos"
-                ),
+                "faults_injected_total": sum(v for k, v in self.injected.items() if k != "chaos"),
                 "counters": dict(self.counters),
                 "pending_rules": [
                     {**a.rule.model_dump(), "remaining": a.remaining} for a in self._rules

@@ -5,9 +5,9 @@ replay, delay, swallow or cut responses, and must not depend on how Starlette st
 bodies between middleware.
 
 Order matters and is fixed in ``create_stub_app``: faults wrap auth, which wraps the
-idempotency layer, which wraps the "delay during" layer and then the routes. So a "fail after apply" fault loses a response
-whose idempotency record is already stored, exactly like a provider that committed and
-then dropped the connection.
+idempotency layer, which wraps the "delay during" layer and then the routes. So a "fail
+after apply" fault loses a response whose idempotency record is already stored, exactly
+like a provider that committed and then dropped the connection.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from app.payments_stub.faults import Faults, RequestFault
-from app.payments_stub.store import IdempotencyRecord, StubError, Store
+from app.payments_stub.store import IdempotencyRecord, Store, StubError
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -32,7 +32,9 @@ API_PREFIX = "/v1/"
 DELAY_DURING_KEY = "capshare_stub.delay_during_ms"
 
 
-async def send_json(send: Send, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]] | None = None) -> None:
+async def send_json(
+    send: Send, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
     payload = json.dumps(body).encode()
     await send(
         {
@@ -102,7 +104,9 @@ class FaultMiddleware:
         finally:
             self.faults.request_finished()
 
-    async def _inject(self, fault: RequestFault, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _inject(
+        self, fault: RequestFault, scope: Scope, receive: Receive, send: Send
+    ) -> None:
         if fault.kind == "delay":
             if fault.when == "before":
                 # The request has fully arrived but waits to be processed: even if the client
@@ -176,7 +180,9 @@ def _fingerprint(scope: Scope, body: bytes) -> str:
     except ValueError:
         canonical = body
     digest = hashlib.sha256()
-    digest.update(f"{scope['method']} {scope['path']}?{scope.get('query_string', b'').decode()}\n".encode())
+    digest.update(
+        f"{scope['method']} {scope['path']}?{scope.get('query_string', b'').decode()}\n".encode()
+    )
     digest.update(canonical)
     return digest.hexdigest()
 
@@ -194,7 +200,9 @@ class IdempotencyMiddleware:
     (handlers are atomic, so a 5xx means nothing was applied).
     """
 
-    def __init__(self, app: ASGIApp, *, store: Store, faults: Faults, api_key: str, required: bool) -> None:
+    def __init__(
+        self, app: ASGIApp, *, store: Store, faults: Faults, api_key: str, required: bool
+    ) -> None:
         self.app = app
         self.store = store
         self.faults = faults
@@ -223,7 +231,9 @@ class IdempotencyMiddleware:
             await self.app(scope, receive, send)
             return
         if len(key) > 255:
-            error = StubError(400, "Idempotency-Key is longer than 255 characters.", param="Idempotency-Key")
+            error = StubError(
+                400, "Idempotency-Key is longer than 255 characters.", param="Idempotency-Key"
+            )
             await send_json(send, 400, error.body())
             return
 
@@ -267,7 +277,9 @@ class IdempotencyMiddleware:
                 self.store.idempotency.pop(scope_key, None)
         await _replay(messages, send)
 
-    async def _answer_existing(self, record: IdempotencyRecord, fingerprint: str, key: str, send: Send) -> None:
+    async def _answer_existing(
+        self, record: IdempotencyRecord, fingerprint: str, key: str, send: Send
+    ) -> None:
         with self.store.lock:
             matches = hmac.compare_digest(record.fingerprint, fingerprint)
             done = record.done

@@ -31,7 +31,7 @@ class StubError(Exception):
         status_code: int,
         message: str,
         *,
-        type: str = "invalid_request_error",  # noqa: A002 - the wire field is called "type"
+        type: str = "invalid_request_error",
         param: str | None = None,
         code: str | None = None,
         extra: JSON | None = None,
@@ -56,9 +56,7 @@ class StubError(Exception):
 
 
 def not_found(kind: str, object_id: str, param: str = "id") -> StubError:
-    return StubError(
-        404, f"No such {kind}: '{object_id}'", param=param, code="resource_missing"
-    )
+    return StubError(404, f"No such {kind}: '{object_id}'", param=param, code="resource_missing")
 
 
 @dataclass

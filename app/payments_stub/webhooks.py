@@ -265,4 +265,6 @@ class WebhookDispatcher:
             self._seq += 1
             delivery.seq = self._seq
             self._push_locked(delivery)
-        logger.info("webhook %s to %s failed; retry in %.2fs", delivery.event_id, delivery.url, delay)
+        logger.info(
+            "webhook %s to %s failed; retry in %.2fs", delivery.event_id, delivery.url, delay
+        )

@@ -41,7 +41,15 @@ INTENT = {
 def _error(status: int, code: str | None = None, **extra: object) -> httpx.Response:
     return httpx.Response(
         status,
-        json={"error": {"type": "x", "message": f"boom {status}", "param": None, "code": code, **extra}},
+        json={
+            "error": {
+                "type": "x",
+                "message": f"boom {status}",
+                "param": None,
+                "code": code,
+                **extra,
+            }
+        },
     )
 
 
@@ -60,10 +68,16 @@ class Script:
         return answer
 
 
-def _client(handler: Callable[[httpx.Request], httpx.Response], **kwargs: object) -> tuple[PaymentsClient, list[float]]:
+def _client(
+    handler: Callable[[httpx.Request], httpx.Response], **kwargs: object
+) -> tuple[PaymentsClient, list[float]]:
     sleeps: list[float] = []
     http = httpx.Client(base_url="https://pay.test", transport=httpx.MockTransport(handler))
-    options: dict[str, object] = {"api_key": "sk_test_unit", "max_attempts": 3, "sleep": sleeps.append}
+    options: dict[str, object] = {
+        "api_key": "sk_test_unit",
+        "max_attempts": 3,
+        "sleep": sleeps.append,
+    }
     options.update(kwargs)
     return PaymentsClient(http, **options), sleeps  # type: ignore[arg-type]
 
@@ -206,7 +220,9 @@ def test_request_shape() -> None:
 
 
 def test_list_filters_are_query_parameters() -> None:
-    script = Script(httpx.Response(200, json={"object": "list", "data": [INTENT], "has_more": True}))
+    script = Script(
+        httpx.Response(200, json={"object": "list", "data": [INTENT], "has_more": True})
+    )
     client, _ = _client(script)
     page = client.list_payment_intents(metadata={"order_id": "7"}, status="succeeded", limit=5)
     params = script.requests[0].url.params
@@ -227,8 +243,19 @@ def test_amounts_must_be_positive_integer_fen(amount: object) -> None:
 
 
 def test_build_payments_client_sets_base_url_and_timeout() -> None:
-    script = Script(httpx.Response(200, json={"object": "balance", "available": [{"amount": 5, "currency": "cny"}], "pending": []}))
-    with build_payments_client("https://pay.test", "sk_test_b", 3.0, transport=httpx.MockTransport(script)) as client:
+    script = Script(
+        httpx.Response(
+            200,
+            json={
+                "object": "balance",
+                "available": [{"amount": 5, "currency": "cny"}],
+                "pending": [],
+            },
+        )
+    )
+    with build_payments_client(
+        "https://pay.test", "sk_test_b", 3.0, transport=httpx.MockTransport(script)
+    ) as client:
         assert client.get_balance().available_fen == 5
     request = script.requests[0]
     assert str(request.url) == "https://pay.test/v1/balance"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from app.payments import PaymentProviderError, PaymentsClient
+from app.payments import PaymentInvalidRequest, PaymentProviderError, PaymentsClient
 from tests.payments.conftest import Stub, make_client
 
 
@@ -40,7 +40,9 @@ def test_timeout_then_retry_with_same_key_does_not_double_charge(stub: Stub) -> 
     with make_client(stub.url) as setup:
         intent = setup.create_payment_intent(amount_fen=5_000, confirm=True, idempotency_key="t-1")
     # The first capture is applied but answered after the client's 0.3 s timeout.
-    stub.faults({"kind": "delay", "when": "after", "delay_ms": 800, "path_prefix": "/v1/payment_intents/"})
+    stub.faults(
+        {"kind": "delay", "when": "after", "delay_ms": 800, "path_prefix": "/v1/payment_intents/"}
+    )
     with make_client(stub.url, timeout_s=0.3) as client:
         captured = client.capture_payment_intent(intent.id, idempotency_key="t-1-cap")
         assert captured.status == "succeeded"
@@ -106,11 +108,11 @@ def test_path_prefix_and_method_scope_faults(stub: Stub, payments: PaymentsClien
 
 
 def test_4xx_is_not_retried(stub: Stub, payments: PaymentsClient) -> None:
+    intent = payments.create_payment_intent(amount_fen=10, confirm=True, idempotency_key="n-1")
     before = stub.requests()
-    with pytest.raises(Exception, match="capturable"):
-        intent = payments.create_payment_intent(amount_fen=10, confirm=True, idempotency_key="n-1")
+    with pytest.raises(PaymentInvalidRequest, match="capturable"):
         payments.capture_payment_intent(intent.id, amount_fen=11, idempotency_key="n-1-cap")
-    assert stub.requests() == before + 2
+    assert stub.requests() == before + 1
 
 
 def test_reset_clears_faults_and_stats(stub: Stub) -> None:

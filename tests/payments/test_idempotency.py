@@ -15,7 +15,9 @@ from tests.payments.conftest import Stub, make_client
 def test_same_key_same_body_replays_identical_response(stub: Stub) -> None:
     body = {"amount": 1_500, "metadata": {"order_id": "o-1"}}
     first = stub.post("/v1/payment_intents", body, "idem-1")
-    second = stub.post("/v1/payment_intents", {"metadata": {"order_id": "o-1"}, "amount": 1_500}, "idem-1")
+    second = stub.post(
+        "/v1/payment_intents", {"metadata": {"order_id": "o-1"}, "amount": 1_500}, "idem-1"
+    )
     assert first.status_code == second.status_code == 200
     assert first.content == second.content
     assert second.headers["idempotent-replayed"] == "true"

@@ -20,7 +20,9 @@ from tests.payments.conftest import API_KEY, WEBHOOK_SECRET, Stub, make_client
 def _authorized(payments: PaymentsClient, amount_fen: int, key: str) -> str:
     customer = payments.create_customer(idempotency_key=f"{key}-cus", email="buyer@example.cn")
     intent = payments.create_payment_intent(
-        amount_fen=amount_fen, customer=customer.id, idempotency_key=f"{key}-pi",
+        amount_fen=amount_fen,
+        customer=customer.id,
+        idempotency_key=f"{key}-pi",
         metadata={"order_id": key},
     )
     assert intent.status == "requires_confirmation"
@@ -106,7 +108,9 @@ class TestIntentLifecycle:
 
 
 class TestErrors:
-    def test_over_capture_is_400_naming_the_field(self, stub: Stub, payments: PaymentsClient) -> None:
+    def test_over_capture_is_400_naming_the_field(
+        self, stub: Stub, payments: PaymentsClient
+    ) -> None:
         intent_id = _authorized(payments, 1_000, "order-3")
         response = stub.post(
             f"/v1/payment_intents/{intent_id}/capture", {"amount_to_capture": 1_001}, "cap-x"
@@ -209,7 +213,8 @@ class TestListsForReconciliation:
     def test_find_intents_by_metadata_and_idempotency_key(self, payments: PaymentsClient) -> None:
         for i in range(3):
             payments.create_payment_intent(
-                amount_fen=100 + i, idempotency_key=f"rk-{i}",
+                amount_fen=100 + i,
+                idempotency_key=f"rk-{i}",
                 metadata={"order_id": f"o{i % 2}", "kind": "service"},
             )
         page = payments.list_payment_intents(metadata={"order_id": "o0", "kind": "service"})

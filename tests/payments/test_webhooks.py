@@ -144,17 +144,27 @@ class TestDeliveryFaults:
         _subscribe(payments, receiver)
         outcomes = []
         for run in range(2):
-            stub.http.post("/_control/faults", json={
-                "replace": True,
-                "chaos": {"seed": 99, "webhook_drop_rate": 0.3, "webhook_duplicate_rate": 0.3,
-                          "path_prefix": "/nothing"},
-            }).raise_for_status()
+            stub.http.post(
+                "/_control/faults",
+                json={
+                    "replace": True,
+                    "chaos": {
+                        "seed": 99,
+                        "webhook_drop_rate": 0.3,
+                        "webhook_duplicate_rate": 0.3,
+                        "path_prefix": "/nothing",
+                    },
+                },
+            ).raise_for_status()
             before = dict(stub.stats()["faults_injected"])
             for i in range(10):
                 payments.create_customer(idempotency_key=f"ch-{run}-{i}")
             after = stub.stats()["faults_injected"]
             outcomes.append(
-                {k: after.get(k, 0) - before.get(k, 0) for k in ("webhook_drop", "webhook_duplicate")}
+                {
+                    k: after.get(k, 0) - before.get(k, 0)
+                    for k in ("webhook_drop", "webhook_duplicate")
+                }
             )
         assert outcomes[0] == outcomes[1]
         assert outcomes[0]["webhook_drop"] + outcomes[0]["webhook_duplicate"] > 0
@@ -172,7 +182,9 @@ class TestVerifySignature:
     def test_outside_tolerance_is_rejected(self, skew: int) -> None:
         header = sign_payload(self.BODY, "whsec_a", 1_700_000_000)
         with pytest.raises(InvalidWebhookSignature) as exc_info:
-            verify_signature(self.BODY, header, "whsec_a", tolerance_s=300, now=1_700_000_000 + skew)
+            verify_signature(
+                self.BODY, header, "whsec_a", tolerance_s=300, now=1_700_000_000 + skew
+            )
         assert exc_info.value.code == "stale"
         assert exc_info.value.status_code == 400
 
