@@ -627,6 +627,7 @@ class PaymentsClient:
         return PaymentIntent.from_wire(raw)
 
     authorize_payment_intent = confirm_payment_intent
+    authorize = confirm_payment_intent
 
     def capture_payment_intent(
         self, intent_id: str, *, idempotency_key: str, amount_fen: int | None = None
@@ -653,6 +654,9 @@ class PaymentsClient:
             idempotency_key=idempotency_key,
         )
         return PaymentIntent.from_wire(raw)
+
+    capture = capture_payment_intent
+    cancel = cancel_payment_intent
 
     def get_payment_intent(self, intent_id: str) -> PaymentIntent:
         return PaymentIntent.from_wire(self._request("GET", f"/v1/payment_intents/{intent_id}"))
@@ -721,11 +725,22 @@ class PaymentsClient:
         self,
         *,
         payment_intent: str | None = None,
+        idempotency_key: str | None = None,
         limit: int = 100,
         starting_after: str | None = None,
     ) -> Page[Refund]:
-        params = _params(limit=limit, payment_intent=payment_intent, starting_after=starting_after)
+        params = _params(
+            limit=limit,
+            payment_intent=payment_intent,
+            idempotency_key=idempotency_key,
+            starting_after=starting_after,
+        )
         return self._page(self._request("GET", "/v1/refunds", params=params), Refund.from_wire)
+
+    def find_refund(self, *, idempotency_key: str) -> Refund | None:
+        """The refund a create call with this key made, if the provider has it (reconciler)."""
+        page = self.list_refunds(idempotency_key=idempotency_key, limit=1)
+        return page.data[0] if page.data else None
 
     # -- connected accounts, payouts, balances --------------------------------------------------
 
@@ -777,10 +792,25 @@ class PaymentsClient:
         return Payout.from_wire(self._request("GET", f"/v1/payouts/{payout_id}"))
 
     def list_payouts(
-        self, *, destination: str | None = None, limit: int = 100, starting_after: str | None = None
+        self,
+        *,
+        destination: str | None = None,
+        idempotency_key: str | None = None,
+        limit: int = 100,
+        starting_after: str | None = None,
     ) -> Page[Payout]:
-        params = _params(limit=limit, destination=destination, starting_after=starting_after)
+        params = _params(
+            limit=limit,
+            destination=destination,
+            idempotency_key=idempotency_key,
+            starting_after=starting_after,
+        )
         return self._page(self._request("GET", "/v1/payouts", params=params), Payout.from_wire)
+
+    def find_payout(self, *, idempotency_key: str) -> Payout | None:
+        """The payout a create call with this key made, if the provider has it (reconciler)."""
+        page = self.list_payouts(idempotency_key=idempotency_key, limit=1)
+        return page.data[0] if page.data else None
 
     def get_balance(self, account: str | None = None) -> Balance:
         """The platform balance, or a connected account's with ``account``."""

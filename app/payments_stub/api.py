@@ -20,11 +20,11 @@ POST     /v1/payment_intents/{id}/confirm              authorize: hold (manual) 
 POST     /v1/payment_intents/{id}/capture              ``amount_to_capture`` ≤ held; rest released
 POST     /v1/payment_intents/{id}/cancel               void a hold / abandon an unconfirmed intent
 POST     /v1/refunds                                   refund captured money, full or partial
-GET      /v1/refunds?payment_intent=, /v1/refunds/{id}
+GET      /v1/refunds?payment_intent=&idempotency_key=, /v1/refunds/{id}
 POST     /v1/accounts                                  create a connected account (a payee)
 GET      /v1/accounts, /v1/accounts/{id}, /v1/accounts/{id}/balance
 POST     /v1/payouts                                   platform available balance → account
-GET      /v1/payouts?destination=, /v1/payouts/{id}
+GET      /v1/payouts?destination=&idempotency_key=, /v1/payouts/{id}
 GET      /v1/balance                                   platform available / pending
 GET      /v1/events?after=<evt id>&type=&limit=        event log, oldest first, ``next_cursor``
 GET      /v1/events/{id}
@@ -78,7 +78,7 @@ from app.payments_stub.middleware import (
     FaultMiddleware,
     IdempotencyMiddleware,
 )
-from app.payments_stub.store import CURRENCY, JSON, Store, StubError, public
+from app.payments_stub.store import JSON, Store, StubError, public
 from app.payments_stub.webhooks import WebhookDispatcher
 
 Fen = Annotated[int, Field(strict=True, ge=1, le=10**13)]
@@ -446,11 +446,17 @@ def _build_v1(state: StubState) -> APIRouter:
 
     @router.get("/refunds")
     def list_refunds(
-        limit: Limit = 10, starting_after: str | None = None, payment_intent: str | None = None
+        limit: Limit = 10,
+        starting_after: str | None = None,
+        payment_intent: str | None = None,
+        idempotency_key: str | None = None,
     ) -> JSON:
         return store.list_page(
             "refund",
-            predicate=lambda r: payment_intent is None or r["payment_intent"] == payment_intent,
+            predicate=lambda r: (
+                (payment_intent is None or r["payment_intent"] == payment_intent)
+                and (idempotency_key is None or r["idempotency_key"] == idempotency_key)
+            ),
             limit=limit,
             starting_after=starting_after,
         )
@@ -532,11 +538,17 @@ def _build_v1(state: StubState) -> APIRouter:
 
     @router.get("/payouts")
     def list_payouts(
-        limit: Limit = 10, starting_after: str | None = None, destination: str | None = None
+        limit: Limit = 10,
+        starting_after: str | None = None,
+        destination: str | None = None,
+        idempotency_key: str | None = None,
     ) -> JSON:
         return store.list_page(
             "payout",
-            predicate=lambda p: destination is None or p["destination"] == destination,
+            predicate=lambda p: (
+                (destination is None or p["destination"] == destination)
+                and (idempotency_key is None or p["idempotency_key"] == idempotency_key)
+            ),
             limit=limit,
             starting_after=starting_after,
         )

@@ -238,3 +238,40 @@ class TestListsForReconciliation:
         assert len(all_ids) == len(set(all_ids)) == 5
         assert payments.get_event(all_ids[0]).type == "customer.created"
         assert payments.list_events(types=("payout.paid",)).data == ()
+
+
+class TestReadBack:
+    def test_find_refund_and_payout_by_idempotency_key(self, payments: PaymentsClient) -> None:
+        intent = payments.create_payment_intent(
+            amount_fen=2_000, capture_method="automatic", confirm=True, idempotency_key="rb-1"
+        )
+        refund = payments.refund(payment_intent=intent.id, amount_fen=500, idempotency_key="rb-re")
+        owner = payments.create_connected_account(idempotency_key="rb-acct")
+        payout = payments.create_payout(
+            destination=owner.id, amount_fen=1_000, idempotency_key="rb-po"
+        )
+        assert payments.find_refund(idempotency_key="rb-re") == refund
+        assert payments.find_refund(idempotency_key="rb-nope") is None
+        assert payments.find_payout(idempotency_key="rb-po") == payout
+        assert payments.get_refund(refund.id) == refund
+
+    def test_customers_and_webhook_endpoints_can_be_read_back(self, stub: Stub) -> None:
+        customer = stub.post("/v1/customers", {"name": "a"}, "rb-c").json()
+        assert stub.http.get(f"/v1/customers/{customer['id']}").json() == customer
+        assert [c["id"] for c in stub.http.get("/v1/customers").json()["data"]] == [customer["id"]]
+        endpoint = stub.post(
+            "/v1/webhook_endpoints", {"url": "http://127.0.0.1:9/x"}, "rb-w"
+        ).json()
+        assert stub.http.get(f"/v1/webhook_endpoints/{endpoint['id']}").json() == endpoint
+        assert stub.http.delete(f"/v1/webhook_endpoints/{endpoint['id']}").json()["deleted"] is True
+        assert stub.http.get("/v1/webhook_endpoints").json()["data"] == []
+        assert stub.http.get(f"/v1/webhook_endpoints/{endpoint['id']}").status_code == 404
+
+    def test_list_pages_with_starting_after(self, payments: PaymentsClient) -> None:
+        for i in range(5):
+            payments.create_payment_intent(amount_fen=10 + i, idempotency_key=f"pg-{i}")
+        first = payments.list_payment_intents(limit=2)
+        assert first.has_more
+        rest = payments.list_payment_intents(limit=10, starting_after=first.next_cursor)
+        assert [pi.amount_fen for pi in first.data + rest.data] == [10, 11, 12, 13, 14]
+        assert not rest.has_more
