@@ -1,0 +1,40 @@
+"""capshare matcher: a pure CP-SAT package (stdlib + ortools only).
+
+Public API::
+
+    from matching import solve, check_result
+    from matching.domain import MachineSpec, OperationSpec, OrderSpec, MatchProblem, ...
+"""
+
+from matching.domain import (
+    Assignment,
+    MachineSpec,
+    MatchProblem,
+    MatchResult,
+    ObjectiveMode,
+    OperationSpec,
+    OrderSpec,
+    Reason,
+    SolveStatus,
+    Unassigned,
+    Weights,
+)
+from matching.solver import solve
+from matching.validation import Violation, check_result
+
+__all__ = [
+    "Assignment",
+    "MachineSpec",
+    "MatchProblem",
+    "MatchResult",
+    "ObjectiveMode",
+    "OperationSpec",
+    "OrderSpec",
+    "Reason",
+    "SolveStatus",
+    "Unassigned",
+    "Violation",
+    "Weights",
+    "check_result",
+    "solve",
+]

@@ -33,6 +33,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 from ortools.sat.python import cp_model
 
@@ -179,12 +180,12 @@ class _Progress(cp_model.CpSolverSolutionCallback):
 
 def _solve_slot_model(cp: CompiledProblem, jobs: list[int], hint: Solution, time_s: float,
                       wall_s: float, seed: int, workers: int, deterministic: bool,
-                      cb: cp_model.CpSolverSolutionCallback | None,
+                      cb: cp_model.CpSolverSolutionCallback | None, with_lp: bool = True,
                       ) -> tuple[dict[int, list[tuple[int, int]]], C.SlotVars, int, int, bool]:
     """Returns (slot -> [(job, option)], vars, cp bound, lp bound, proven optimal)."""
     slots, entries = C.slot_entries(cp, jobs)
     v = C.SlotVars(slots, entries)
-    lp = lp_bound(cp, v, jobs, time_limit_s=max(1.0, wall_s))
+    lp = lp_bound(cp, v, jobs, time_limit_s=max(1.0, wall_s)) if with_lp else None
     model = cp_model.CpModel()
     v.x = [model.new_bool_var("") for _ in entries]
     v.u = {j: model.new_bool_var("") for j in jobs}
@@ -302,6 +303,78 @@ def _best_sequence(cp: CompiledProblem, s: int, t: int, items: list[tuple[int, i
         if final is not None and (best is None or final[0] < best[0]):
             best = final
     return None if best is None else best[1]
+
+
+# Above this many options, a component is cut into time slices (by release time), solved
+# one after the other in the free time the earlier slices left.
+CHUNK_OPTIONS = 25_000
+
+
+def _solve_slot_chunks(cp: CompiledProblem, comp: list[int], hint: Solution, share: float,
+                       wall: float, seed: int, nworkers: int, deterministic: bool,
+                       cb: cp_model.CpSolverSolutionCallback | None,
+                       ) -> tuple[Solution, int, bool]:
+    """Slot model + exact in-slot sequencing for one component; time slices when large.
+    Returns (solution, lower bound, proven optimal)."""
+    n_opts = sum(len(cp.jobs[j].options) for j in comp)
+    if n_opts <= CHUNK_OPTIONS:
+        chunks = [comp]
+    else:
+        order = sorted(comp, key=lambda j: (cp.jobs[j].release, j))
+        k = -(-n_opts // CHUNK_OPTIONS)
+        target = n_opts / k
+        chunks, cur, acc = [], [], 0
+        for j in order:
+            cur.append(j)
+            acc += len(cp.jobs[j].options)
+            if acc >= target * (len(chunks) + 1) and len(chunks) < k - 1:
+                chunks.append(sorted(cur))
+                cur = []
+        if cur:
+            chunks.append(sorted(cur))
+    part: Solution = {}
+    start = time.monotonic()
+    if len(chunks) == 1:
+        chosen, v, cpb, lpb, optimal = _solve_slot_model(
+            cp, comp, hint, share, wall, seed, nworkers, deterministic, cb)
+        bound = max(cpb, lpb)
+        sub = cp
+        groups = [(v, chosen)]
+    else:
+        # bound of the whole component from its LP relaxation; slices give no bound
+        slots, entries = C.slot_entries(cp, comp)
+        bound = lp_bound(cp, C.SlotVars(slots, entries), comp,
+                         time_limit_s=max(1.0, share * 0.25)) or 0
+        optimal = False
+        groups = []
+        free = FreeTime(cp.free)
+        for ci, chunk in enumerate(chunks):
+            residual = tuple(tuple(zip(free.starts[m], free.ends[m], strict=True))
+                             for m in range(len(cp.free)))
+            sub = replace(cp, free=residual)
+            if deterministic:  # shares from sizes only
+                chunk_share = share * 0.75 / len(chunks)
+            else:
+                chunk_share = share * 0.75 * (ci + 1) / len(chunks) - (time.monotonic() - start)
+            chosen, v, _cpb, _lpb, _opt = _solve_slot_model(
+                sub, chunk, hint, max(0.1, chunk_share),
+                max(0.1, wall - (time.monotonic() - start)),
+                seed, nworkers, deterministic, cb, with_lp=False)
+            for si, items in sorted(chosen.items()):
+                _m, s, t = v.slots[si]
+                placed, _dropped = sequence_slot(sub, s, t, items)
+                for j, o, st in placed:
+                    part[j] = (o, st)
+                    opt = cp.jobs[j].options[o]
+                    free.take(opt.machine, st, st + opt.duration)
+        return part, bound, optimal
+    for v, chosen in groups:
+        for si, items in sorted(chosen.items()):
+            _m, s, t = v.slots[si]
+            placed, _dropped = sequence_slot(sub, s, t, items)
+            for j, o, st in placed:
+                part[j] = (o, st)
+    return part, bound, optimal
 
 
 # -------------------------------------------------------------------- interval model
@@ -482,14 +555,8 @@ def solve_compiled(cp: CompiledProblem, *, time_limit_s: float = 10.0, seed: int
         single = all(len(cp.orders[cp.jobs[j].order].jobs) == 1 for j in comp)
         part: Solution = {}
         if single and cp.mode is not ObjectiveMode.MAKESPAN:
-            chosen, v, cpb, lpb, optimal = _solve_slot_model(
-                cp, comp, hint, share, wall, seed, nworkers, deterministic, cb)
-            for si, items in sorted(chosen.items()):
-                _m, s, t = v.slots[si]
-                placed, _dropped = sequence_slot(cp, s, t, items)
-                for j, o, st in placed:
-                    part[j] = (o, st)
-            cbound = max(cpb, lpb)
+            part, cbound, optimal = _solve_slot_chunks(cp, comp, hint, share, wall, seed,
+                                                       nworkers, deterministic, cb)
         else:
             got, cbound, optimal = _solve_interval_model(
                 cp, comp, hint, share, wall, seed, nworkers, deterministic, cb)

@@ -119,3 +119,16 @@ class TestGap:
     def test_parse_chu_file(self, shared: Path) -> None:
         probs = parse_gap((shared / "benchmarks/gap/orlib/gapa.txt").read_text(), "gapa")
         assert [(len(p.cost), len(p.cost[0])) for p in probs][:2] == [(5, 100), (5, 200)]
+
+
+def test_time_slices_give_valid_answers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import matching.solver as solver_mod
+
+    monkeypatch.setattr(solver_mod, "CHUNK_OPTIONS", 150)
+    inst = generate_market(n_jobs=120, n_machines=24, seed=5)
+    cp = market_problem(inst)
+    _name, gsol, _ = best_greedy(cp)
+    sol, info = solve_compiled(cp, time_limit_s=3)
+    assert check_compiled(cp, sol) == []
+    assert info["objective"] <= evaluate(cp, gsol)
+    assert info["bound"] <= info["objective"]
