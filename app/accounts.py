@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
+from app.db import begin_write
 from app.config import Settings
 from app.errors import AlreadyExists, InvalidInput, NotAuthenticated, OrganizationNotFound
 from app.security import create_access_token, decode_access_token, hash_password, verify_password
@@ -17,6 +18,7 @@ SELF_SERVICE_ROLES = {Role.owner, Role.buyer}
 def register_organization(*, session: Session, data: RegisterRequest) -> User:
     """Create an organization and its first user. Operators and admins are made by
     an admin, not by sign-up."""
+    begin_write(session)
     roles = set(data.roles)
     if not roles <= SELF_SERVICE_ROLES:
         raise InvalidInput("only owner and buyer organizations can sign up", field="roles")

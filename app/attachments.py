@@ -18,6 +18,7 @@ from typing import BinaryIO
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlmodel import Session, col, select
 
+from app.db import begin_write
 from app.config import Settings
 from app.errors import AttachmentNotFound, AttachmentRejected, InvalidTransition, NotFound
 from app.orders import get_order_or_raise, get_own_order_or_raise
@@ -70,6 +71,7 @@ def upload_attachment(
     content_type: str,
     stream: BinaryIO,
 ) -> Attachment:
+    begin_write(session)
     order = get_own_order_or_raise(session=session, user=user, order_id=order_id)
     if order.status in (OrderStatus.cancelled.value, OrderStatus.completed.value):
         raise InvalidTransition(f"the order is {order.status}", field="order_id")
@@ -148,6 +150,7 @@ def create_download_link(
     *, session: Session, settings: Settings, user: User, attachment_id: int
 ) -> tuple[str, dt.datetime]:
     """A token for a download link that expires; access is re-checked on use."""
+    begin_write(session)
     attachment = get_attachment_or_raise(session=session, user=user, attachment_id=attachment_id)
     token = _serializer(settings).dumps({"a": attachment.id, "u": user.id})
     _log(session, attachment, user, "link")
@@ -158,6 +161,7 @@ def create_download_link(
 def open_download(
     *, session: Session, settings: Settings, token: str
 ) -> tuple[Attachment, Path]:
+    begin_write(session)
     try:
         data = _serializer(settings).loads(token, max_age=settings.attachment_link_minutes * 60)
     except SignatureExpired as exc:

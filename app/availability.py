@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy import delete
 from sqlmodel import Session, col, select
 
+from app.db import begin_write
 from app.errors import Conflict, InvalidInput, NotFound, WindowOverlap
 from app.machines import get_machine_or_raise, get_own_machine_or_raise
 from models import ACTIVE_STATES, AvailabilityRule, AvailabilityWindow, Booking, User, utcnow
@@ -120,6 +121,7 @@ def _commit(session: Session, field: str) -> None:
 def create_window(
     *, session: Session, user: User, machine_id: int, data: WindowCreate
 ) -> AvailabilityWindow:
+    begin_write(session)
     get_own_machine_or_raise(session=session, user=user, machine_id=machine_id)
     start, end = as_utc(data.start_at), as_utc(data.end_at)
     _check_window(start, end, utcnow())
@@ -130,6 +132,7 @@ def create_window(
 
 
 def delete_window(*, session: Session, user: User, machine_id: int, window_id: int) -> None:
+    begin_write(session)
     get_own_machine_or_raise(session=session, user=user, machine_id=machine_id)
     window = session.get(AvailabilityWindow, window_id)
     if window is None or window.machine_id != machine_id:
@@ -187,6 +190,7 @@ def create_rule(
     horizon_days: int, commit: bool = True,
 ) -> tuple[AvailabilityRule, int]:
     """Store a recurring rule and expand it into windows; all or nothing."""
+    begin_write(session)
     get_own_machine_or_raise(session=session, user=user, machine_id=machine_id)
     now = utcnow()
     tz = ZoneInfo(timezone)
@@ -225,6 +229,7 @@ def create_rule(
 
 def delete_rule(*, session: Session, user: User, machine_id: int, rule_id: int) -> None:
     """Remove a rule and the windows it offered (refused while any is booked)."""
+    begin_write(session)
     get_own_machine_or_raise(session=session, user=user, machine_id=machine_id)
     rule = session.get(AvailabilityRule, rule_id)
     if rule is None or rule.machine_id != machine_id:

@@ -21,6 +21,7 @@ from sqlalchemy import or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
+from app.db import begin_write
 from app.accounts import is_admin, operated_cluster_ids
 from app.availability import offered_spans
 from app.errors import (
@@ -142,6 +143,7 @@ def collision(
 def create_lease(*, session: Session, user: User, data: LeaseCreate) -> Booking:
     """Lease a slot of a machine's offered time to the caller's org, priced from
     the hourly rate. The renter's staff operate the machine."""
+    begin_write(session)
     if not user.has_role(Role.buyer):
         raise PermissionDenied("only buyer organizations lease machine time")
     machine = get_machine_or_raise(session=session, user=user, machine_id=data.machine_id)
@@ -199,6 +201,7 @@ def commit_booking(session: Session) -> None:
 def transition_booking(
     *, session: Session, user: User, booking_id: int, action: str, reason: str = ""
 ) -> Booking:
+    begin_write(session)
     transition = TRANSITIONS.get(action)
     if transition is None:
         raise InvalidInput(f"unknown action {action!r}", field="action")

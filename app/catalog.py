@@ -6,6 +6,7 @@ from collections import defaultdict
 
 from sqlmodel import Session, col, select
 
+from app.db import begin_write
 from app.accounts import is_admin
 from app.errors import (
     AlreadyExists,
@@ -36,6 +37,7 @@ def get_cluster_or_raise(*, session: Session, cluster_id: int) -> Cluster:
 
 
 def create_cluster(*, session: Session, user: User, data: ClusterCreate) -> Cluster:
+    begin_write(session)
     if not is_admin(user):
         raise PermissionDenied("only platform admins manage clusters")
     if session.exec(select(Cluster.id).where(Cluster.key == data.key)).first() is not None:

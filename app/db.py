@@ -1,14 +1,17 @@
 """Engine and sessions.
 
-SQLite: every transaction starts with ``BEGIN IMMEDIATE`` so write transactions are
-serialized by the database (this is how double-booking is prevented there), foreign
-keys are on and the journal is WAL. PostgreSQL: plain READ COMMITTED; the exclusion
-constraint on bookings does the rest.
+SQLite: reads run in deferred transactions (WAL: they never block); a write
+service calls :func:`begin_write` first, which takes the database's write lock
+with ``BEGIN IMMEDIATE``, so write transactions are serialized by the database
+(this is how double-booking is prevented there) and the lock is held only for
+the one service call. PostgreSQL: plain READ COMMITTED; the exclusion constraint
+on bookings does the rest.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextvars import ContextVar
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,15 @@ from sqlmodel import Session, create_engine
 
 from app.config import get_settings
 
+# A request holds its connection from authentication to the end, across several
+# hops through the threadpool (40 threads); a pool smaller than that can deadlock
+# under load: every thread waiting for a connection, every connection waiting
+# for a thread.
+POOL_SIZE = 20
+POOL_OVERFLOW = 30
+
+_take_write_lock: ContextVar[bool] = ContextVar("capshare_sqlite_write_lock", default=False)
+
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
@@ -25,20 +37,22 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": 60}, **kwargs
+            url,
+            connect_args={"check_same_thread": False, "timeout": 60},
+            pool_size=POOL_SIZE,
+            max_overflow=POOL_OVERFLOW,
+            **kwargs,
         )
         _serialize_sqlite_transactions(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kwargs)
+    return create_engine(
+        url, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW, **kwargs
+    )
 
 
 def _serialize_sqlite_transactions(engine: Engine) -> None:
-    """SQLAlchemy's documented pysqlite workaround, with BEGIN IMMEDIATE.
-
-    pysqlite's own transaction handling is turned off so that SAVEPOINTs work and
-    so that each transaction takes the write lock up front: two requests can never
-    both read "the slot is free" and then both write.
-    """
+    """SQLAlchemy's documented pysqlite workaround: pysqlite's own transaction
+    handling is off so that SAVEPOINTs work and so that we choose the BEGIN."""
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -51,7 +65,30 @@ def _serialize_sqlite_transactions(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if _take_write_lock.get() else "BEGIN")
+
+
+def begin_write(session: Session) -> None:
+    """Open the write transaction of a service command.
+
+    On SQLite this ends any read snapshot the request holds (authentication read
+    the user) and starts ``BEGIN IMMEDIATE``: two requests can never both read
+    "the slot is free" and then both write, and a write never fails on upgrading
+    a stale snapshot. Elsewhere it does nothing.
+    """
+    if session.get_bind().dialect.name != "sqlite":
+        return
+    current = session.get_transaction()
+    if current is not None and session.info.get("write_transaction") is current:
+        return  # already inside a write transaction: a command composed of others
+    if session.in_transaction():
+        session.commit()
+    token = _take_write_lock.set(True)
+    try:
+        session.connection()
+    finally:
+        _take_write_lock.reset(token)
+    session.info["write_transaction"] = session.get_transaction()
 
 
 @lru_cache

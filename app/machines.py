@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, exists, not_, or_
 from sqlmodel import Session, col, func, select
 
+from app.db import begin_write
 from app.accounts import is_admin, operated_cluster_ids
 from app.catalog import check_process_materials, get_cluster_or_raise, nearest_cluster_id
 from app.errors import InvalidInput, MachineNotFound, PermissionDenied
@@ -103,6 +104,7 @@ def create_machine(
     *, session: Session, user: User, data: MachineCreate, commit: bool = True
 ) -> tuple[Machine, str]:
     """List a machine. Returns it with its telemetry token (shown only once)."""
+    begin_write(session)
     if not user.has_role(Role.owner):
         raise PermissionDenied("only owner organizations list machines")
     org = session.get(Organization, user.org_id)
@@ -140,6 +142,7 @@ def create_machine(
 def update_machine(
     *, session: Session, user: User, machine_id: int, data: MachineUpdate
 ) -> Machine:
+    begin_write(session)
     machine = get_own_machine_or_raise(session=session, user=user, machine_id=machine_id)
     if machine.status == MachineStatus.retired.value:
         raise InvalidInput("a retired machine cannot be changed", field="machine_id")
@@ -166,6 +169,7 @@ def update_machine(
 
 def retire_machine(*, session: Session, user: User, machine_id: int) -> Machine:
     """Take a machine off the market. Work already confirmed stays; it gets no more."""
+    begin_write(session)
     from app.errors import Conflict
 
     machine = get_own_machine_or_raise(session=session, user=user, machine_id=machine_id)

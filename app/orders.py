@@ -8,6 +8,7 @@ import datetime as dt
 from sqlalchemy import delete
 from sqlmodel import Session, col, func, select
 
+from app.db import begin_write
 from app.accounts import is_admin
 from app.catalog import check_process_materials
 from app.errors import InvalidInput, InvalidTransition, OrderNotFound, PermissionDenied
@@ -148,6 +149,7 @@ def _add_operations(session: Session, order_id: int, operations: list[OperationC
 
 
 def create_order(*, session: Session, user: User, data: OrderCreate, commit: bool = True) -> Order:
+    begin_write(session)
     if not user.has_role(Role.buyer):
         raise PermissionDenied("only buyer organizations post orders")
     release, due = as_utc(data.release_at), as_utc(data.due_at)
@@ -182,6 +184,7 @@ def create_order(*, session: Session, user: User, data: OrderCreate, commit: boo
 
 
 def update_order(*, session: Session, user: User, order_id: int, data: OrderUpdate) -> Order:
+    begin_write(session)
     order = get_own_order_or_raise(session=session, user=user, order_id=order_id)
     if order.status != OrderStatus.draft.value:
         raise InvalidTransition("only a draft order can be changed", field="status")
@@ -210,6 +213,7 @@ def update_order(*, session: Session, user: User, order_id: int, data: OrderUpda
 
 def open_order(*, session: Session, user: User, order_id: int) -> Order:
     """Put a draft on the market: from now on the matcher and quotes see it."""
+    begin_write(session)
     order = get_own_order_or_raise(session=session, user=user, order_id=order_id)
     if order.status != OrderStatus.draft.value:
         raise InvalidTransition(f"an order in state {order.status} cannot be opened", field="status")
@@ -223,6 +227,7 @@ def open_order(*, session: Session, user: User, order_id: int) -> Order:
 
 def cancel_order(*, session: Session, user: User, order_id: int, reason: str = "") -> Order:
     """Cancel the order and release every machine it still holds."""
+    begin_write(session)
     order = get_own_order_or_raise(session=session, user=user, order_id=order_id)
     if order.status not in CANCELLABLE:
         raise InvalidTransition(f"an order in state {order.status} cannot be cancelled", field="status")
