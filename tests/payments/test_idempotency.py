@@ -64,8 +64,9 @@ def test_keys_are_scoped_per_request_not_global_across_objects(stub: Stub) -> No
 
 
 def test_concurrent_same_key_executes_once(stub: Stub) -> None:
-    # Hold the first request inside the idempotency layer so the others overlap with it.
-    stub.faults({"kind": "delay", "when": "during", "delay_ms": 300, "method": "POST"})
+    # Hold whichever request runs the operation inside the idempotency layer, so the others
+    # overlap with it (requests answered by the idempotency layer never reach the delay).
+    stub.faults({"kind": "delay", "when": "during", "delay_ms": 300, "method": "POST", "count": 50})
     barrier = threading.Barrier(8)
 
     def create(_: int) -> httpx.Response:
@@ -89,7 +90,9 @@ def test_concurrent_same_key_executes_once(stub: Stub) -> None:
 
 
 def test_concurrent_clients_with_same_key_all_get_the_one_intent(stub: Stub) -> None:
-    stub.faults({"kind": "delay", "when": "during", "delay_ms": 200, "method": "POST"})
+    stub.faults(
+        {"kind": "delay", "when": "during", "delay_ms": 200, "method": "POST", "count": 500}
+    )
     barrier = threading.Barrier(6)
 
     def create(_: int) -> str:
