@@ -241,10 +241,10 @@ def _build_v1(state: StubState) -> APIRouter:
     # -- payment intents ----------------------------------------------------------------------
 
     def confirm(intent: JSON, payment_method: str | None) -> None:
-        if payment_method is not None:
-            intent["payment_method"] = payment_method
         if intent["status"] not in ("requires_confirmation", "requires_payment_method"):
             raise _unexpected_state(intent, "confirm")
+        if payment_method is not None:
+            intent["payment_method"] = payment_method
         decline_code = DECLINING_METHODS.get(intent["payment_method"])
         if decline_code is not None:
             intent["status"] = "requires_payment_method"

@@ -88,6 +88,11 @@ class TestIntentLifecycle:
             payments.capture_payment_intent(intent_id, idempotency_key="order-2-cap")
         assert exc_info.value.code == "payment_intent_unexpected_state"
         assert exc_info.value.status_code == 409
+        with pytest.raises(PaymentConflict):
+            payments.confirm_payment_intent(
+                intent_id, payment_method="pm_card_declined", idempotency_key="order-2-conf"
+            )
+        assert payments.get_payment_intent(intent_id).payment_method == "pm_card_visa"
         assert payments.get_balance().available_fen == 0
 
     def test_declined_card_then_retry_with_other_method(self, payments: PaymentsClient) -> None:
