@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from sqlmodel import Session, col, func, select
+
+from app.db import make_engine
+from app.demo import seed_demo
+from app.migrations import upgrade
+from models import AvailabilityRule, Booking, Cluster, Machine, Operation, Order, Organization, Process
+
+
+def test_demo_market_meets_the_brief(session: Session) -> None:
+    counts = seed_demo(session, today=dt.date(2030, 3, 4))
+    assert counts.clusters >= 8 and counts.owner_orgs >= 60 and counts.buyer_orgs >= 40
+    assert counts.machines >= 400 and counts.orders >= 600 and counts.leases > 0
+    assert counts.operator_orgs == counts.clusters and counts.rules > 0
+    n = lambda model: session.exec(select(func.count()).select_from(model)).one()  # noqa: E731
+    assert n(Machine) == counts.machines and n(Order) == counts.orders
+    # every cluster has an operator, the three families all have machines
+    assert session.exec(select(func.count()).select_from(Cluster).where(col(Cluster.operator_org_id).is_(None))).one() == 0
+    families = set(session.exec(select(Process.family).join(Machine, col(Machine.process_key) == Process.key)).all())
+    assert {"cnc", "garment", "additive"} <= families
+    multi = session.exec(select(Operation.order_id).where(Operation.seq == 2)).all()
+    assert len(multi) == counts.multi_step_orders > 50
+    # leases lie inside the machines' offered time and never overlap
+    for b in session.exec(select(Booking)).all():
+        assert b.start_at < b.end_at and b.price_fen > 0
+    assert n(AvailabilityRule) == counts.rules
+    beilun = session.exec(select(Cluster).where(Cluster.key == "ningbo-beilun")).one()
+    assert (round(beilun.lat, 1), round(beilun.lon, 1)) == (29.9, 121.8)
+    assert n(Organization) == 1 + counts.operator_orgs + counts.owner_orgs + counts.buyer_orgs
+
+
+def _fingerprint(tmp: Path, name: str) -> list[tuple[str, int, str]]:
+    url = f"sqlite:///{tmp / name}"
+    upgrade(url=url)
+    engine = make_engine(url)
+    with Session(engine) as s:
+        seed_demo(s, today=dt.date(2030, 3, 4))
+        rows = s.exec(select(Machine.name, Machine.hourly_rate_fen, Machine.process_key).order_by(col(Machine.id))).all()
+    engine.dispose()
+    return [tuple(r) for r in rows]  # type: ignore[misc]
+
+
+def test_demo_market_is_deterministic(tmp_path: Path) -> None:
+    assert _fingerprint(tmp_path, "a.db") == _fingerprint(tmp_path, "b.db")

@@ -1,0 +1,49 @@
+"""The README's run command, end to end: `capshare serve --demo` on a fresh
+database, then the API as a demo user sees it."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app.demo import DEMO_DOMAIN, DEMO_PASSWORD
+from tests.conftest import TEST_SECRET
+from tests.live.conftest import free_port, start_server, stop_server
+
+
+@pytest.mark.slow
+def test_serve_demo(live_database_url: str, tmp_path: Path) -> None:
+    port = free_port()
+    exe = shutil.which("capshare", path=str(Path(sys.executable).parent))
+    assert exe, "capshare is installed as a console script"
+    proc = start_server(
+        [exe, "serve", "--demo", "--port", str(port)],
+        {"DATABASE_URL": live_database_url, "CAPSHARE_SECRET_KEY": TEST_SECRET},
+        port, tmp_path / "serve.log", timeout_s=90,
+    )  # fmt: skip
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            assert http.get("/api/v1/health").json()["status"] == "ok"
+            assert http.get("/docs").status_code == 200
+            assert "capshare" in http.get("/").text
+
+            def login(email: str) -> dict[str, str]:
+                r = http.post("/api/v1/auth/token", data={"username": email, "password": DEMO_PASSWORD})
+                assert r.status_code == 200, r.text
+                return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+            buyer = login(f"buyer1@{DEMO_DOMAIN}")
+            machines = http.get("/api/v1/machines", params={"limit": 5}, headers=buyer).json()
+            assert machines["count"] >= 400 and len(machines["data"]) == 5
+            orders = http.get("/api/v1/orders", headers=buyer).json()
+            assert orders["count"] > 0
+            admin = login(f"admin@{DEMO_DOMAIN}")
+            assert http.get("/api/v1/orders", headers=admin).json()["count"] >= 600
+    finally:
+        stop_server(proc)
+    log = (tmp_path / "serve.log").read_text()
+    assert "demo logins" in log and f"buyer1@{DEMO_DOMAIN}" in log
