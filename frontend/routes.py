@@ -1,17 +1,355 @@
-"""HTML pages (include_in_schema=False)."""
+"""HTML pages (include_in_schema=False). Each page calls the same app services
+as the API; form posts redirect (post-redirect-get) or re-render with the error
+beside its field."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import csv
+import datetime as dt
+import io
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
-from fastapi.templating import Jinja2Templates
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, Response
+from pydantic import ValidationError
 
-templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+from app import accounts, availability, bookings, catalog, dashboard, machines, orders
+from app.demo import DEMO_DOMAIN, DEMO_PASSWORD
+from app.errors import MarketplaceError
+from app.machines import MachineQuery, MachineSort
+from frontend.i18n import parse_local
+from frontend.web import Csrf, SessionDep, SettingsDep, T, WebUser, optional_user, redirect, render
+from models import BookingState, Role, User, utcnow
+from models.booking import LeaseCreate
+from models.machine import MachineCreate, RuleCreate
+from models.order import OrderCreate
+
 router = APIRouter(include_in_schema=False)
+PAGE = 25
+
+
+def errors_of(exc: Exception) -> dict[str, str]:
+    if isinstance(exc, MarketplaceError):
+        return {exc.field or "form": exc.message}
+    if isinstance(exc, ValidationError):
+        out: dict[str, str] = {}
+        for e in exc.errors():
+            name = ".".join(str(p) for p in e["loc"]) or "form"
+            out.setdefault(name, e["msg"])
+        return out
+    raise exc
+
+
+def home_for(user: User) -> str:
+    if user.has_role(Role.admin) or user.has_role(Role.operator):
+        return "/operator"
+    if user.has_role(Role.owner):
+        return "/owner/machines"
+    return "/buyer/orders"
 
 
 @router.get("/", response_class=HTMLResponse)
-def home(request: Request) -> HTMLResponse:
-    return templates.TemplateResponse(request, "home.html", {})
+def home(request: Request, session: SessionDep, t: T) -> HTMLResponse:
+    user = optional_user(request, session)
+    demo = [("owner", f"owner1@{DEMO_DOMAIN}"), ("buyer", f"buyer1@{DEMO_DOMAIN}"),
+            ("operator", f"operator.ningbo-beilun@{DEMO_DOMAIN}"), ("admin", f"admin@{DEMO_DOMAIN}")]  # fmt: skip
+    return render(request, t, "home.html", {"demo": demo, "demo_password": DEMO_PASSWORD}, user=user)
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_form(request: Request, t: T, email: str = "") -> HTMLResponse:
+    return render(request, t, "login.html", {"email": email, "errors": {}})
+
+
+@router.post("/login", response_class=HTMLResponse, dependencies=[Csrf])
+def login(
+    request: Request, session: SessionDep, t: T,
+    email: Annotated[str, Form()] = "", password: Annotated[str, Form()] = "",
+) -> Response:  # fmt: skip
+    user = accounts.authenticate(session=session, email=email, password=password)
+    if user is None:
+        errors = {"password": t.gettext("Wrong email or password.")}
+        return render(request, t, "login.html", {"email": email, "errors": errors}, status_code=401)
+    request.session["user_id"] = user.id
+    return redirect(home_for(user))
+
+
+@router.post("/logout", dependencies=[Csrf])
+def logout(request: Request) -> Response:
+    lang = request.session.get("lang")
+    request.session.clear()
+    request.session["lang"] = lang
+    return redirect("/")
+
+
+# ----------------------------------------------------------------- owner
+
+
+@router.get("/owner/machines", response_class=HTMLResponse)
+def owner_machines(request: Request, session: SessionDep, user: WebUser, t: T, page: int = 1, q: str = "") -> HTMLResponse:
+    query = MachineQuery(owner_org_id=user.org_id, q=q or None, sort=MachineSort.name, limit=PAGE, offset=(max(page, 1) - 1) * PAGE)
+    rows, count = machines.search_machines(session=session, user=user, query=query)
+    return render(request, t, "owner_machines.html", {"rows": rows, "count": count, "page": page, "pages": max(1, -(-count // PAGE)), "q": q}, user=user)
+
+
+def _machine_form(request: Request, session: SessionDep, user: User, t: T, values: dict[str, Any], errors: dict[str, str], status: int = 200) -> HTMLResponse:
+    processes = catalog.list_processes(session=session)
+    return render(request, t, "machine_form.html", {"values": values, "errors": errors, "processes": processes}, user=user, status_code=status)
+
+
+@router.get("/owner/machines/new", response_class=HTMLResponse)
+def new_machine(request: Request, session: SessionDep, user: WebUser, t: T) -> HTMLResponse:
+    values = {"hourly_rate_yuan": "", "min_booking_minutes": 60, "speed_factor": 1.0, "tolerance_mm": 0.02, "materials": ""}
+    return _machine_form(request, session, user, t, values, {})
+
+
+@router.post("/owner/machines/new", response_class=HTMLResponse, dependencies=[Csrf])
+async def create_machine(request: Request, session: SessionDep, user: WebUser, t: T) -> Response:
+    form = dict((await request.form()).items())
+    values: dict[str, Any] = {k: v for k, v in form.items() if k != "csrf_token"}
+    try:
+        rate = values.get("hourly_rate_yuan", "")
+        try:
+            rate_fen = round(float(str(rate)) * 100)
+        except ValueError:
+            raise MarketplaceError(t.gettext("Enter the hourly rate in yuan, e.g. 95.50"), field="hourly_rate_yuan") from None
+        data = MachineCreate.model_validate({
+            "name": values.get("name", ""), "make_model": values.get("make_model", ""),
+            "process_key": values.get("process_key", ""),
+            "materials": [m.strip() for m in str(values.get("materials", "")).split(",") if m.strip()],
+            "envelope_x_mm": values.get("envelope_x_mm") or 0, "envelope_y_mm": values.get("envelope_y_mm") or 0,
+            "envelope_z_mm": values.get("envelope_z_mm") or 0, "tolerance_mm": values.get("tolerance_mm") or 0.1,
+            "speed_factor": values.get("speed_factor") or 1, "hourly_rate_fen": rate_fen,
+            "min_booking_minutes": values.get("min_booking_minutes") or 60, "leasable": values.get("leasable") == "on",
+        })  # fmt: skip
+        machine, _ = await _run(machines.create_machine, session=session, user=user, data=data)
+    except (MarketplaceError, ValidationError) as exc:
+        errors = errors_of(exc)
+        if "hourly_rate_fen" in errors:
+            errors["hourly_rate_yuan"] = errors.pop("hourly_rate_fen")
+        return _machine_form(request, session, user, t, values, errors, status=422)
+    return redirect(f"/owner/machines/{machine.id}", request, t.gettext("Machine listed."))
+
+
+async def _run(fn: Any, **kwargs: Any) -> Any:
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(lambda: fn(**kwargs))
+
+
+@router.get("/owner/machines/{machine_id}", response_class=HTMLResponse)
+def machine_detail(request: Request, session: SessionDep, user: WebUser, t: T, machine_id: int) -> HTMLResponse:
+    machine = machines.get_machine_or_raise(session=session, user=user, machine_id=machine_id)
+    now = utcnow()
+    windows = availability.list_windows(session=session, user=user, machine_id=machine_id, start=now, end=now + dt.timedelta(days=14))
+    rules = availability.list_rules(session=session, user=user, machine_id=machine_id)
+    held, _ = bookings.list_bookings(session=session, user=user, machine_id=machine_id, limit=500)
+    gantt = _gantt(t, now, now + dt.timedelta(days=14), windows, [b for b in held if b.end_at > now])
+    today = now.astimezone(t.tz).date()
+    rule_values = {"start_time": "20:00", "end_time": "08:00", "valid_from": today.isoformat(),
+                   "valid_until": (today + dt.timedelta(days=27)).isoformat(), "weekdays": [0, 1, 2, 3, 4]}  # fmt: skip
+    return render(request, t, "machine_detail.html", {"m": machine, "windows": windows, "rules": rules, "gantt": gantt,
+                  "bookings": held, "rule_values": rule_values, "errors": {}, "ical": f"/owner/machines/{machine_id}/calendar.ics"}, user=user)  # fmt: skip
+
+
+def _gantt(t: T, start: dt.datetime, end: dt.datetime, windows: list[Any], held: list[Any]) -> dict[str, Any]:
+    span = (end - start).total_seconds()
+    width = 960
+
+    def x(when: dt.datetime) -> float:
+        return max(0.0, min(width, (when - start).total_seconds() / span * width))
+
+    days = [(x(start + dt.timedelta(days=i)), t.datetime(start + dt.timedelta(days=i))[5:10]) for i in range(15)]
+    return {"width": width, "days": days,
+            "windows": [(x(w.start_at), x(w.end_at) - x(w.start_at), t.datetime(w.start_at), t.datetime(w.end_at)) for w in windows],
+            "bookings": [(x(b.start_at), x(b.end_at) - x(b.start_at), b.state, b.kind, t.datetime(b.start_at), t.datetime(b.end_at)) for b in held]}  # fmt: skip
+
+
+@router.post("/owner/machines/{machine_id}/rules", response_class=HTMLResponse, dependencies=[Csrf])
+async def add_rule(request: Request, session: SessionDep, settings: SettingsDep, user: WebUser, t: T, machine_id: int) -> Response:
+    form = await request.form()
+    try:
+        data = RuleCreate.model_validate({
+            "weekdays": [int(str(d)) for d in form.getlist("weekdays")], "start_time": form.get("start_time"),
+            "end_time": form.get("end_time"), "valid_from": form.get("valid_from"), "valid_until": form.get("valid_until"),
+        })  # fmt: skip
+        _, created = await _run(availability.create_rule, session=session, user=user, machine_id=machine_id, data=data,
+                                timezone=settings.display_timezone, horizon_days=settings.planning_horizon_days)  # fmt: skip
+    except (MarketplaceError, ValidationError) as exc:
+        request.session["flash"] = "⚠ " + "; ".join(f"{k}: {v}" for k, v in errors_of(exc).items())
+        return redirect(f"/owner/machines/{machine_id}")
+    return redirect(f"/owner/machines/{machine_id}", request, t.gettext("{n} windows offered.", n=created))
+
+
+@router.get("/owner/machines/{machine_id}/calendar.ics")
+def machine_calendar(session: SessionDep, user: WebUser, machine_id: int) -> Response:
+    machine = machines.get_own_machine_or_raise(session=session, user=user, machine_id=machine_id)
+    held, _ = bookings.list_bookings(session=session, user=user, machine_id=machine_id, limit=500)
+    fmt = "%Y%m%dT%H%M%SZ"
+    lines = ["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//capshare//machine schedule//EN", f"X-WR-CALNAME:{machine.name}"]
+    for b in held:
+        if b.state in (BookingState.declined.value, BookingState.cancelled.value, BookingState.expired.value):
+            continue
+        lines += ["BEGIN:VEVENT", f"UID:booking-{b.id}@capshare", f"DTSTAMP:{b.updated_at.strftime(fmt)}",
+                  f"DTSTART:{b.start_at.strftime(fmt)}", f"DTEND:{b.end_at.strftime(fmt)}",
+                  f"SUMMARY:{b.kind} {b.state} #{b.id}", "END:VEVENT"]  # fmt: skip
+    lines.append("END:VCALENDAR")
+    return Response("\r\n".join(lines) + "\r\n", media_type="text/calendar")
+
+
+@router.get("/owner/proposals", response_class=HTMLResponse)
+def proposals(request: Request, session: SessionDep, user: WebUser, t: T) -> HTMLResponse:
+    rows, _ = bookings.list_bookings(session=session, user=user, state=BookingState.proposed, limit=200)
+    mine = [b for b in rows if b.org_id != user.org_id]
+    return render(request, t, "proposals.html", {"rows": mine}, user=user)
+
+
+@router.post("/owner/proposals/{booking_id}/{action}", dependencies=[Csrf])
+def answer_proposal(request: Request, session: SessionDep, user: WebUser, t: T, booking_id: int, action: str,
+                    reason: Annotated[str, Form()] = "") -> Response:  # fmt: skip
+    if action not in ("accept", "decline"):
+        return redirect("/owner/proposals")
+    try:
+        bookings.transition_booking(session=session, user=user, booking_id=booking_id, action=action, reason=reason)
+    except MarketplaceError as exc:
+        return redirect("/owner/proposals", request, "⚠ " + exc.message)
+    return redirect("/owner/proposals", request, t.gettext("Proposal answered."))
+
+
+# ----------------------------------------------------------------- buyer
+
+
+@router.get("/buyer/orders", response_class=HTMLResponse)
+def buyer_orders(request: Request, session: SessionDep, user: WebUser, t: T, page: int = 1) -> HTMLResponse:
+    rows, count = orders.list_orders(session=session, user=user, status=None, limit=PAGE, offset=(max(page, 1) - 1) * PAGE)
+    return render(request, t, "buyer_orders.html", {"rows": rows, "count": count, "page": page, "pages": max(1, -(-count // PAGE))}, user=user)
+
+
+def _order_form(request: Request, session: SessionDep, user: User, t: T, values: dict[str, Any], errors: dict[str, str], status: int = 200) -> HTMLResponse:
+    return render(request, t, "order_form.html", {"values": values, "errors": errors, "processes": catalog.list_processes(session=session)}, user=user, status_code=status)
+
+
+@router.get("/buyer/orders/new", response_class=HTMLResponse)
+def new_order(request: Request, session: SessionDep, user: WebUser, t: T) -> HTMLResponse:
+    now = utcnow()
+    values = {"release_at": t.local_input(now + dt.timedelta(days=1)), "due_at": t.local_input(now + dt.timedelta(days=7))}
+    return _order_form(request, session, user, t, values, {})
+
+
+@router.post("/buyer/orders/new", response_class=HTMLResponse, dependencies=[Csrf])
+async def create_order(request: Request, session: SessionDep, user: WebUser, t: T) -> Response:
+    form = await request.form()
+    values: dict[str, Any] = {k: form.get(k) for k in form.keys() if k != "csrf_token"}
+    try:
+        ops = []
+        for i in range(3):
+            process = str(form.get(f"op{i}_process") or "")
+            if not process:
+                continue
+            ops.append({"process_key": process, "material_key": form.get(f"op{i}_material") or "",
+                        "quantity": form.get(f"op{i}_quantity") or 1, "std_duration_min": form.get(f"op{i}_minutes") or 0})  # fmt: skip
+        budget = str(form.get("budget_yuan") or "").strip()
+        data = OrderCreate.model_validate({
+            "title": form.get("title") or "", "release_at": parse_local(str(form.get("release_at")), t.tz),
+            "due_at": parse_local(str(form.get("due_at")), t.tz), "operations": ops,
+            "budget_fen": round(float(budget) * 100) if budget else None,
+        })  # fmt: skip
+        order = await _run(orders.create_order, session=session, user=user, data=data)
+        await _run(orders.open_order, session=session, user=user, order_id=order.id)
+    except ValueError as exc:
+        if isinstance(exc, ValidationError):
+            return _order_form(request, session, user, t, values, errors_of(exc), status=422)
+        return _order_form(request, session, user, t, values, {"form": t.gettext("Check the dates and amounts.")}, status=422)
+    except MarketplaceError as exc:
+        return _order_form(request, session, user, t, values, errors_of(exc), status=422)
+    return redirect(f"/buyer/orders/{order.id}", request, t.gettext("Order posted."))
+
+
+@router.get("/buyer/orders/{order_id}", response_class=HTMLResponse)
+def order_detail(request: Request, session: SessionDep, user: WebUser, t: T, order_id: int) -> HTMLResponse:
+    order = orders.get_order_or_raise(session=session, user=user, order_id=order_id)
+    public = orders.order_public(session=session, order=order)
+    timeline = orders.order_timeline(session=session, user=user, order_id=order_id)
+    held, _ = bookings.list_bookings(session=session, user=user, order_id=order_id, limit=100)
+    return render(request, t, "order_detail.html", {"o": public, "timeline": timeline, "bookings": held}, user=user)
+
+
+@router.get("/buyer/machines", response_class=HTMLResponse)
+def search(request: Request, session: SessionDep, user: WebUser, t: T, process: str = "", material: str = "", leasable: str = "", page: int = 1) -> HTMLResponse:
+    query = MachineQuery(process_key=process or None, material=material or None, leasable=True if leasable else None,
+                         limit=PAGE, offset=(max(page, 1) - 1) * PAGE)  # fmt: skip
+    rows, count = machines.search_machines(session=session, user=user, query=query)
+    return render(request, t, "machine_search.html", {"rows": rows, "count": count, "page": page, "pages": max(1, -(-count // PAGE)),
+                  "processes": catalog.list_processes(session=session), "f": {"process": process, "material": material, "leasable": leasable}}, user=user)  # fmt: skip
+
+
+@router.get("/buyer/machines/{machine_id}", response_class=HTMLResponse)
+def lease_page(request: Request, session: SessionDep, user: WebUser, t: T, machine_id: int) -> HTMLResponse:
+    machine = machines.get_machine_or_raise(session=session, user=user, machine_id=machine_id)
+    now = utcnow()
+    windows = availability.list_windows(session=session, user=user, machine_id=machine_id, start=now, end=now + dt.timedelta(days=14))
+    return render(request, t, "lease.html", {"m": machine, "windows": windows, "errors": {}, "values": {}}, user=user)
+
+
+@router.post("/buyer/machines/{machine_id}/lease", response_class=HTMLResponse, dependencies=[Csrf])
+async def lease(request: Request, session: SessionDep, user: WebUser, t: T, machine_id: int) -> Response:
+    form = await request.form()
+    values = {"start_at": form.get("start_at"), "end_at": form.get("end_at")}
+    try:
+        data = LeaseCreate(machine_id=machine_id, start_at=parse_local(str(values["start_at"]), t.tz), end_at=parse_local(str(values["end_at"]), t.tz))
+        booking = await _run(bookings.create_lease, session=session, user=user, data=data)
+    except (MarketplaceError, ValueError) as exc:
+        errors = errors_of(exc) if isinstance(exc, MarketplaceError | ValidationError) else {"start_at": t.gettext("Check the dates and amounts.")}
+        machine = machines.get_machine_or_raise(session=session, user=user, machine_id=machine_id)
+        now = utcnow()
+        windows = availability.list_windows(session=session, user=user, machine_id=machine_id, start=now, end=now + dt.timedelta(days=14))
+        status = exc.status_code if isinstance(exc, MarketplaceError) else 422
+        return render(request, t, "lease.html", {"m": machine, "windows": windows, "errors": errors, "values": values}, user=user, status_code=status)
+    return redirect("/buyer/leases", request, t.gettext("Leased: {price}", price=t.money(booking.price_fen)))
+
+
+@router.get("/buyer/leases", response_class=HTMLResponse)
+def my_leases(request: Request, session: SessionDep, user: WebUser, t: T) -> HTMLResponse:
+    from models import BookingKind
+
+    rows, _ = bookings.list_bookings(session=session, user=user, kind=BookingKind.lease, limit=200)
+    return render(request, t, "leases.html", {"rows": [b for b in rows if b.org_id == user.org_id]}, user=user)
+
+
+# ----------------------------------------------------------------- operator
+
+
+def _period(t: T) -> tuple[dt.datetime, dt.datetime]:
+    today = utcnow().astimezone(t.tz).replace(hour=0, minute=0, second=0, microsecond=0)
+    return today.astimezone(dt.UTC), (today + dt.timedelta(days=15)).astimezone(dt.UTC)
+
+
+@router.get("/operator", response_class=HTMLResponse)
+def operator(request: Request, session: SessionDep, user: WebUser, t: T, cluster_id: int | None = None) -> HTMLResponse:
+    start, end = _period(t)
+    d = dashboard.operator_dashboard(session=session, user=user, start=start, end=end, cluster_id=cluster_id)
+    families = sorted({f for row in d.heatmap.values() for f in row} | {f for row in d.by_day.values() for f in row})
+    return render(request, t, "operator.html", {"d": d, "families": families}, user=user)
+
+
+@router.get("/operator/export/{table}.csv")
+def operator_csv(request: Request, session: SessionDep, user: WebUser, t: T, table: str) -> Response:
+    start, end = _period(t)
+    d = dashboard.operator_dashboard(session=session, user=user, start=start, end=end)
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    if table == "processes":
+        w.writerow(["process", "family", "machines", "offered_h", "booked_h", "utilization"])
+        for r in d.by_process:
+            w.writerow([r.process, r.family, r.machines, round(r.offered_h, 1), round(r.booked_h, 1), round(r.utilization, 4)])
+    elif table == "heatmap":
+        w.writerow(["cluster", "family", "utilization"])
+        for cluster, row in d.heatmap.items():
+            for family, u in row.items():
+                w.writerow([cluster, family, round(u, 4)])
+    elif table == "idle":
+        w.writerow(["machine", "process", "offered_h"])
+        w.writerows([[n, p, round(h, 1)] for n, p, h in d.idle])
+    else:
+        return Response(status_code=404)
+    return Response(buf.getvalue(), media_type="text/csv", headers={"Content-Disposition": f'attachment; filename="{table}.csv"'})

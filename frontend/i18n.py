@@ -1,0 +1,69 @@
+"""Translations (a gettext catalogue per locale, read from its .po file at start)
+and locale-aware formatting of numbers, money and times."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from babel.dates import format_datetime
+from babel.messages.pofile import read_po
+from babel.numbers import format_currency, format_decimal
+
+LOCALE_DIR = Path(__file__).parent / "locale"
+LOCALES = {"zh": "zh_CN", "en": "en"}
+DEFAULT = "zh"
+HTML_LANG = {"zh": "zh-CN", "en": "en"}
+
+
+@cache
+def _messages(locale: str) -> dict[str, str]:
+    path = LOCALE_DIR / locale / "LC_MESSAGES" / "messages.po"
+    if not path.exists():
+        return {}
+    with path.open("rb") as fh:
+        catalog = read_po(fh, locale=locale)
+    return {m.id: m.string for m in catalog if m.id and isinstance(m.id, str) and m.string}
+
+
+@dataclass(frozen=True)
+class Translator:
+    lang: str  # "zh" or "en"
+    tz: ZoneInfo
+
+    @property
+    def locale(self) -> str:
+        return LOCALES[self.lang]
+
+    @property
+    def html_lang(self) -> str:
+        return HTML_LANG[self.lang]
+
+    def gettext(self, message: str, **params: object) -> str:
+        text = _messages(self.locale).get(message, message) if self.lang != "en" else message
+        return text.format(**params) if params else text
+
+    def money(self, fen: int | None) -> str:
+        if fen is None:
+            return "—"
+        return format_currency(fen / 100, "CNY", format="¤#,##0.00", locale=self.locale)
+
+    def number(self, value: float, digits: int = 0) -> str:
+        return format_decimal(round(value, digits), locale=self.locale)
+
+    def datetime(self, value: dt.datetime | None) -> str:
+        if value is None:
+            return "—"
+        return format_datetime(value, "yyyy-MM-dd HH:mm", tzinfo=self.tz, locale=self.locale)
+
+    def local_input(self, value: dt.datetime | None) -> str:
+        """A value for <input type="datetime-local">, in the display time zone."""
+        return value.astimezone(self.tz).strftime("%Y-%m-%dT%H:%M") if value else ""
+
+
+def parse_local(value: str, tz: ZoneInfo) -> dt.datetime:
+    """A datetime-local form value, read in the display time zone, as UTC."""
+    return dt.datetime.fromisoformat(value).replace(tzinfo=tz).astimezone(dt.UTC)

@@ -1,0 +1,96 @@
+"""Plumbing of the pages: the signed-in user from the session cookie, CSRF
+tokens, the language, and rendering."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+from fastapi import Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+from sqlmodel import Session
+
+from app.config import Settings, get_settings
+from app.db import get_session
+from frontend.i18n import DEFAULT, LOCALES, Translator
+from models import User
+
+from pathlib import Path
+
+templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+
+SessionDep = Annotated[Session, Depends(get_session)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+class LoginRequired(Exception):
+    """Raised by page dependencies; rendered as a redirect to /login."""
+
+
+class CsrfFailed(Exception):
+    pass
+
+
+def language(request: Request) -> str:
+    lang = request.query_params.get("lang") or request.session.get("lang") or DEFAULT
+    lang = lang if lang in LOCALES else DEFAULT
+    request.session["lang"] = lang
+    return lang
+
+
+def translator(request: Request, settings: SettingsDep) -> Translator:
+    return Translator(lang=language(request), tz=ZoneInfo(settings.display_timezone))
+
+
+T = Annotated[Translator, Depends(translator)]
+
+
+def optional_user(request: Request, session: SessionDep) -> User | None:
+    user_id = request.session.get("user_id")
+    if user_id is None:
+        return None
+    user = session.get(User, int(user_id))
+    return user if user is not None and user.is_active else None
+
+
+def web_user(user: Annotated[User | None, Depends(optional_user)]) -> User:
+    if user is None:
+        raise LoginRequired
+    return user
+
+
+WebUser = Annotated[User, Depends(web_user)]
+
+
+def csrf_token(request: Request) -> str:
+    token = request.session.get("csrf")
+    if not token:
+        token = secrets.token_urlsafe(24)
+        request.session["csrf"] = token
+    return str(token)
+
+
+def check_csrf(request: Request, csrf_token: Annotated[str, Form()] = "") -> None:
+    expected = request.session.get("csrf")
+    if not expected or not secrets.compare_digest(str(expected), csrf_token):
+        raise CsrfFailed
+
+
+Csrf = Depends(check_csrf)
+
+
+def render(
+    request: Request, t: Translator, name: str, context: dict[str, Any] | None = None,
+    *, user: User | None = None, status_code: int = 200,
+) -> HTMLResponse:  # fmt: skip
+    ctx = {"t": t, "_": t.gettext, "user": user, "csrf": csrf_token(request),
+           "flash": request.session.pop("flash", None), **(context or {})}  # fmt: skip
+    return templates.TemplateResponse(request, name, ctx, status_code=status_code)
+
+
+def redirect(url: str, request: Request | None = None, flash: str | None = None) -> RedirectResponse:
+    if request is not None and flash:
+        request.session["flash"] = flash
+    return RedirectResponse(url, status_code=303)

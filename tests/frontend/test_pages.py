@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+from sqlmodel import Session, func, select
+
+from frontend.i18n import _messages
+from models import AvailabilityRule, Machine, Order, Role
+from tests.factories import PASSWORD, make_cluster, make_machine, make_user
+
+
+def csrf(html: str) -> str:
+    m = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert m, "page has a CSRF token"
+    return m.group(1)
+
+
+def sign_in(client: TestClient, email: str) -> None:
+    page = client.get("/login")
+    r = client.post("/login", data={"email": email, "password": PASSWORD, "csrf_token": csrf(page.text)}, follow_redirects=False)
+    assert r.status_code == 303, r.text
+
+
+def test_home_is_chinese_by_default_and_english_on_request(client: TestClient) -> None:
+    r = client.get("/")
+    assert '<html lang="zh-CN">' in r.text and "演示账号" in r.text
+    en = client.get("/?lang=en")
+    assert '<html lang="en">' in en.text and "Demo logins" in en.text
+    assert '<html lang="en">' in client.get("/login").text  # remembered in the session
+    assert '<html lang="zh-CN">' in client.get("/login?lang=zh").text
+
+
+def test_login_needs_csrf_and_right_password(client: TestClient, session: Session) -> None:
+    user = make_user(session, roles=(Role.buyer,))
+    r = client.post("/login", data={"email": user.email, "password": PASSWORD, "csrf_token": "forged"})
+    assert r.status_code == 403
+    page = client.get("/login")
+    bad = client.post("/login", data={"email": user.email, "password": "nope", "csrf_token": csrf(page.text)})
+    assert bad.status_code == 401 and "邮箱或密码错误" in bad.text
+    assert client.get("/buyer/orders", follow_redirects=False).headers["location"] == "/login"
+    sign_in(client, user.email)
+    assert client.get("/buyer/orders").status_code == 200
+
+
+def test_owner_lists_a_machine_with_errors_beside_fields(client: TestClient, session: Session) -> None:
+    owner = make_user(session, roles=(Role.owner,))
+    sign_in(client, owner.email)
+    form = client.get("/owner/machines/new?lang=en")
+    token = csrf(form.text)
+    before = session.exec(select(func.count()).select_from(Machine)).one()
+    body = {"csrf_token": token, "name": "Haas VF-2 #9", "process_key": "milling_3axis", "materials": "aluminium, cheese",
+            "hourly_rate_yuan": "abc", "min_booking_minutes": "60"}  # fmt: skip
+    r = client.post("/owner/machines/new", data=body)
+    assert r.status_code == 422
+    assert 'id="hourly_rate_yuan-error"' in r.text
+    body["hourly_rate_yuan"] = "95.5"
+    r = client.post("/owner/machines/new", data=body)
+    assert r.status_code == 422 and "cheese" in r.text
+    assert session.exec(select(func.count()).select_from(Machine)).one() == before
+    body["materials"] = "aluminium, steel"
+    r = client.post("/owner/machines/new", data=body, follow_redirects=False)
+    assert r.status_code == 303
+    page = client.get(r.headers["location"])
+    assert "Haas VF-2 #9" in page.text and "¥95.50" in page.text and "<svg" in page.text
+
+
+def test_owner_adds_a_night_shift_rule(client: TestClient, session: Session) -> None:
+    owner = make_user(session, roles=(Role.owner,))
+    machine = make_machine(session, owner=owner)
+    sign_in(client, owner.email)
+    page = client.get(f"/owner/machines/{machine.id}?lang=en")
+    first = re.search(r'name="valid_from" type="date" value="([^"]+)"', page.text)
+    last = re.search(r'name="valid_until" type="date" value="([^"]+)"', page.text)
+    assert first and last
+    r = client.post(f"/owner/machines/{machine.id}/rules", data={
+        "csrf_token": csrf(page.text), "weekdays": ["0", "1", "2", "3", "4"], "start_time": "20:00",
+        "end_time": "08:00", "valid_from": first.group(1), "valid_until": last.group(1),
+    }, follow_redirects=True)  # fmt: skip
+    assert r.status_code == 200
+    assert re.search(r"\d+ windows offered", r.text), r.text
+    rules = session.exec(select(AvailabilityRule).where(AvailabilityRule.machine_id == machine.id)).all()
+    assert [(x.start_time, x.end_time, x.weekdays) for x in rules] == [("20:00", "08:00", [0, 1, 2, 3, 4])]
+    ics = client.get(f"/owner/machines/{machine.id}/calendar.ics")
+    assert ics.text.startswith("BEGIN:VCALENDAR") and ics.headers["content-type"].startswith("text/calendar")
+
+
+def test_buyer_posts_a_two_step_order(client: TestClient, session: Session) -> None:
+    buyer = make_user(session, roles=(Role.buyer,))
+    sign_in(client, buyer.email)
+    form = client.get("/buyer/orders/new")
+    release = re.search(r'name="release_at" type="datetime-local" value="([^"]+)"', form.text)
+    due = re.search(r'name="due_at" type="datetime-local" value="([^"]+)"', form.text)
+    assert release and due
+    data = {"csrf_token": csrf(form.text), "title": "Brackets", "release_at": release.group(1), "due_at": due.group(1),
+            "budget_yuan": "3000", "op0_process": "milling_3axis", "op0_material": "aluminium", "op0_quantity": "50",
+            "op0_minutes": "240", "op1_process": "anodizing", "op1_material": "aluminium", "op1_quantity": "50", "op1_minutes": "120"}  # fmt: skip
+    r = client.post("/buyer/orders/new", data=data, follow_redirects=False)
+    assert r.status_code == 303, r.text
+    order = session.exec(select(Order).where(Order.buyer_org_id == buyer.org_id)).one()
+    assert (order.status, order.budget_fen) == ("open", 300000)
+    detail = client.get(r.headers["location"])
+    assert "Brackets" in detail.text and "anodizing" in detail.text
+    data["op1_material"] = "steel"  # anodizing takes aluminium only
+    bad = client.post("/buyer/orders/new", data=data)
+    assert bad.status_code == 422 and "steel" in bad.text
+
+
+def test_operator_dashboard_is_scoped(client: TestClient, session: Session) -> None:
+    from models import Organization
+
+    operator = make_user(session, roles=(Role.operator,))
+    cluster = make_cluster(session, operator_org=session.get(Organization, operator.org_id))
+    make_machine(session, owner=make_user(session, roles=(Role.owner,)), cluster_id=cluster.id)
+    sign_in(client, operator.email)
+    r = client.get("/operator")
+    assert r.status_code == 200 and 'id="booked-hours"' in r.text
+    assert client.get("/operator/export/processes.csv").text.startswith("process,family")
+    buyer = make_user(session, roles=(Role.buyer,))
+    client.cookies.clear()
+    sign_in(client, buyer.email)
+    assert client.get("/operator").status_code == 403
+
+
+def test_every_ui_string_has_a_chinese_translation() -> None:
+    root = Path(__file__).resolve().parents[2] / "frontend"
+    ids: set[str] = set()
+    for path in [*root.glob("templates/*.html"), *root.glob("*.py")]:
+        ids |= {m.group(2) for m in re.finditer(r"""(?:\b_|gettext)\(\s*(["'])(.+?)\1""", path.read_text())}
+    missing = sorted(i for i in ids if i not in _messages("zh_CN"))
+    assert len(ids) > 100 and missing == []
