@@ -34,7 +34,19 @@ class Settings(BaseSettings):
     payments_api_key: SecretStr = SecretStr("sk_test_capshare")
     payments_webhook_secret: SecretStr = SecretStr("whsec_capshare")
     payments_timeout_s: float = 5.0
+    # Drive provider calls inside the request that made them due; off, pending payments
+    # wait for ``capshare payments reconcile`` (or the worker).
+    payments_inline: bool = True
+    platform_fee_bps: int = Field(default=500, ge=0, le=10_000)  # 5 % of each price
+    claim_window_days: int = Field(default=7, ge=0)  # buyer may dispute a delivery this long
+    free_cancel_hours: int = Field(default=24, ge=0)  # free cancellation until this before start
+    late_cancel_fee_bps: int = Field(default=2000, ge=0, le=10_000)  # 20 % of the price, to the owner
+    lease_deposit_bps: int = Field(default=3000, ge=0, le=10_000)  # a lease deposit: 30 % of its price
     solver_time_limit_s: float = 10.0
+    solver_workers: int = 2
+    match_horizon_days: int = 14
+    proposal_ttl_minutes: int = 24 * 60
+    quote_time_limit_s: float = 0.2
     attachment_dir: Path = Path("./var/attachments")
     attachment_max_bytes: int = 20 * 1024 * 1024
     attachment_content_types: tuple[str, ...] = (

@@ -5,8 +5,18 @@ from models.base import CURRENCY, UTCDateTime, utcnow
 from models.booking import ACTIVE_STATES, Booking, BookingKind, BookingState
 from models.cluster import Cluster
 from models.machine import AvailabilityRule, AvailabilityWindow, Machine, MachineStatus
+from models.match_run import MatchRun, MatchRunStatus, MatchRunUnmatched, MatchScope
 from models.order import Operation, Order, OrderEvent, OrderStatus
 from models.org import Organization, Role, User
+from models.payment import (
+    LedgerEntry,
+    LedgerTransaction,
+    Payment,
+    PaymentEvent,
+    PaymentKind,
+    PaymentStatus,
+    ProviderAccount,
+)
 from models.taxonomy import Family, Material, Process, ProcessMaterial
 
 __all__ = [
@@ -21,16 +31,27 @@ __all__ = [
     "BookingState",
     "Cluster",
     "Family",
+    "LedgerEntry",
+    "LedgerTransaction",
     "Machine",
     "MachineStatus",
+    "MatchRun",
+    "MatchRunStatus",
+    "MatchRunUnmatched",
+    "MatchScope",
     "Material",
     "Operation",
     "Order",
     "OrderEvent",
     "OrderStatus",
     "Organization",
+    "Payment",
+    "PaymentEvent",
+    "PaymentKind",
+    "PaymentStatus",
     "Process",
     "ProcessMaterial",
+    "ProviderAccount",
     "Role",
     "UTCDateTime",
     "User",

@@ -1,0 +1,344 @@
+"""Match runs: the matcher over a cluster or the whole market, written back as
+proposals; and the expiry of proposals nobody answered.
+
+A run reads the pool (:func:`app.matching_adapter.build_match_input`), solves
+outside any write transaction, re-checks the answer without the solver
+(``matching.check_result``) and then, in ONE write transaction, supersedes the old
+proposals of the re-planned orders, writes the new ones, moves order statuses, and
+records the :class:`MatchRun` with the operations left out and why. A rejected or
+failed run writes nothing but its own ``failed`` row (in a small transaction of its
+own, after the rollback).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import defaultdict
+
+from sqlmodel import Session, col, func, select
+
+from app.accounts import is_admin, operated_cluster_ids
+from app.availability import offered_spans
+from app.bookings import collision
+from app.catalog import get_cluster_or_raise
+from app.config import Settings, get_settings
+from app.db import begin_write
+from app.errors import NotFound, PermissionDenied
+from app.matching_adapter import HELD_STATES, MatchInput, build_match_input
+from matching import MatchResult, check_result, solve
+from models import (
+    Booking,
+    BookingKind,
+    BookingState,
+    Machine,
+    MatchRun,
+    MatchRunStatus,
+    MatchRunUnmatched,
+    MatchScope,
+    Operation,
+    Order,
+    OrderEvent,
+    OrderStatus,
+    Role,
+    User,
+    utcnow,
+)
+from models.match_run import MAX_TIME_LIMIT_S
+
+log = logging.getLogger("capshare.matching")
+
+
+class ResultRejected(Exception):
+    """The solver's answer broke a hard rule; it is not written."""
+
+
+class InputsChanged(Exception):
+    """The market moved while the solver ran; run again."""
+
+
+# ------------------------------------------------------------------ who may run
+
+
+def _check_may_run(session: Session, user: User | None, cluster_id: int | None) -> None:
+    if cluster_id is not None:
+        get_cluster_or_raise(session=session, cluster_id=cluster_id)
+    if user is None or is_admin(user):  # the platform itself (CLI), or an admin
+        return
+    if not user.has_role(Role.operator):
+        raise PermissionDenied("only cluster operators and admins run the matcher")
+    if cluster_id is None:
+        raise PermissionDenied("operators run the matcher for one of their clusters", field="cluster_id")
+    if cluster_id not in operated_cluster_ids(session=session, user=user):
+        raise PermissionDenied("you do not operate this cluster", field="cluster_id")
+
+
+# ------------------------------------------------------------------ expiry
+
+
+def _return_to_pool(session: Session, order_ids: set[int], note: str) -> None:
+    """Matched orders that lost a placement go back to open."""
+    if not order_ids:
+        return
+    for order in session.exec(
+        select(Order).where(col(Order.id).in_(order_ids), Order.status == OrderStatus.matched.value)
+    ).all():
+        if not _fully_placed(session, order.id):  # type: ignore[arg-type]
+            order.status = OrderStatus.open.value
+            order.updated_at = utcnow()
+            session.add(order)
+            session.add(OrderEvent(order_id=order.id, state=OrderStatus.open.value, note=note))  # type: ignore[arg-type]
+
+
+def _fully_placed(session: Session, order_id: int) -> bool:
+    ops = session.exec(select(Operation.id).where(Operation.order_id == order_id)).all()
+    placed = session.exec(
+        select(Booking.operation_id).where(
+            Booking.order_id == order_id,
+            col(Booking.state).in_((BookingState.proposed.value, *HELD_STATES)),
+        )
+    ).all()
+    return set(ops) <= set(placed)
+
+
+def expire_proposals(
+    *, session: Session, now: dt.datetime | None = None, settings: Settings | None = None
+) -> int:
+    """Expire proposals unanswered for ``proposal_ttl_minutes``; orders that lose a
+    placement, or lost one to a decline, return to the pool (status open)."""
+    begin_write(session)
+    settings = settings or get_settings()
+    now = now or utcnow()
+    cutoff = now - dt.timedelta(minutes=settings.proposal_ttl_minutes)
+    stale = session.exec(
+        select(Booking).where(
+            Booking.state == BookingState.proposed.value, col(Booking.created_at) < cutoff
+        ).with_for_update()
+    ).all()
+    orders: set[int] = set()
+    for booking in stale:
+        booking.state = BookingState.expired.value
+        booking.reason = f"no answer within {settings.proposal_ttl_minutes} minutes"
+        booking.updated_at = now
+        session.add(booking)
+        if booking.order_id is not None:
+            orders.add(booking.order_id)
+            session.add(OrderEvent(
+                order_id=booking.order_id, booking_id=booking.id,
+                state=f"booking_{BookingState.expired.value}", note=booking.reason,
+            ))  # fmt: skip
+    # declined proposals of still-matched orders (the decline itself does not reopen)
+    declined = session.exec(
+        select(Booking.order_id)
+        .join(Order, col(Order.id) == Booking.order_id)
+        .where(
+            Order.status == OrderStatus.matched.value,
+            col(Booking.state).in_((BookingState.declined.value, BookingState.expired.value)),
+        )
+        .distinct()
+    ).all()
+    orders |= {o for o in declined if o is not None}
+    session.flush()
+    _return_to_pool(session, orders, "a proposal was declined or expired: back in the pool")
+    session.commit()
+    return len(stale)
+
+
+# ------------------------------------------------------------------ runs
+
+
+def run_matching(
+    *,
+    session: Session,
+    user: User | None,
+    cluster_id: int | None,
+    time_limit_s: float | None = None,
+    seed: int = 0,
+    now: dt.datetime | None = None,
+    settings: Settings | None = None,
+) -> MatchRun:
+    """Run the matcher over a cluster (or the market when ``cluster_id`` is None)
+    and write its proposals. Returns the run row: ``succeeded`` or ``failed``."""
+    settings = settings or get_settings()
+    _check_may_run(session, user, cluster_id)
+    limit = min(MAX_TIME_LIMIT_S, max(0.1, time_limit_s or settings.solver_time_limit_s))
+    now = now or utcnow()
+    expire_proposals(session=session, now=now, settings=settings)
+    started = utcnow()
+    data = build_match_input(session, cluster_id=cluster_id, now=now, horizon_days=settings.match_horizon_days)
+    fields: dict[str, object] = dict(
+        scope=(MatchScope.cluster if cluster_id is not None else MatchScope.market).value,
+        cluster_id=cluster_id, started_at=started, horizon_start=data.horizon.start,
+        horizon_end=data.horizon.end, orders_in=len(data.problem.orders),
+        operations_in=data.operation_count, machines_in=len(data.problem.machines),
+        free_intervals_in=data.free_intervals, seed=seed, time_limit_s=limit,
+        triggered_by_user_id=user.id if user else None,
+    )  # fmt: skip
+    try:
+        result = solve(data.problem, time_limit_s=limit, seed=seed, workers=settings.solver_workers)
+        fields.update(
+            solver_status=str(result.status), objective_fen=result.objective_fen,
+            bound_fen=result.bound_fen, gap=result.gap, solve_seconds=round(result.seconds, 3),
+        )  # fmt: skip
+        violations = check_result(data.problem, result)
+        if violations:
+            shown = "; ".join(f"{v.rule}: {v.detail}" for v in violations[:5])
+            raise ResultRejected(f"the solver's answer broke {len(violations)} hard rule(s): {shown}")
+        begin_write(session)
+        run = MatchRun(**fields, status=MatchRunStatus.running.value)  # type: ignore[arg-type]
+        session.add(run)
+        session.flush()
+        _write_result(session, run, data, result, user)
+        run.status = MatchRunStatus.succeeded.value
+        run.finished_at = utcnow()
+        session.add(run)
+        session.commit()
+        session.refresh(run)
+        return run
+    except Exception as exc:  # the run fails as a whole; record why
+        session.rollback()
+        if not isinstance(exc, ResultRejected | InputsChanged):
+            log.exception("match run failed")
+        return _record_failure(session, fields, f"{type(exc).__name__}: {exc}")
+
+
+def _record_failure(session: Session, fields: dict[str, object], error: str) -> MatchRun:
+    begin_write(session)
+    run = MatchRun(
+        **fields,  # type: ignore[arg-type]
+        status=MatchRunStatus.failed.value, finished_at=utcnow(), error=error[:2000],
+    )  # fmt: skip
+    session.add(run)
+    session.commit()
+    session.refresh(run)
+    return run
+
+
+def _write_result(
+    session: Session, run: MatchRun, data: MatchInput, result: MatchResult, user: User | None
+) -> None:
+    """Supersede, propose, move order statuses, record what was left out (flush only)."""
+    assert run.id is not None
+    note = f"match run {run.id}"
+    # The orders must still be in the pool and their old proposals still proposed.
+    order_ids = [o.id for o in data.orders.values()]
+    current = {
+        o.id: o for o in session.exec(select(Order).where(col(Order.id).in_(order_ids)).with_for_update()).all()
+    } if order_ids else {}
+    for key, order in data.orders.items():
+        now_status = current.get(int(key))
+        if now_status is None or now_status.status not in (OrderStatus.open.value, OrderStatus.matched.value):
+            raise InputsChanged(f"order {key} left the pool during the solve")
+    old = list(
+        session.exec(
+            select(Booking).where(col(Booking.id).in_(data.movable_booking_ids)).with_for_update()
+        ).all()
+    ) if data.movable_booking_ids else []
+    for booking in old:
+        if booking.state != BookingState.proposed.value:
+            raise InputsChanged(f"proposal {booking.id} was answered during the solve")
+        booking.state = BookingState.cancelled.value
+        booking.reason = f"superseded by {note}"
+        booking.updated_at = utcnow()
+        session.add(booking)
+    session.flush()  # free their slots before the new proposals take them
+    run.superseded = len(old)
+
+    placed: dict[int, list[Booking]] = defaultdict(list)
+    for a in result.assignments:
+        machine = data.machines[a.machine_id]
+        order = current[int(a.order_id)]
+        start, end = data.horizon.at(a.start_min), data.horizon.at(a.end_min)
+        assert machine.id is not None and order.id is not None
+        if not any(s <= start and end <= e for s, e in offered_spans(session, machine.id, start, end)):
+            raise InputsChanged(f"machine {machine.id} no longer offers {start.isoformat()}")
+        if collision(session, machine.id, start, end) is not None:
+            raise InputsChanged(f"machine {machine.id} was booked at {start.isoformat()} during the solve")
+        booking = Booking(
+            machine_id=machine.id, kind=BookingKind.service.value, state=BookingState.proposed.value,
+            start_at=start, end_at=end, org_id=order.buyer_org_id, order_id=order.id,
+            operation_id=int(a.operation_id), price_fen=a.price_fen, currency=machine.currency,
+            reason=note, created_by_user_id=user.id if user else None,
+        )  # fmt: skip
+        session.add(booking)
+        session.flush()
+        placed[order.id].append(booking)
+    run.proposals = len(result.assignments)
+
+    for order_id, bookings in placed.items():
+        order = current[order_id]
+        for booking in bookings:
+            session.add(OrderEvent(order_id=order_id, booking_id=booking.id, state="booking_proposed", note=note))
+        if _fully_placed(session, order_id) and order.status != OrderStatus.matched.value:
+            _set_status(session, order, OrderStatus.matched, note)
+    for key, order in data.orders.items():
+        if int(key) not in placed and order.status == OrderStatus.matched.value:
+            _set_status(session, current[int(key)], OrderStatus.open, f"{note}: not placed")
+    for u in result.unassigned:
+        session.add(MatchRunUnmatched(
+            run_id=run.id, order_id=int(u.order_id), operation_id=int(u.operation_id),
+            reason=str(u.reason), detail=u.detail[:500],
+        ))  # fmt: skip
+    run.unmatched = len(result.unassigned)
+    session.flush()
+
+
+def _set_status(session: Session, order: Order, status: OrderStatus, note: str) -> None:
+    order.status = status.value
+    order.updated_at = utcnow()
+    session.add(order)
+    session.add(OrderEvent(order_id=order.id, state=status.value, note=note))  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------ reading runs
+
+
+def _visible_runs(session: Session, user: User):  # type: ignore[no-untyped-def]
+    if is_admin(user):
+        return col(MatchRun.id).is_not(None)
+    clusters = operated_cluster_ids(session=session, user=user)
+    if not clusters:
+        raise PermissionDenied("only cluster operators and admins see match runs")
+    return col(MatchRun.cluster_id).in_(clusters)
+
+
+def list_match_runs(
+    *, session: Session, user: User, cluster_id: int | None = None, limit: int = 50, offset: int = 0
+) -> tuple[list[MatchRun], int]:
+    query = select(MatchRun).where(_visible_runs(session, user))
+    if cluster_id is not None:
+        query = query.where(MatchRun.cluster_id == cluster_id)
+    count = session.exec(select(func.count()).select_from(query.subquery())).one()
+    rows = session.exec(
+        query.order_by(col(MatchRun.started_at).desc(), col(MatchRun.id).desc()).offset(offset).limit(limit)
+    ).all()
+    return list(rows), count
+
+
+def get_match_run_or_raise(*, session: Session, user: User, run_id: int) -> MatchRun:
+    run = session.exec(select(MatchRun).where(MatchRun.id == run_id, _visible_runs(session, user))).first()
+    if run is None:
+        raise NotFound("match run not found", field="run_id")
+    return run
+
+
+def list_unmatched(*, session: Session, run_id: int) -> list[MatchRunUnmatched]:
+    return list(
+        session.exec(
+            select(MatchRunUnmatched).where(MatchRunUnmatched.run_id == run_id).order_by(col(MatchRunUnmatched.id))
+        ).all()
+    )
+
+
+def list_proposals(*, session: Session, user: User, limit: int = 50, offset: int = 0) -> tuple[list[Booking], int]:
+    """Proposals waiting for an answer on the caller's machines (the owner's inbox)."""
+    if not user.has_role(Role.owner):
+        raise PermissionDenied("only owners receive proposals")
+    query = select(Booking).where(
+        Booking.state == BookingState.proposed.value,
+        col(Booking.machine_id).in_(select(Machine.id).where(Machine.owner_org_id == user.org_id)),
+    )
+    count = session.exec(select(func.count()).select_from(query.subquery())).one()
+    rows = session.exec(query.order_by(col(Booking.start_at), col(Booking.id)).offset(offset).limit(limit)).all()
+    return list(rows), count
+

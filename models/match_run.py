@@ -1,0 +1,110 @@
+"""Match runs: one run of the matcher over a cluster or the whole market, kept as
+history with its inputs, outcome and the reason each unplaced operation was left out."""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+
+from sqlalchemy import BigInteger
+from sqlmodel import Field, SQLModel
+
+from models.base import UTCDateTime, utcnow
+
+MAX_TIME_LIMIT_S = 120.0
+
+
+class MatchRunStatus(StrEnum):
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+
+
+class MatchScope(StrEnum):
+    cluster = "cluster"
+    market = "market"
+
+
+class MatchRun(SQLModel, table=True):
+    __tablename__ = "match_run"
+
+    id: int | None = Field(default=None, primary_key=True)
+    scope: str = Field(max_length=10)
+    cluster_id: int | None = Field(default=None, foreign_key="cluster.id", index=True)
+    status: str = Field(default=MatchRunStatus.running.value, max_length=20, index=True)
+    started_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
+    finished_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    horizon_start: dt.datetime = Field(sa_type=UTCDateTime)
+    horizon_end: dt.datetime = Field(sa_type=UTCDateTime)
+    orders_in: int = 0
+    operations_in: int = 0
+    machines_in: int = 0
+    free_intervals_in: int = 0
+    proposals: int = 0
+    superseded: int = 0
+    unmatched: int = 0
+    solver_status: str = Field(default="", max_length=20)
+    objective_fen: int | None = Field(default=None, sa_type=BigInteger)
+    bound_fen: int | None = Field(default=None, sa_type=BigInteger)
+    gap: float | None = None
+    solve_seconds: float | None = None
+    seed: int = 0
+    time_limit_s: float
+    error: str = Field(default="", max_length=2000)
+    triggered_by_user_id: int | None = Field(default=None, foreign_key="user.id")
+
+
+class MatchRunUnmatched(SQLModel, table=True):
+    """An operation a run left out, and why (a ``matching.Reason`` value)."""
+
+    __tablename__ = "match_run_unmatched"
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="match_run.id", index=True, ondelete="CASCADE")
+    order_id: int = Field(foreign_key="order.id", index=True)
+    operation_id: int | None = Field(default=None, foreign_key="operation.id")
+    reason: str = Field(max_length=40)
+    detail: str = Field(default="", max_length=500)
+
+
+class MatchRunCreate(SQLModel):
+    cluster_id: int | None = Field(default=None, description="null: the whole market (admins)")
+    time_limit_s: float = Field(default=10.0, ge=1, le=MAX_TIME_LIMIT_S)
+
+
+class MatchRunPublic(SQLModel):
+    id: int
+    scope: str
+    cluster_id: int | None
+    status: str
+    started_at: dt.datetime
+    finished_at: dt.datetime | None
+    horizon_start: dt.datetime
+    horizon_end: dt.datetime
+    orders_in: int
+    operations_in: int
+    machines_in: int
+    free_intervals_in: int
+    proposals: int
+    superseded: int
+    unmatched: int
+    solver_status: str
+    objective_fen: int | None
+    bound_fen: int | None
+    gap: float | None
+    solve_seconds: float | None
+    seed: int
+    time_limit_s: float
+    error: str
+    triggered_by_user_id: int | None
+
+
+class MatchRunUnmatchedPublic(SQLModel):
+    order_id: int
+    operation_id: int | None
+    reason: str
+    detail: str
+
+
+class MatchRunDetail(MatchRunPublic):
+    unmatched_operations: list[MatchRunUnmatchedPublic]
