@@ -383,8 +383,9 @@ def _solve_slot_chunks(cp: CompiledProblem, comp: list[int], hint: Solution, sha
 def _solve_interval_model(cp: CompiledProblem, jobs: list[int], hint: Solution, time_s: float,
                           wall_s: float, seed: int, workers: int, deterministic: bool,
                           cb: cp_model.CpSolverSolutionCallback | None,
-                          ) -> tuple[Solution | None, int, bool]:
-    """Exact model.  Returns (solution or None, bound, proven optimal)."""
+                          with_stats: bool = False) -> tuple:  # type: ignore[type-arg]
+    """Exact model.  Returns (solution or None, bound, proven optimal), plus
+    (deterministic time spent, number of placement choices) with ``with_stats``."""
     model = cp_model.CpModel()
     v = C.IntervalVars()
     jobset = set(jobs)
@@ -422,6 +423,10 @@ def _solve_interval_model(cp: CompiledProblem, jobs: list[int], hint: Solution, 
                 model.add(y == sum(ps))
                 v.uses_machine[(j, m)] = y
     C.add_one_option_or_unassigned(model, v)
+    has_choice = {j for (j, _o, _g) in v.presence}
+    for j in jobs:
+        if j not in has_choice:
+            model.add(v.u[j] == 1)
     C.add_no_overlap_per_machine(model, cp, v)
     C.add_order_all_or_nothing(model, cp, v, jobset)
     C.add_precedence_with_transport(model, cp, v, jobset)
@@ -459,13 +464,15 @@ def _solve_interval_model(cp: CompiledProblem, jobs: list[int], hint: Solution, 
     solver = cp_model.CpSolver()
     _params(solver, time_s, wall_s, seed, workers, deterministic)
     status = solver.solve(model, cb)
+    extra_stats = (solver.response_proto.deterministic_time, len(v.presence))
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        return None, 0, False
+        return (None, 0, False, *extra_stats) if with_stats else (None, 0, False)
     sol: Solution = {}
     for (j, oi, g), p in v.presence.items():
         if solver.boolean_value(p):
             sol[j] = (oi, solver.value(v.start[(j, oi, g)]))
-    return sol, int(solver.best_objective_bound), status == cp_model.OPTIMAL
+    out = (sol, int(solver.best_objective_bound), status == cp_model.OPTIMAL)
+    return (*out, *extra_stats) if with_stats else out
 
 
 # ------------------------------------------------------------------------ improvement
@@ -555,8 +562,23 @@ def solve_compiled(cp: CompiledProblem, *, time_limit_s: float = 10.0, seed: int
         single = all(len(cp.orders[cp.jobs[j].order].jobs) == 1 for j in comp)
         part: Solution = {}
         if single and cp.mode is not ObjectiveMode.MAKESPAN:
-            part, cbound, optimal = _solve_slot_chunks(cp, comp, hint, share, wall, seed,
+            t_comp = time.monotonic()
+            use_lns = not cp.owner_spread_fen
+            slot_share = share * SLOT_FRACTION if use_lns else share
+            part, cbound, optimal = _solve_slot_chunks(cp, comp, hint, slot_share, wall, seed,
                                                        nworkers, deterministic, cb)
+            if use_lns and not optimal:
+                part = repair(cp, part, comp)
+                t_lns = time.monotonic()
+                if deterministic:
+                    lns_budget = (share - slot_share) * DTIME_PER_SECOND
+                    lns_end = t_comp + wall
+                else:
+                    lns_budget = float("inf")
+                    lns_end = t_comp + share
+                part, lstats = lns(cp, part, comp, lns_budget, lns_end, seed, nworkers,
+                                   deterministic)
+                report(phase="lns", component=ci, slot_s=round(t_lns - t_comp, 2), **lstats)
         else:
             got, cbound, optimal = _solve_interval_model(
                 cp, comp, hint, share, wall, seed, nworkers, deterministic, cb)
@@ -606,4 +628,144 @@ def solve_compiled(cp: CompiledProblem, *, time_limit_s: float = 10.0, seed: int
     stats.update(objective=obj, bound=bound, greedy_objective=gobj, greedy_order=gname,
                  terms=breakdown(cp, sol), proven=all_optimal and bound >= obj)
     report(phase="done", objective=obj, bound=bound)
+    return sol, stats
+
+
+# ------------------------------------------------------------------ large neighbourhood
+
+
+# share of a slot-model component's time given to the slot model; the rest goes to LNS
+SLOT_FRACTION = 0.5
+# freed jobs per neighbourhood: start, bounds
+LNS_START, LNS_MIN, LNS_MAX = 30, 8, 120
+# deterministic-time charge per LNS step for Python model building, and per interval
+LNS_STEP_DTIME, LNS_VAR_DTIME = 0.04, 2e-5
+# deterministic-time limit of one LNS sub-problem
+LNS_STEP_LIMIT = 0.1
+
+
+def _comp_cost(cp: CompiledProblem, sol: Solution, jobs: list[int]) -> int:
+    total = 0
+    for j in jobs:
+        job = cp.jobs[j]
+        got = sol.get(j)
+        if got is None:
+            total += job.penalty
+        else:
+            total += placed_cost(job, job.options[got[0]], got[1])
+    return total
+
+
+def lns(cp: CompiledProblem, sol: Solution, comp: list[int], budget: float, wall_end: float,
+        seed: int, workers: int, deterministic: bool) -> tuple[Solution, dict[str, int]]:
+    """Improve the schedule of one component of single-job orders by large neighbourhood
+    search on actual schedules: free the jobs of a few related machines around a point in
+    time (or around an unplaced / costly job), re-solve them exactly with the interval
+    model in the free time the rest of the schedule leaves, keep the result when it is
+    not worse.  ``budget`` is deterministic time (CP-SAT units plus a charge per step
+    for model building), so equal inputs and seed give equal results unless
+    ``wall_end`` (wall clock) stops the loop first."""
+    import random
+
+    sol = {j: sol[j] for j in comp if j in sol}
+    stats = {"steps": 0, "improved": 0, "gain": 0}
+    if not comp or budget <= 0:
+        return sol, stats
+    rng = random.Random(seed * 7919 + comp[0])
+    cand: dict[int, list[int]] = defaultdict(list)  # machine -> jobs with an option there
+    for j in comp:
+        for o in cp.jobs[j].options:
+            cand[o.machine].append(j)
+    machines = sorted(cand)
+    # machines related to m: sharing candidate jobs, most shared first
+    share_count: dict[int, dict[int, int]] = {}
+
+    def related(m: int) -> list[int]:
+        got = share_count.get(m)
+        if got is None:
+            cnt: dict[int, int] = defaultdict(int)
+            for j in cand[m]:
+                for o in cp.jobs[j].options:
+                    if o.machine != m:
+                        cnt[o.machine] += 1
+            got = share_count[m] = dict(cnt)
+        return sorted(got, key=lambda x: (-got[x], x))
+
+    free = free_after(cp, sol)
+    on_machine: dict[int, set[int]] = defaultdict(set)
+    for j, (oi, _st) in sol.items():
+        on_machine[cp.jobs[j].options[oi].machine].add(j)
+    size = LNS_START
+    spent = 0.0
+    while spent < budget and time.monotonic() < wall_end - 0.05:
+        stats["steps"] += 1
+        kind = rng.random()
+        unplaced = [j for j in comp if j not in sol]
+        if kind < 0.35 and unplaced:
+            j0 = unplaced[rng.randrange(len(unplaced))]
+            job0 = cp.jobs[j0]
+            ms = sorted({o.machine for o in job0.options})
+            rng.shuffle(ms)
+            ms = ms[: rng.randint(2, 5)]
+            lo = job0.release
+            hi = max(o.latest_end for o in job0.options)
+            center = (lo + min(hi, lo + 4 * 1440)) // 2
+        else:
+            m0 = machines[rng.randrange(len(machines))]
+            rel = related(m0)[:8]
+            rng.shuffle(rel)
+            ms = [m0, *rel[: rng.randint(1, 4)]]
+            placed_here = [j for m in ms for j in on_machine[m]]
+            if placed_here and rng.random() < 0.5:
+                j0 = placed_here[rng.randrange(len(placed_here))]
+                center = sol[j0][1]
+            else:
+                spans = [(s, e) for m in ms for s, e in cp.free[m]]
+                lo = min(s for s, _ in spans)
+                hi = max(e for _, e in spans)
+                center = rng.randint(lo, hi)
+        mset = set(ms)
+        placed = [j for m in ms for j in on_machine[m]]
+        placed.sort(key=lambda j: (abs(sol[j][1] - center), j))
+        freed = placed[:size]
+        waiting = [j for j in {j for m in ms for j in cand[m]} if j not in sol]
+        waiting.sort(key=lambda j: (abs(cp.jobs[j].release - center), j))
+        freed += waiting[: max(4, size // 3)]
+        if not freed:
+            spent += LNS_STEP_DTIME
+            continue
+        for j in freed:
+            if j in sol:
+                oi, st = sol[j]
+                o = cp.jobs[j].options[oi]
+                free.give_back(o.machine, st, st + o.duration)
+        residual = tuple(tuple(zip(free.starts[m], free.ends[m], strict=True)) if m in mset
+                         else () for m in range(len(cp.free)))
+        sub = replace(cp, free=residual)
+        hint = {j: sol[j] for j in freed if j in sol}
+        before = _comp_cost(cp, sol, freed)
+        step = min(max(0.05, budget - spent), LNS_STEP_LIMIT)
+        got, _b, optimal, dtime, nvars = _solve_interval_model(
+            sub, sorted(freed), hint, step, max(0.05, min(step * 3, wall_end - time.monotonic())),
+            seed + stats["steps"], workers, deterministic, None, with_stats=True)
+        spent += dtime + LNS_STEP_DTIME + LNS_VAR_DTIME * nvars
+        new = hint
+        if got is not None:
+            cost = _comp_cost(cp, got, freed)
+            if cost <= before and all(cp.jobs[j].options[got[j][0]].machine in mset
+                                      for j in got):
+                new = got
+                if cost < before:
+                    stats["improved"] += 1
+                    stats["gain"] += before - cost
+        for j in freed:
+            if j in sol:
+                on_machine[cp.jobs[j].options[sol[j][0]].machine].discard(j)
+                del sol[j]
+        for j, (oi, st) in new.items():
+            o = cp.jobs[j].options[oi]
+            free.take(o.machine, st, st + o.duration)
+            sol[j] = (oi, st)
+            on_machine[o.machine].add(j)
+        size = min(LNS_MAX, size + 2) if optimal else max(LNS_MIN, size - 3)
     return sol, stats
