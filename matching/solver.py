@@ -38,7 +38,7 @@ from dataclasses import replace
 from ortools.sat.python import cp_model
 
 from matching import constraints as C
-from matching.bound import lp_bound
+from matching.bound import lp_bound, makespan_lower_bound
 from matching.compiled import CompiledProblem, compile_problem
 from matching.domain import (
     Assignment,
@@ -621,7 +621,7 @@ def solve_compiled(cp: CompiledProblem, *, time_limit_s: float = 10.0, seed: int
     else:
         stats["winner"] = "engine"
     if cp.mode is ObjectiveMode.MAKESPAN:
-        bound = makespan_bound
+        bound = max(makespan_bound, makespan_lower_bound(cp))
     else:
         bound = bound_sum + const
     bound = min(bound, obj)
