@@ -1,0 +1,94 @@
+"""Benchmark: the operator dashboard over a large market (default 10,000 machines
+and 200,000 bookings), SQL aggregation plus page rendering, timed several times.
+Prints the median and the slowest run; not a test."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert
+from sqlmodel import Session, select
+
+from app.dashboard import operator_dashboard
+from app.db import make_engine
+from app.migrations import upgrade
+from models import AvailabilityWindow, Booking, Cluster, Machine, Organization, Process, Role, User, utcnow
+
+
+def build_market(session: Session, *, machines: int, bookings: int, seed: int = 7) -> User:
+    rng = random.Random(seed)
+    op_org = Organization(name="bench operator", is_operator=True)
+    owner = Organization(name="bench owner", is_owner=True, lat=30.0, lon=120.0)
+    session.add_all([op_org, owner])
+    session.flush()
+    clusters = [Cluster(key=f"bench-{i}", name_en=f"Bench {i}", name_zh=f"集群{i}", city="X", lat=30, lon=120,
+                        operator_org_id=op_org.id) for i in range(8)]  # fmt: skip
+    session.add_all(clusters)
+    session.flush()
+    processes = list(session.exec(select(Process.key)).all())
+    now = utcnow().replace(minute=0, second=0, microsecond=0)
+    session.execute(insert(Machine), [
+        {"owner_org_id": owner.id, "name": f"M{i}", "make_model": "bench", "process_key": rng.choice(processes),
+         "materials": ["steel"], "certifications": [], "envelope_x_mm": 500, "envelope_y_mm": 400, "envelope_z_mm": 300,
+         "tolerance_mm": 0.02, "speed_factor": 1.0, "hourly_rate_fen": 9000, "min_booking_minutes": 60, "leasable": True,
+         "lat": 30.0, "lon": 120.0, "cluster_id": clusters[i % 8].id, "currency": "CNY", "status": "active",
+         "created_at": now, "updated_at": now}
+        for i in range(machines)
+    ])  # fmt: skip
+    ids = list(session.exec(select(Machine.id)).all())
+    windows, rows = [], []
+    for mid in ids:
+        for d in range(14):
+            start = now + dt.timedelta(days=d, hours=12)
+            windows.append({"machine_id": mid, "start_at": start, "end_at": start + dt.timedelta(hours=12)})
+    session.execute(insert(AvailabilityWindow), windows)
+    per = max(1, bookings // len(ids))
+    for mid in ids:
+        for k in range(per):
+            start = now + dt.timedelta(days=k % 14, hours=12 + rng.randint(0, 6))
+            rows.append({"machine_id": mid, "kind": "lease", "state": rng.choice(["confirmed", "done", "proposed", "cancelled"]),
+                         "start_at": start, "end_at": start + dt.timedelta(hours=rng.randint(1, 5)), "org_id": owner.id,
+                         "price_fen": 9000, "currency": "CNY", "reason": "", "created_at": now, "updated_at": now})  # fmt: skip
+    for i in range(0, len(rows), 20000):
+        session.execute(insert(Booking), rows[i : i + 20000])
+    user = User(org_id=op_org.id, email="bench@op", full_name="bench", password_hash="x", roles=[Role.operator.value])
+    session.add(user)
+    session.commit()
+    return user
+
+
+def run(*, url: str | None, machines: int, bookings: int, repeat: int) -> dict[str, Any]:
+    from zoneinfo import ZoneInfo
+
+    from frontend.i18n import Translator
+    from frontend.web import templates
+
+    with tempfile.TemporaryDirectory() as tmp:
+        url = url or f"sqlite:///{Path(tmp) / 'bench.db'}"
+        upgrade(url=url)
+        engine = make_engine(url)
+        with Session(engine) as session:
+            t0 = time.perf_counter()
+            user = build_market(session, machines=machines, bookings=bookings)
+            build_s = time.perf_counter() - t0
+            t = Translator(lang="zh", tz=ZoneInfo("Asia/Shanghai"))
+            start = utcnow() - dt.timedelta(days=1)
+            times = []
+            for _ in range(repeat):
+                t0 = time.perf_counter()
+                d = operator_dashboard(session=session, user=user, start=start, end=start + dt.timedelta(days=16))
+                families = sorted({f for row in d.heatmap.values() for f in row})
+                html = templates.get_template("operator.html").render(
+                    t=t, _=t.gettext, user=user, csrf="x", flash=None, d=d, families=families
+                )
+                times.append(time.perf_counter() - t0)
+        engine.dispose()
+    return {"database": url.split(":")[0], "machines": machines, "bookings": bookings, "build_s": round(build_s, 1),
+            "median_s": round(statistics.median(times), 3), "max_s": round(max(times), 3), "runs": repeat,
+            "booked_h": round(d.booked_h), "offered_h": round(d.offered_h), "html_kb": len(html) // 1024}  # fmt: skip
