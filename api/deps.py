@@ -11,6 +11,8 @@ from sqlmodel import Session
 from app.accounts import get_user_by_token
 from app.config import Settings, get_settings
 from app.db import get_session
+from app.money import get_payments_client
+from app.payments import PaymentsClient
 from models import User
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token")
@@ -25,5 +27,13 @@ def get_current_user(session: SessionDep, settings: SettingsDep, token: TokenDep
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def get_payments(settings: SettingsDep) -> PaymentsClient | None:
+    """The payments client, or None when payments are left to the reconciler."""
+    return get_payments_client(settings)
+
+
+PaymentsDep = Annotated[PaymentsClient | None, Depends(get_payments)]
 Limit = Annotated[int, Query(ge=1, le=500, description="page size")]
 Offset = Annotated[int, Query(ge=0, le=1_000_000, description="rows to skip")]

@@ -21,6 +21,7 @@ from sqlalchemy import or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
+from app import money
 from app.db import begin_write
 from app.accounts import is_admin, operated_cluster_ids
 from app.availability import offered_spans
@@ -32,6 +33,7 @@ from app.errors import (
     PermissionDenied,
 )
 from app.machines import get_machine_or_raise
+from app.payments import PaymentsClient
 from models import (
     ACTIVE_STATES,
     Booking,
@@ -140,7 +142,9 @@ def collision(
     ).first()
 
 
-def create_lease(*, session: Session, user: User, data: LeaseCreate) -> Booking:
+def create_lease(
+    *, session: Session, user: User, data: LeaseCreate, payments: PaymentsClient | None = None
+) -> Booking:
     """Lease a slot of a machine's offered time to the caller's org, priced from
     the hourly rate. The renter's staff operate the machine."""
     begin_write(session)
@@ -184,8 +188,18 @@ def create_lease(*, session: Session, user: User, data: LeaseCreate) -> Booking:
         created_by_user_id=user.id,
     )
     session.add(booking)
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        session.rollback()
+        raise CapacityUnavailable("the slot collides with another booking", field="start_at") from exc
+    money.plan_booking_payments(session, booking=booking, action="create")  # the deposit
     commit_booking(session)
     session.refresh(booking)
+    if payments is not None:
+        assert booking.id is not None
+        money.drive_payments(session=session, payments=payments, booking_id=booking.id)
+        session.refresh(booking)
     return booking
 
 
@@ -199,8 +213,17 @@ def commit_booking(session: Session) -> None:
 
 
 def transition_booking(
-    *, session: Session, user: User, booking_id: int, action: str, reason: str = ""
+    *,
+    session: Session,
+    user: User,
+    booking_id: int,
+    action: str,
+    reason: str = "",
+    payments: PaymentsClient | None = None,
 ) -> Booking:
+    """Move a booking through its state machine; the money the move makes due (a hold,
+    a capture, a void, a lease's charge and deposit refund) is written in the same
+    commit and, given a payments client, sent to the provider right after it."""
     begin_write(session)
     transition = TRANSITIONS.get(action)
     if transition is None:
@@ -235,6 +258,10 @@ def transition_booking(
                 user_id=user.id,
             )
         )
+    money.plan_booking_payments(session, booking=booking, action=action)
     session.commit()
     session.refresh(booking)
+    if payments is not None:
+        money.drive_payments(session=session, payments=payments, booking_id=booking_id)
+        session.refresh(booking)
     return booking

@@ -70,6 +70,7 @@ def settings(tmp_path: Path, db_url: str) -> Settings:
         secret_key=SecretStr(TEST_SECRET),
         payments_api_key=SecretStr("sk_test_suite"),
         payments_webhook_secret=SecretStr("whsec_suite"),
+        payments_inline=False,  # payments stay pending unless a test drives them
         attachment_dir=tmp_path / "attachments",
         attachment_max_bytes=64 * 1024,
     )

@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
-from api.deps import CurrentUser, Limit, Offset, SessionDep, SettingsDep
+from api.deps import CurrentUser, Limit, Offset, PaymentsDep, SessionDep, SettingsDep
 from app import attachments, bookings
 from models.attachment import AttachmentLink, AttachmentPublic
 from models.base import Page
@@ -24,9 +24,14 @@ router = APIRouter(tags=["bookings"])
     status_code=201,
     responses={409: {"description": "the slot collides with another booking"}},
 )
-def create_lease(session: SessionDep, user: CurrentUser, data: LeaseCreate) -> BookingPublic:
-    """Lease a slot of a leasable machine's offered time, priced from its hourly rate."""
-    return BookingPublic.model_validate(bookings.create_lease(session=session, user=user, data=data))
+def create_lease(
+    session: SessionDep, user: CurrentUser, payments: PaymentsDep, data: LeaseCreate
+) -> BookingPublic:
+    """Lease a slot of a leasable machine's offered time, priced from its hourly rate;
+    its deposit is charged."""
+    return BookingPublic.model_validate(
+        bookings.create_lease(session=session, user=user, data=data, payments=payments)
+    )
 
 
 @router.get("/bookings", response_model=Page[BookingPublic])
@@ -61,14 +66,16 @@ def get_booking(session: SessionDep, user: CurrentUser, booking_id: int) -> Book
 def transition_booking(
     session: SessionDep,
     user: CurrentUser,
+    payments: PaymentsDep,
     booking_id: int,
     action: str,
     data: BookingTransition | None = None,
 ) -> BookingPublic:
-    """accept | decline (reason required) | start | complete | cancel."""
+    """accept (authorizes a service's price) | decline (reason required) | start |
+    complete (charges a lease) | cancel (void, or the late-cancellation fee)."""
     booking = bookings.transition_booking(
         session=session, user=user, booking_id=booking_id, action=action,
-        reason=data.reason if data else "",
+        reason=data.reason if data else "", payments=payments,
     )  # fmt: skip
     return BookingPublic.model_validate(booking)
 

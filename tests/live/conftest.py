@@ -90,7 +90,7 @@ def live_server(live_database_url: str, tmp_path: Path) -> Iterator[LiveServer]:
          "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
         {"DATABASE_URL": live_database_url, "CAPSHARE_ENVIRONMENT": "test",
          "CAPSHARE_SECRET_KEY": TEST_SECRET, "CAPSHARE_PAYMENTS_API_KEY": "sk_live_test_x",
-         "CAPSHARE_PAYMENTS_WEBHOOK_SECRET": "whsec_live_test_x",
+         "CAPSHARE_PAYMENTS_WEBHOOK_SECRET": "whsec_live_test_x", "CAPSHARE_PAYMENTS_INLINE": "false",
          "CAPSHARE_ATTACHMENT_DIR": str(tmp_path / "files")},
         port, tmp_path / "server.log",
     )  # fmt: skip
