@@ -58,7 +58,7 @@ class Dashboard:
     by_process: list[ProcessRow] = field(default_factory=list)
     by_day: dict[str, dict[str, float]] = field(default_factory=dict)  # day -> family -> utilization
     heatmap: dict[str, dict[str, float]] = field(default_factory=dict)  # cluster -> family -> utilization
-    idle: list[tuple[str, str, float]] = field(default_factory=list)  # machine, process, idle hours
+    idle: list[tuple[str, str, float]] = field(default_factory=list)  # cluster, process, unbooked offered hours
 
     @property
     def utilization(self) -> float:
@@ -107,8 +107,9 @@ def operator_dashboard(
     heat_booked: dict[tuple[int, str], float] = defaultdict(float)
     day_offered: dict[tuple[str, str], float] = defaultdict(float)
     day_booked: dict[tuple[str, str], float] = defaultdict(float)
-    for process, cluster, when, machines, hours in session.exec(
-        select(Machine.process_key, Machine.cluster_id, day, func.count(func.distinct(Machine.id)), func.sum(w_hours))
+    idle: dict[tuple[int, str], float] = defaultdict(float)
+    for process, cluster, when, hours in session.exec(
+        select(Machine.process_key, Machine.cluster_id, day, func.sum(w_hours))
         .join(Machine, col(Machine.id) == AvailabilityWindow.machine_id)
         .where(*in_scope, col(AvailabilityWindow.start_at) >= start, col(AvailabilityWindow.start_at) < end)
         .group_by(Machine.process_key, Machine.cluster_id, day)
@@ -116,6 +117,7 @@ def operator_dashboard(
         row = rows.setdefault(process, ProcessRow(process, family_of.get(process, "")))
         row.offered_h += float(hours or 0)
         family = family_of.get(process, "")
+        idle[(cluster, process)] += float(hours or 0)
         heat_offered[(cluster, family)] += float(hours or 0)
         day_offered[(str(when), family)] += float(hours or 0)
     bday = func.date(Booking.start_at)
@@ -133,6 +135,7 @@ def operator_dashboard(
             continue
         row = rows.setdefault(process, ProcessRow(process, family))
         row.booked_h += hours
+        idle[(cluster, process)] -= hours
         d.gmv_fen += int(gmv or 0)
         heat_booked[(cluster, family)] += hours
         day_booked[(str(when), family)] += hours
@@ -163,13 +166,8 @@ def operator_dashboard(
         .where(col(Booking.machine_id).in_(machine_ids), Booking.state == BookingState.done.value)
     ).one()
     d.done_bookings, d.on_time_bookings = int(done[0] or 0), int(done[1] or 0)
-    idle_rows = session.exec(
-        select(Machine.name, Machine.process_key, func.sum(w_hours))
-        .join(Machine, col(Machine.id) == AvailabilityWindow.machine_id)
-        .where(*in_scope, col(AvailabilityWindow.start_at) >= start, col(AvailabilityWindow.start_at) < end)
-        .group_by(Machine.id, Machine.name, Machine.process_key)
-        .order_by(func.sum(w_hours).desc())
-        .limit(20)
-    ).all()
-    d.idle = [(n, p, float(h or 0)) for n, p, h in idle_rows]
+    d.idle = sorted(
+        ((names.get(cluster, "?"), process, hours) for (cluster, process), hours in idle.items() if hours > 0),
+        key=lambda row: -row[2],
+    )[:30]
     return d

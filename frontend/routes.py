@@ -348,7 +348,7 @@ def operator_csv(request: Request, session: SessionDep, user: WebUser, t: T, tab
             for family, u in row.items():
                 w.writerow([cluster, family, round(u, 4)])
     elif table == "idle":
-        w.writerow(["machine", "process", "offered_h"])
+        w.writerow(["cluster", "process", "idle_h"])
         w.writerows([[n, p, round(h, 1)] for n, p, h in d.idle])
     else:
         return Response(status_code=404)
