@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     solver_workers: int = 2
     match_horizon_days: int = 14
     proposal_ttl_minutes: int = 24 * 60
-    quote_time_limit_s: float = 0.2
+    quote_time_limit_s: float = 0.1
     attachment_dir: Path = Path("./var/attachments")
     attachment_max_bytes: int = 20 * 1024 * 1024
     attachment_content_types: tuple[str, ...] = (

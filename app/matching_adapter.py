@@ -35,6 +35,7 @@ from models import (
     Process,
 )
 from models.base import as_utc
+from models.order import OperationBase
 
 CLUSTER_RADIUS_KM = 80.0
 # An operation left out costs this much (per operation) in the objective, or the
@@ -169,7 +170,7 @@ def machine_spec(machine: Machine, family: str, free: tuple[Interval, ...]) -> M
     )
 
 
-def operation_spec(key: str, op: Operation) -> OperationSpec:
+def operation_spec(key: str, op: OperationBase) -> OperationSpec:
     return OperationSpec(
         id=key,
         process=op.process_key,

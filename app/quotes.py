@@ -1,0 +1,152 @@
+"""Instant quotes: up to three options for an order draft (cheapest, earliest
+completion, nearest) from the same matcher, against the market's current free
+time. Read-only: nothing is written, nothing is held.
+
+Each option is one small solve of the draft alone over the machines of its
+processes (the buyer's own machines excluded): ``cost`` mode for the cheapest,
+``makespan`` mode for the earliest, and ``cost`` mode with a prohibitive price per
+kilometre for the nearest. Prices are re-stated for all three with the default
+transport tariff, so they compare.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+
+from sqlmodel import Session
+
+from app.catalog import check_process_materials
+from app.config import Settings, get_settings
+from app.errors import InvalidInput, PermissionDenied
+from app.matching_adapter import Horizon, load_machines, operation_spec, order_spec
+from matching import Assignment, MatchProblem, ObjectiveMode, Weights, check_result, solve
+from matching.domain import haversine_km, transport_fen, transport_minutes
+from models import Machine, Order, Organization, Role, User, utcnow
+from models.base import CURRENCY, as_utc
+from models.order import DueKind, OrderCreate
+from models.quote import QuoteOption, QuotePublic, QuoteStep
+
+DRAFT_KEY = "draft"
+NEAREST_FEN_PER_KM = 1_000_000  # distance dominates every price
+MAX_LEAD = dt.timedelta(days=366)
+
+
+def _check_draft(session: Session, data: OrderCreate, now: dt.datetime) -> None:
+    release, due = as_utc(data.release_at), as_utc(data.due_at)
+    if due <= release:
+        raise InvalidInput("due_at must be after release_at", field="due_at")
+    if due <= now:
+        raise InvalidInput("due_at is in the past", field="due_at")
+    if due - now > MAX_LEAD:
+        raise InvalidInput("due_at is more than a year ahead", field="due_at")
+    if data.due_kind == DueKind.soft and data.tardiness_fen_per_hour <= 0:
+        raise InvalidInput("a soft due time needs a tardiness price", field="tardiness_fen_per_hour")
+    for i, op in enumerate(data.operations):
+        check_process_materials(
+            session=session, process_key=op.process_key, materials=[op.material_key],
+            process_field=f"operations[{i}].process_key", material_field=f"operations[{i}].material_key",
+        )  # fmt: skip
+
+
+def create_quote(
+    *, session: Session, user: User, data: OrderCreate, settings: Settings | None = None
+) -> QuotePublic:
+    """Quote an order draft. Reads only."""
+    t0 = time.perf_counter()
+    settings = settings or get_settings()
+    if not user.has_role(Role.buyer):
+        raise PermissionDenied("only buyer organizations ask for quotes")
+    now = utcnow()
+    _check_draft(session, data, now)
+    org = session.get(Organization, user.org_id)
+    assert org is not None
+    fields = data.model_dump(exclude={"operations"})
+    fields.update(
+        buyer_org_id=user.org_id,
+        due_kind=data.due_kind.value,
+        delivery_lat=data.delivery_lat if data.delivery_lat is not None else org.lat,
+        delivery_lon=data.delivery_lon if data.delivery_lon is not None else org.lon,
+    )
+    draft = Order(**fields)  # transient: never added to the session
+    horizon = Horizon.from_now(now, settings.match_horizon_days)
+    specs, machines = load_machines(
+        session, horizon, process_keys={op.process_key for op in data.operations},
+        exclude_owner_org_id=user.org_id,
+    )  # fmt: skip
+    ops = [operation_spec(f"op{i}", op) for i, op in enumerate(data.operations)]
+    order = order_spec(key=DRAFT_KEY, order=draft, operations=ops, horizon=horizon, cluster_id=None)
+    base = MatchProblem(machines=tuple(specs), orders=(order,), horizon_min=horizon.minutes)
+    tariff = base.weights
+    problems = {
+        "cheapest": base,
+        "earliest": replace(base, objective_mode=ObjectiveMode.MAKESPAN),
+        "nearest": replace(base, weights=Weights(transport_fen_per_km=NEAREST_FEN_PER_KM)),
+    }
+    options: dict[tuple[tuple[str, int, int], ...], QuoteOption] = {}
+    unavailable: str | None = None
+    # three small solves side by side (CP-SAT releases the GIL)
+    with ThreadPoolExecutor(max_workers=len(problems)) as pool:
+        futures = {
+            label: pool.submit(
+                solve, p, time_limit_s=settings.quote_time_limit_s, seed=0, workers=1, deterministic=False
+            )
+            for label, p in problems.items()
+        }
+        results = {label: f.result() for label, f in futures.items()}
+    for label, problem in problems.items():
+        result = results[label]
+        if not result.assignments or check_result(problem, result):
+            if result.unassigned and unavailable is None:
+                u = result.unassigned[0]
+                unavailable = f"{u.reason}: {u.detail}" if u.detail else str(u.reason)
+            continue
+        by_op = {a.operation_id: a for a in result.assignments}
+        placed = [by_op[op.id] for op in ops]
+        key = tuple((a.machine_id, a.start_min, a.end_min) for a in placed)
+        if key in options:
+            options[key].labels.append(label)
+            continue
+        options[key] = _option(label, placed, data, draft, machines, horizon, tariff)
+    return QuotePublic(
+        options=list(options.values()),
+        unavailable=None if options else unavailable or "no machine can take this order",
+        seconds=round(time.perf_counter() - t0, 4),
+    )
+
+
+def _option(
+    label: str,
+    placed: list[Assignment],
+    data: OrderCreate,
+    draft: Order,
+    machines: dict[str, Machine],
+    horizon: Horizon,
+    tariff: Weights,
+) -> QuoteOption:
+    lat, lon = draft.delivery_lat or 0.0, draft.delivery_lon or 0.0
+    steps: list[QuoteStep] = []
+    for k, a in enumerate(placed):
+        m = machines[a.machine_id]
+        nxt = machines[placed[k + 1].machine_id] if k + 1 < len(placed) else None
+        hop_km = haversine_km(m.lat, m.lon, nxt.lat, nxt.lon) if nxt is not None else haversine_km(m.lat, m.lon, lat, lon)
+        assert m.id is not None
+        steps.append(QuoteStep(
+            seq=k + 1, process_key=data.operations[k].process_key, machine_id=m.id,
+            machine_name=m.name, owner_org_id=m.owner_org_id, cluster_id=m.cluster_id,
+            start_at=horizon.at(a.start_min), end_at=horizon.at(a.end_min), price_fen=a.price_fen,
+            transport_fen=transport_fen(hop_km, tariff),
+            distance_km=round(haversine_km(m.lat, m.lon, lat, lon), 1),
+        ))  # fmt: skip
+    last = machines[placed[-1].machine_id]
+    lag = transport_minutes(haversine_km(last.lat, last.lon, lat, lon), tariff)
+    processing = sum(s.price_fen for s in steps)
+    transport = sum(s.transport_fen for s in steps)
+    return QuoteOption(
+        labels=[label], completion_at=steps[-1].end_at,
+        delivery_at=steps[-1].end_at + dt.timedelta(minutes=lag), processing_fen=processing,
+        transport_fen=transport, total_fen=processing + transport, currency=CURRENCY,
+        max_distance_km=max(s.distance_km for s in steps), steps=steps,
+    )  # fmt: skip

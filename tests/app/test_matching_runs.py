@@ -1,0 +1,155 @@
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlmodel import Session, col, func, select
+
+import app.matching_runs as matching_runs
+from app.bookings import transition_booking
+from app.config import Settings
+from app.errors import PermissionDenied
+from app.matching_runs import expire_proposals, list_unmatched, run_matching
+from matching import Assignment, MatchResult, SolveStatus
+from models import Booking, MatchRun, Order, OrderEvent, Role, utcnow
+from tests.factories import make_user
+from tests.factories_matching import Market, make_market, make_order
+
+
+def count(session: Session, model: type) -> int:
+    return session.exec(select(func.count()).select_from(model)).one()
+
+
+def proposals(session: Session, order: Order) -> list[Booking]:
+    return list(session.exec(
+        select(Booking).where(Booking.order_id == order.id, Booking.state == "proposed").order_by(col(Booking.start_at))
+    ).all())  # fmt: skip
+
+
+@pytest.fixture
+def market(session: Session) -> Market:
+    return make_market(session)
+
+
+class TestRunMatching:
+    def test_writes_proposals_and_the_run(self, session: Session, market: Market, settings: Settings) -> None:
+        order = make_order(session, buyer=market.buyer, operations=[{}, {"std_duration_min": 60}])
+        run = run_matching(session=session, user=market.operator, cluster_id=market.cluster.id, time_limit_s=2, settings=settings)
+        assert (run.status, run.scope, run.proposals, run.unmatched) == ("succeeded", "cluster", 2, 0)
+        assert (run.orders_in, run.operations_in, run.machines_in, run.free_intervals_in) == (1, 2, 2, 2)
+        assert run.objective_fen is not None and run.bound_fen is not None and run.finished_at is not None
+        booked = proposals(session, order)
+        assert len(booked) == 2 and booked[0].end_at <= booked[1].start_at
+        assert all(b.kind == "service" and b.org_id == market.buyer.org_id for b in booked)
+        cheap = market.machines[0]  # 90 yuan/h beats 120 yuan/h: 2 h = 18000 fen
+        assert booked[0].machine_id == cheap.id and booked[0].price_fen == 18000
+        session.refresh(order)
+        assert order.status == "matched"
+        states = session.exec(select(OrderEvent.state).where(OrderEvent.order_id == order.id)).all()
+        assert "matched" in states and states.count("booking_proposed") == 2
+
+    def test_unmatched_reasons_are_recorded(self, session: Session, market: Market, settings: Settings) -> None:
+        make_order(session, buyer=market.buyer, operations=[{"process_key": "turning", "material_key": "steel"}])
+        make_order(session, buyer=market.buyer, budget_fen=100)
+        run = run_matching(session=session, user=None, cluster_id=market.cluster.id, time_limit_s=2, settings=settings)
+        assert run.status == "succeeded" and run.unmatched == 2
+        reasons = sorted(u.reason for u in list_unmatched(session=session, run_id=run.id))  # type: ignore[arg-type]
+        assert reasons == ["no_eligible_machine", "over_budget"]
+
+    def test_who_may_run(self, session: Session, market: Market, settings: Settings) -> None:
+        other = make_market(session)
+        with pytest.raises(PermissionDenied):
+            run_matching(session=session, user=market.operator, cluster_id=other.cluster.id, settings=settings)
+        with pytest.raises(PermissionDenied):
+            run_matching(session=session, user=market.operator, cluster_id=None, settings=settings)
+        with pytest.raises(PermissionDenied):
+            run_matching(session=session, user=market.buyer, cluster_id=market.cluster.id, settings=settings)
+        admin = make_user(session, roles=(Role.admin,))
+        run = run_matching(session=session, user=admin, cluster_id=None, time_limit_s=1, settings=settings)
+        assert (run.status, run.scope) == ("succeeded", "market")
+
+    def test_a_result_with_violations_is_not_persisted(
+        self, session: Session, market: Market, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        order = make_order(session, buyer=market.buyer)
+
+        def bad_solve(problem, **_kw):  # type: ignore[no-untyped-def]
+            o = problem.orders[0]
+            a = Assignment(o.operations[0].id, o.id, problem.machines[0].id, -500, -380, 1)  # outside free time
+            return MatchResult(SolveStatus.FEASIBLE, (a,), (), 1, 1, 0.0, 0.01)
+
+        monkeypatch.setattr(matching_runs, "solve", bad_solve)
+        before = count(session, Booking)
+        run = run_matching(session=session, user=None, cluster_id=market.cluster.id, time_limit_s=1, settings=settings)
+        assert run.status == "failed" and "hard rule" in run.error and run.proposals == 0
+        assert count(session, Booking) == before
+        session.refresh(order)
+        assert order.status == "open"
+        assert session.get(MatchRun, run.id) is not None
+
+    def test_a_failing_solver_leaves_no_proposals(
+        self, session: Session, market: Market, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        order = make_order(session, buyer=market.buyer)
+        run_matching(session=session, user=None, cluster_id=market.cluster.id, time_limit_s=1, settings=settings)
+        old = proposals(session, order)
+        assert len(old) == 1
+
+        def boom(problem, **_kw):  # type: ignore[no-untyped-def]
+            raise RuntimeError("solver crashed")
+
+        monkeypatch.setattr(matching_runs, "solve", boom)
+        run = run_matching(session=session, user=None, cluster_id=market.cluster.id, time_limit_s=1, settings=settings)
+        assert run.status == "failed" and "solver crashed" in run.error
+        assert [b.id for b in proposals(session, order)] == [old[0].id]  # the old proposal stands
+        assert count(session, Booking) == 1
+
+
+class TestProposals:
+    def test_accept_decline_and_rematch_without_moving_confirmed(
+        self, session: Session, market: Market, settings: Settings
+    ) -> None:
+        a = make_order(session, buyer=market.buyer)
+        b = make_order(session, buyer=market.buyer)
+        run_matching(session=session, user=None, cluster_id=market.cluster.id, time_limit_s=1, settings=settings)
+        (pa,), (pb,) = proposals(session, a), proposals(session, b)
+        confirmed = transition_booking(session=session, user=market.owner, booking_id=pa.id, action="accept")  # type: ignore[arg-type]
+        snapshot = (confirmed.id, confirmed.machine_id, confirmed.start_at, confirmed.end_at, confirmed.state)
+        transition_booking(session=session, user=market.owner, booking_id=pb.id, action="decline", reason="tooling")  # type: ignore[arg-type]
+        run = run_matching(session=session, user=None, cluster_id=market.cluster.id, time_limit_s=1, settings=settings)
+        assert run.status == "succeeded" and run.orders_in == 1 and run.proposals == 1
+        again = session.get(Booking, confirmed.id)
+        assert again is not None
+        assert (again.id, again.machine_id, again.start_at, again.end_at, again.state) == snapshot
+        (pb2,) = proposals(session, b)
+        assert pb2.id != pb.id
+        assert not (pb2.machine_id == confirmed.machine_id and pb2.start_at < confirmed.end_at and confirmed.start_at < pb2.end_at)
+        session.refresh(b)
+        assert b.status == "matched"
+
+    def test_unanswered_proposals_expire_and_return_to_the_pool(
+        self, session: Session, market: Market, settings: Settings
+    ) -> None:
+        order = make_order(session, buyer=market.buyer)
+        run_matching(session=session, user=None, cluster_id=market.cluster.id, time_limit_s=1, settings=settings)
+        (p,) = proposals(session, order)
+        assert expire_proposals(session=session, now=utcnow(), settings=settings) == 0
+        later = utcnow() + dt.timedelta(minutes=settings.proposal_ttl_minutes + 1)
+        assert expire_proposals(session=session, now=later, settings=settings) == 1
+        session.refresh(p)
+        session.refresh(order)
+        assert (p.state, order.status) == ("expired", "open")
+        events = session.exec(select(OrderEvent.state).where(OrderEvent.order_id == order.id)).all()
+        assert "booking_expired" in events and events[-1] == "open"
+        run = run_matching(session=session, user=None, cluster_id=market.cluster.id, time_limit_s=1, settings=settings)
+        assert run.proposals == 1 and len(proposals(session, order)) == 1
+
+    def test_a_rerun_supersedes_old_proposals(self, session: Session, market: Market, settings: Settings) -> None:
+        order = make_order(session, buyer=market.buyer)
+        run_matching(session=session, user=None, cluster_id=market.cluster.id, time_limit_s=1, settings=settings)
+        (old,) = proposals(session, order)
+        run = run_matching(session=session, user=None, cluster_id=market.cluster.id, time_limit_s=1, settings=settings)
+        assert run.superseded == 1 and run.proposals == 1
+        session.refresh(old)
+        assert old.state == "cancelled" and "superseded" in old.reason
+        assert len(proposals(session, order)) == 1
