@@ -354,7 +354,8 @@ def _post_ledger(session: Session, p: Payment, settings: Settings) -> None:
         owner_share = amount - fee
         post_transaction(
             session,
-            kind=f"{p.kind}:{p.purpose}",
+            kind=p.kind,
+            memo=p.purpose,
             payment=p,
             entries=[(buyer, -amount), (REVENUE, fee), (payable_account(p.payee_org_id), owner_share)],
         )
@@ -369,7 +370,7 @@ def _post_ledger(session: Session, p: Payment, settings: Settings) -> None:
             if kept:
                 assert p.payee_org_id is not None
                 entries.append((payable_account(p.payee_org_id), kept))
-            post_transaction(session, kind=f"refund:{p.purpose}", payment=p, entries=entries)
+            post_transaction(session, kind="refund", memo=p.purpose, payment=p, entries=entries)
             if kept and p.payee_org_id is not None:
                 _plan_payout(session, p, p.payee_org_id, kept)
         else:
@@ -789,13 +790,8 @@ def _booking_money(session: Session, booking: Booking) -> BookingMoney:
         price_fen=booking.price_fen,
         captured_fen=captured,
         refunded_fen=refunded,
-        payments=[PaymentPublic.model_validate(p) for p in payments if p.kind != K.payout.value
-                  or _may_see_payout(booking, p)],  # fmt: skip
+        payments=[PaymentPublic.model_validate(p) for p in payments],
     )
-
-
-def _may_see_payout(booking: Booking, p: Payment) -> bool:
-    return True  # payouts of a booking are shown to whoever may see the booking
 
 
 def booking_money(*, session: Session, user: User, booking_id: int) -> BookingMoney:

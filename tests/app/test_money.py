@@ -1,0 +1,245 @@
+"""Money flows against the real provider stub (over loopback HTTP) and the test database."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlmodel import Session, select
+
+from app import bookings, money
+from app.errors import InvalidTransition, PermissionDenied
+from app.payments import PaymentsClient
+from models import Booking, LedgerEntry, Payment, Role, utcnow
+from models.booking import LeaseCreate
+from tests.factories import hours_from_now, make_user
+from tests.money_fixtures import Market, make_service_booking, market, money_stub_url, provider  # noqa: F401
+
+FEE_BPS = 500
+
+
+def balances(session: Session) -> dict[str, int]:
+    return money.account_balances(session)
+
+
+def payments_of(session: Session, booking: Booking) -> list[Payment]:
+    return list(session.exec(select(Payment).where(Payment.booking_id == booking.id).order_by(Payment.id)).all())  # type: ignore[arg-type]
+
+
+def run(session: Session, user, booking: Booking, action: str, provider: PaymentsClient) -> Booking:  # type: ignore[no-untyped-def]
+    assert booking.id is not None
+    return bookings.transition_booking(session=session, user=user, booking_id=booking.id, action=action, payments=provider)
+
+
+def deliver(session: Session, market: Market, booking: Booking, provider: PaymentsClient) -> None:
+    for action in ("accept", "start", "complete"):
+        run(session, market.owner, booking, action, provider)
+
+
+class TestLedger:
+    def test_balanced_transaction_is_written_and_sums_to_zero(self, session: Session) -> None:
+        txn = money.post_transaction(session, kind="test", entries=[("a", -100), ("b", 95), ("c", 5), ("d", 0)])
+        assert txn is not None
+        entries = session.exec(select(LedgerEntry).where(LedgerEntry.transaction_id == txn.id)).all()
+        assert sorted(e.amount_fen for e in entries) == [-100, 5, 95]  # the zero line is dropped
+        assert money.unbalanced_transactions(session) == []
+
+    def test_unbalanced_transaction_is_refused(self, session: Session) -> None:
+        with pytest.raises(money.LedgerImbalance):
+            money.post_transaction(session, kind="test", entries=[("a", -100), ("b", 99)])
+
+    def test_fee_rounds_down_to_the_fen(self) -> None:
+        assert money.fee_fen(100_000, 500) == 5_000
+        assert money.fee_fen(99, 500) == 4
+
+
+class TestServiceFlow:
+    def test_authorize_on_accept_capture_and_payout_on_delivery(
+        self, session: Session, market: Market, provider: PaymentsClient
+    ) -> None:
+        booking = make_service_booking(session, market, price_fen=100_000)
+        run(session, market.owner, booking, "accept", provider)
+        [hold] = payments_of(session, booking)
+        assert (hold.kind, hold.status, hold.amount_fen) == ("authorize", "succeeded", 100_000)
+        assert provider.get_payment_intent(hold.provider_intent_id).status == "requires_capture"  # type: ignore[arg-type]
+        assert balances(session) == {}  # a hold moves no money
+        run(session, market.owner, booking, "start", provider)
+        run(session, market.owner, booking, "complete", provider)
+        result = money.accept_delivery(session=session, user=market.buyer, booking_id=booking.id, payments=provider)  # type: ignore[arg-type]
+        assert result.money_status == "captured" and result.captured_fen == 100_000
+        b = balances(session)
+        assert b[money.buyer_account(market.buyer.org_id)] == -100_000
+        assert b[money.REVENUE] == 5_000
+        assert b[money.paid_out_account(market.owner.org_id)] == 95_000
+        assert b.get(money.payable_account(market.owner.org_id), 0) == 0
+        assert sum(b.values()) == 0
+        report = money.reconcile_payments(session=session, payments=provider)
+        assert report.ok, report.differences
+        assert report.provider_platform_fen == report.ledger_platform_fen == 5_000
+
+    def test_accept_twice_is_409_and_only_the_buyer_accepts(
+        self, session: Session, market: Market, provider: PaymentsClient
+    ) -> None:
+        booking = make_service_booking(session, market)
+        deliver(session, market, booking, provider)
+        with pytest.raises(PermissionDenied):
+            money.accept_delivery(session=session, user=market.owner, booking_id=booking.id, payments=provider)  # type: ignore[arg-type]
+        money.accept_delivery(session=session, user=market.buyer, booking_id=booking.id, payments=provider)  # type: ignore[arg-type]
+        with pytest.raises(InvalidTransition):
+            money.accept_delivery(session=session, user=market.buyer, booking_id=booking.id, payments=provider)  # type: ignore[arg-type]
+
+    def test_claim_window_release(self, session: Session, market: Market, provider: PaymentsClient) -> None:
+        booking = make_service_booking(session, market)
+        deliver(session, market, booking, provider)
+        assert money.release_due_captures(session=session, payments=provider) == 0  # window still open
+        later = utcnow() + dt.timedelta(days=8)
+        assert money.release_due_captures(session=session, now=later, payments=provider) == 1
+        assert money.booking_money(session=session, user=market.buyer, booking_id=booking.id).money_status == "captured"  # type: ignore[arg-type]
+        assert money.release_due_captures(session=session, now=later, payments=provider) == 0
+
+    def test_dispute_holds_then_partial_refund(self, session: Session, market: Market, provider: PaymentsClient) -> None:
+        booking = make_service_booking(session, market, price_fen=100_000)
+        deliver(session, market, booking, provider)
+        view = money.open_dispute(session=session, user=market.buyer, booking_id=booking.id, note="bad finish")  # type: ignore[arg-type]
+        assert view.money_status == "disputed"
+        later = utcnow() + dt.timedelta(days=30)
+        assert money.release_due_captures(session=session, now=later, payments=provider) == 0  # held
+        admin = make_user(session, roles=(Role.admin,))
+        view = money.resolve_dispute(session=session, user=admin, booking_id=booking.id, refund_fen=30_000, payments=provider)  # type: ignore[arg-type]
+        assert view.captured_fen == 70_000
+        b = balances(session)
+        assert b[money.buyer_account(market.buyer.org_id)] == -70_000
+        assert b[money.REVENUE] == 3_500
+        assert b[money.paid_out_account(market.owner.org_id)] == 66_500
+        assert money.reconcile_payments(session=session, payments=provider).ok
+
+    def test_dispute_full_refund_voids_the_hold(self, session: Session, market: Market, provider: PaymentsClient) -> None:
+        booking = make_service_booking(session, market)
+        deliver(session, market, booking, provider)
+        money.open_dispute(session=session, user=market.buyer, booking_id=booking.id, note="never arrived")  # type: ignore[arg-type]
+        admin = make_user(session, roles=(Role.admin,))
+        view = money.resolve_dispute(session=session, user=admin, booking_id=booking.id, refund_fen=booking.price_fen, payments=provider)  # type: ignore[arg-type]
+        assert view.money_status == "voided"
+        assert balances(session) == {}
+
+    def test_dispute_after_the_window_is_409(self, session: Session, market: Market, provider: PaymentsClient) -> None:
+        booking = make_service_booking(session, market)
+        deliver(session, market, booking, provider)
+        with pytest.raises(InvalidTransition):
+            money.open_dispute(session=session, user=market.buyer, booking_id=booking.id, note="late",  # type: ignore[arg-type]
+                               now=utcnow() + dt.timedelta(days=8))  # fmt: skip
+
+    def test_free_cancellation_voids(self, session: Session, market: Market, provider: PaymentsClient) -> None:
+        booking = make_service_booking(session, market, start_h=72)
+        run(session, market.owner, booking, "accept", provider)
+        run(session, market.buyer, booking, "cancel", provider)
+        kinds = [(p.kind, p.status) for p in payments_of(session, booking)]
+        assert kinds == [("authorize", "succeeded"), ("void", "succeeded")]
+        assert balances(session) == {}
+
+    def test_late_cancellation_pays_the_owner_twenty_percent(
+        self, session: Session, market: Market, provider: PaymentsClient
+    ) -> None:
+        booking = make_service_booking(session, market, price_fen=100_000, start_h=5)
+        run(session, market.owner, booking, "accept", provider)
+        run(session, market.buyer, booking, "cancel", provider)
+        b = balances(session)
+        assert b[money.buyer_account(market.buyer.org_id)] == -20_000
+        assert b[money.paid_out_account(market.owner.org_id)] == 20_000
+        assert money.reconcile_payments(session=session, payments=provider).ok
+
+    def test_declined_card_fails_the_authorization(self, session: Session, market: Market, provider: PaymentsClient) -> None:
+        booking = make_service_booking(session, market)
+        run(session, market.owner, booking, "accept", None)  # type: ignore[arg-type]
+        [hold] = payments_of(session, booking)
+        hold.payment_method = "pm_card_declined"
+        session.add(hold)
+        session.commit()
+        assert money.drive_payment(session=session, payments=provider, payment_id=hold.id) == "failed"  # type: ignore[arg-type]
+        session.refresh(hold)
+        assert hold.failure_code == "generic_decline"
+        view = money.booking_money(session=session, user=market.buyer, booking_id=booking.id)  # type: ignore[arg-type]
+        assert view.money_status == "payment_failed"
+
+
+class TestLeaseFlow:
+    def lease(self, session: Session, market: Market, provider: PaymentsClient | None, start_h: float, hours: float) -> Booking:
+        return bookings.create_lease(
+            session=session, user=market.buyer, payments=provider,
+            data=LeaseCreate(machine_id=market.machine.id, start_at=hours_from_now(start_h),  # type: ignore[arg-type]
+                             end_at=hours_from_now(start_h + hours)),
+        )  # fmt: skip
+
+    def test_deposit_then_hours_charged_and_deposit_released(
+        self, session: Session, market: Market, provider: PaymentsClient
+    ) -> None:
+        booking = self.lease(session, market, provider, 48, 4)
+        assert booking.price_fen == 36_000
+        [deposit] = payments_of(session, booking)
+        assert (deposit.kind, deposit.status, deposit.amount_fen) == ("deposit", "succeeded", 10_800)
+        assert balances(session)[money.ESCROW] == 10_800
+        for action in ("start", "complete"):
+            run(session, market.owner, booking, action, provider)
+        b = balances(session)
+        assert b[money.buyer_account(market.buyer.org_id)] == -36_000
+        assert b.get(money.ESCROW, 0) == 0
+        assert b[money.REVENUE] == 1_800
+        assert b[money.paid_out_account(market.owner.org_id)] == 34_200
+        report = money.reconcile_payments(session=session, payments=provider)
+        assert report.ok, report.differences
+
+    def test_late_cancel_keeps_the_fee_from_the_deposit(
+        self, session: Session, market: Market, provider: PaymentsClient
+    ) -> None:
+        booking = self.lease(session, market, provider, 3, 4)
+        run(session, market.buyer, booking, "cancel", provider)
+        b = balances(session)
+        assert b[money.buyer_account(market.buyer.org_id)] == -7_200  # 20 % of 36,000
+        assert b[money.paid_out_account(market.owner.org_id)] == 7_200
+        assert b.get(money.ESCROW, 0) == 0
+        assert money.reconcile_payments(session=session, payments=provider).ok
+
+
+class TestCrashSafety:
+    def test_lost_commit_after_the_provider_call_is_repaired_once(
+        self, session: Session, market: Market, provider: PaymentsClient, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        booking = make_service_booking(session, market, price_fen=50_000)
+        deliver(session, market, booking, provider)
+        real = money.record_outcome
+        crashed: list[int] = []
+
+        def crash_once(**kwargs):  # type: ignore[no-untyped-def]
+            if not crashed:
+                crashed.append(kwargs["payment_id"])
+                raise RuntimeError("process died before the commit")
+            return real(**kwargs)
+
+        monkeypatch.setattr(money, "record_outcome", crash_once)
+        with pytest.raises(RuntimeError):
+            money.accept_delivery(session=session, user=market.buyer, booking_id=booking.id, payments=provider)  # type: ignore[arg-type]
+        monkeypatch.setattr(money, "record_outcome", real)
+        capture = session.get(Payment, crashed[0])
+        assert capture is not None and capture.status == "pending" and capture.kind == "capture"
+        report = money.reconcile_payments(session=session, payments=provider)
+        assert report.ok, report.differences
+        session.refresh(capture)
+        assert capture.status == "succeeded"  # from the replayed event log or the key lookup
+        intent = provider.get_payment_intent(payments_of(session, booking)[0].provider_intent_id)  # type: ignore[arg-type]
+        assert intent.amount_received_fen == 50_000  # captured once
+        assert balances(session)[money.paid_out_account(market.owner.org_id)] == 47_500
+
+    def test_provider_down_leaves_payments_pending_for_the_reconciler(
+        self, session: Session, market: Market, provider: PaymentsClient
+    ) -> None:
+        from tests.money_fixtures import fast_client
+
+        booking = make_service_booking(session, market)
+        down = fast_client("http://127.0.0.1:9", max_attempts=2, timeout_s=0.5)
+        run(session, market.owner, booking, "accept", down)
+        [hold] = payments_of(session, booking)
+        assert hold.status == "pending"
+        report = money.reconcile_payments(session=session, payments=provider)
+        assert report.ok and report.repaired == 1
+        session.refresh(hold)
+        assert hold.status == "succeeded"

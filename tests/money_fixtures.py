@@ -1,0 +1,78 @@
+"""Fixtures for money tests: the provider stub over real HTTP on loopback, a fast-retrying
+client, and a small market (an owner's machine with offered time, a buyer)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from sqlmodel import Session
+
+from app.payments import PaymentsClient
+from app.payments_stub import create_stub_app, serve_in_thread
+from models import Booking, BookingKind, BookingState, Machine, Role, User
+from tests.factories import hours_from_now, make_machine, make_user, make_window
+
+STUB_KEY = "sk_test_suite"  # the suite's settings carry the same key and secret
+STUB_SECRET = "whsec_suite"
+
+
+@pytest.fixture(scope="session")
+def money_stub_url() -> Iterator[str]:
+    app = create_stub_app(api_key=STUB_KEY, webhook_secret=STUB_SECRET)
+    with serve_in_thread(app) as url:
+        yield url
+
+
+def fast_client(base_url: str, *, max_attempts: int = 4, timeout_s: float = 5.0) -> PaymentsClient:
+    return PaymentsClient(
+        httpx.Client(base_url=base_url, timeout=timeout_s), api_key=STUB_KEY,
+        max_attempts=max_attempts, backoff_initial_s=0.005, backoff_max_s=0.02, jitter_s=0.005,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def provider(money_stub_url: str) -> Iterator[PaymentsClient]:
+    httpx.post(f"{money_stub_url}/_control/reset", headers={"Authorization": f"Bearer {STUB_KEY}"}).raise_for_status()
+    client = fast_client(money_stub_url)
+    yield client
+    client.close()
+
+
+def stub_control(url: str, path: str, json: Any = None, method: str = "POST") -> Any:
+    r = httpx.request(method, f"{url}/_control/{path}", json=json, headers={"Authorization": f"Bearer {STUB_KEY}"})
+    r.raise_for_status()
+    return r.json()
+
+
+@dataclass
+class Market:
+    owner: User
+    buyer: User
+    machine: Machine
+
+
+@pytest.fixture
+def market(session: Session) -> Market:
+    owner = make_user(session, roles=(Role.owner,))
+    machine = make_machine(session, owner=owner, hourly_rate_fen=9000, min_booking_minutes=60)
+    make_window(session, machine=machine, start=hours_from_now(-2), end=hours_from_now(24 * 20))
+    return Market(owner=owner, buyer=make_user(session, roles=(Role.buyer,)), machine=machine)
+
+
+def make_service_booking(
+    session: Session, market: Market, *, price_fen: int = 100_000, start_h: float = 72, hours: float = 3
+) -> Booking:
+    assert market.machine.id is not None
+    booking = Booking(
+        machine_id=market.machine.id, kind=BookingKind.service.value, state=BookingState.proposed.value,
+        start_at=hours_from_now(start_h), end_at=hours_from_now(start_h) + dt.timedelta(hours=hours),
+        org_id=market.buyer.org_id, price_fen=price_fen,
+    )  # fmt: skip
+    session.add(booking)
+    session.flush()
+    return booking
