@@ -552,11 +552,13 @@ def solve_compiled(cp: CompiledProblem, *, time_limit_s: float = 10.0, seed: int
     sizes = [sum(len(cp.jobs[j].options) for j in c) for c in comps]
     total = max(1, sum(sizes))
     budget = max(0.0, left() * 0.9)
+    # wall time kept for the final repair and evaluation (grows with the problem)
+    reserve = 0.05 + min(0.05 * time_limit_s, 2e-4 * len(cp.jobs))
     stats: dict[str, object] = {"greedy": gvals, "components": len(comps)}
 
     def run(ci: int, share: float, nworkers: int) -> tuple[Solution, int, bool]:
         comp = comps[ci]
-        wall = max(0.05, left() - 0.05) if deterministic else max(0.05, share)
+        wall = max(0.05, left() - reserve) if deterministic else max(0.05, min(share, left() - reserve))
         hint = {j: gsol[j] for j in comp if j in gsol}
         cb = _Progress(progress, ci, t0) if progress is not None else None
         single = all(len(cp.orders[cp.jobs[j].order].jobs) == 1 for j in comp)
@@ -564,11 +566,20 @@ def solve_compiled(cp: CompiledProblem, *, time_limit_s: float = 10.0, seed: int
         if single and cp.mode is not ObjectiveMode.MAKESPAN:
             t_comp = time.monotonic()
             use_lns = not cp.owner_spread_fen
-            slot_share = share * SLOT_FRACTION if use_lns else share
-            part, cbound, optimal = _solve_slot_chunks(cp, comp, hint, slot_share, wall, seed,
-                                                       nworkers, deterministic, cb)
+            n_opts = sum(len(cp.jobs[j].options) for j in comp)
+            floor = trivial_bound(cp, comp)
+            if use_lns and n_opts > CHUNK_OPTIONS:
+                # too large for the slot model within the time: LNS from the greedy
+                part, cbound, optimal, slot_share = dict(hint), floor, False, 0.0
+            else:
+                slot_share = share * SLOT_FRACTION if use_lns else share
+                part, cbound, optimal = _solve_slot_chunks(cp, comp, hint, slot_share, wall,
+                                                           seed, nworkers, deterministic, cb)
+                cbound = max(cbound, floor)
             if use_lns and not optimal:
                 part = repair(cp, part, comp)
+                if _comp_cost(cp, hint, comp) < _comp_cost(cp, part, comp):
+                    part = dict(hint)
                 t_lns = time.monotonic()
                 if deterministic:
                     lns_budget = (share - slot_share) * DTIME_PER_SECOND
@@ -606,7 +617,12 @@ def solve_compiled(cp: CompiledProblem, *, time_limit_s: float = 10.0, seed: int
     bound_sum = 0
     makespan_bound = 0
     all_optimal = True
-    for part, cbound, optimal in results:
+    for ci, (part, cbound, optimal) in enumerate(results):
+        if not coupled and all(len(cp.orders[cp.jobs[j].order].jobs) == 1 for j in comps[ci]):
+            # independent components of single-job orders: never worse than the greedy's
+            gpart = {j: gsol[j] for j in comps[ci] if j in gsol}
+            if _comp_cost(cp, gpart, comps[ci]) < _comp_cost(cp, part, comps[ci]):
+                part = gpart
         sol.update(part)
         all_optimal &= optimal
         if cp.mode is ObjectiveMode.MAKESPAN:
@@ -639,9 +655,14 @@ SLOT_FRACTION = 0.5
 # freed jobs per neighbourhood: start, bounds
 LNS_START, LNS_MIN, LNS_MAX = 30, 8, 120
 # deterministic-time charge per LNS step for Python model building, and per interval
-LNS_STEP_DTIME, LNS_VAR_DTIME = 0.04, 2e-5
+LNS_STEP_DTIME, LNS_VAR_DTIME = 0.04, 5e-5
 # deterministic-time limit of one LNS sub-problem
 LNS_STEP_LIMIT = 0.1
+
+
+def trivial_bound(cp: CompiledProblem, jobs: list[int]) -> int:
+    """Each job costs at least the smaller of its penalty and its cheapest option."""
+    return sum(min([cp.jobs[j].penalty, *(o.cost for o in cp.jobs[j].options)]) for j in jobs)
 
 
 def _comp_cost(cp: CompiledProblem, sol: Solution, jobs: list[int]) -> int:
