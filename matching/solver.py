@@ -573,7 +573,10 @@ def solve_compiled(cp: CompiledProblem, *, time_limit_s: float = 10.0, seed: int
                 part, cbound, optimal, slot_share = dict(hint), floor, False, 0.0
             else:
                 slot_share = share * SLOT_FRACTION if use_lns else share
-                part, cbound, optimal = _solve_slot_chunks(cp, comp, hint, slot_share, wall,
+                # wall-clock safety net: on a loaded machine the slot phase must not eat
+                # the LNS's time (not reached when the deterministic limit is what stops)
+                slot_wall = max(0.05, min(wall, slot_share * (1.5 if deterministic else 1.0)))
+                part, cbound, optimal = _solve_slot_chunks(cp, comp, hint, slot_share, slot_wall,
                                                            seed, nworkers, deterministic, cb)
                 cbound = max(cbound, floor)
             if use_lns and not optimal:
@@ -657,7 +660,7 @@ LNS_START, LNS_MIN, LNS_MAX = 30, 8, 120
 # deterministic-time charge per LNS step for Python model building, and per interval
 LNS_STEP_DTIME, LNS_VAR_DTIME = 0.04, 5e-5
 # deterministic-time limit of one LNS sub-problem
-LNS_STEP_LIMIT = 0.1
+LNS_STEP_LIMIT = 0.05
 
 
 def trivial_bound(cp: CompiledProblem, jobs: list[int]) -> int:
