@@ -1069,7 +1069,7 @@ def reconcile_payments(*, session: Session, payments: PaymentsClient, passes: in
             status = drive_payment(session=session, payments=payments, payment_id=pid)
             if status != PENDING:
                 report.differences.append(Difference(
-                    "not_applied", f"{p.kind} {p.amount_fen} fen was not at the provider; "
+                    "not_applied", f"{p.kind} {p.amount_fen} fen not found done at the provider; "
                     f"sent again with its key: {status}", pid, repaired=True))  # fmt: skip
                 progressed = True
         if not progressed:

@@ -28,9 +28,11 @@ def money_stub_url() -> Iterator[str]:
         yield url
 
 
-def fast_client(base_url: str, *, max_attempts: int = 4, timeout_s: float = 5.0) -> PaymentsClient:
+def fast_client(
+    base_url: str, *, max_attempts: int = 4, timeout_s: float = 5.0, api_key: str = STUB_KEY
+) -> PaymentsClient:
     return PaymentsClient(
-        httpx.Client(base_url=base_url, timeout=timeout_s), api_key=STUB_KEY,
+        httpx.Client(base_url=base_url, timeout=timeout_s), api_key=api_key,
         max_attempts=max_attempts, backoff_initial_s=0.005, backoff_max_s=0.02, jitter_s=0.005,
     )  # fmt: skip
 
