@@ -554,11 +554,12 @@ def solve_compiled(cp: CompiledProblem, *, time_limit_s: float = 10.0, seed: int
     budget = max(0.0, left() * 0.9)
     # wall time kept for the final repair and evaluation (grows with the problem)
     reserve = 0.05 + min(0.05 * time_limit_s, 2e-4 * len(cp.jobs))
+    parallel = not deterministic and PARALLEL_COMPONENTS and len(comps) >= max(2, workers)
     stats: dict[str, object] = {"greedy": gvals, "components": len(comps)}
 
     def run(ci: int, share: float, nworkers: int) -> tuple[Solution, int, bool]:
         comp = comps[ci]
-        wall = max(0.05, left() - reserve) if deterministic else max(0.05, min(share, left() - reserve))
+        wall = max(0.05, left() - reserve if deterministic else min(share, left() - reserve))
         hint = {j: gsol[j] for j in comp if j in gsol}
         cb = _Progress(progress, ci, t0) if progress is not None else None
         single = all(len(cp.orders[cp.jobs[j].order].jobs) == 1 for j in comp)
@@ -590,6 +591,9 @@ def solve_compiled(cp: CompiledProblem, *, time_limit_s: float = 10.0, seed: int
                 else:
                     lns_budget = float("inf")
                     lns_end = t_comp + share
+                    if parallel and ci >= len(comps) - max(1, workers):
+                        lns_end = deadline - reserve  # nothing waits for this thread
+
                 part, lstats = lns(cp, part, comp, lns_budget, lns_end, seed, nworkers,
                                    deterministic)
                 report(phase="lns", component=ci, slot_s=round(t_lns - t_comp, 2), **lstats)
@@ -600,7 +604,7 @@ def solve_compiled(cp: CompiledProblem, *, time_limit_s: float = 10.0, seed: int
         report(phase="component", component=ci, jobs=len(comp), bound=cbound)
         return part, cbound, optimal
 
-    if deterministic:
+    if deterministic or parallel:
         # single-worker CP-SAT runs (deterministic under a deterministic-time limit),
         # components spread over ``workers`` threads; shares from sizes only
         cap = budget * max(1, workers)
@@ -653,6 +657,8 @@ def solve_compiled(cp: CompiledProblem, *, time_limit_s: float = 10.0, seed: int
 # ------------------------------------------------------------------ large neighbourhood
 
 
+# non-deterministic mode: components side by side in threads (one CP-SAT worker each)
+PARALLEL_COMPONENTS = True
 # share of a slot-model component's time given to the slot model; the rest goes to LNS
 SLOT_FRACTION = 0.5
 # freed jobs per neighbourhood: start, bounds
@@ -769,8 +775,12 @@ def lns(cp: CompiledProblem, sol: Solution, comp: list[int], budget: float, wall
         hint = {j: sol[j] for j in freed if j in sol}
         before = _comp_cost(cp, sol, freed)
         step = min(max(0.05, budget - spent), LNS_STEP_LIMIT)
+        # deterministic: the wall clock is only the overall safety net
+        step_wall = wall_end - time.monotonic()
+        if not deterministic:
+            step_wall = min(step * 3, step_wall)
         got, _b, optimal, dtime, nvars = _solve_interval_model(
-            sub, sorted(freed), hint, step, max(0.05, min(step * 3, wall_end - time.monotonic())),
+            sub, sorted(freed), hint, step, max(0.05, step_wall),
             seed + stats["steps"], workers, deterministic, None, with_stats=True)
         spent += dtime + LNS_STEP_DTIME + LNS_VAR_DTIME * nvars
         new = hint
