@@ -8,8 +8,10 @@ between a provider call and the commit of its result. Then the reconciler runs, 
 no double charge, no lost capture or payout, the ledger balances to zero and agrees with
 the provider to the fen.
 
-Seeded: the seed is printed; replay with CAPSHARE_CHAOS_SEED=<seed>. Size with
-CAPSHARE_CHAOS_FLOWS (default 500).
+Seeded: the seed is printed; replay with CAPSHARE_CHAOS_SEED=<seed>. The flows are planned
+from the seed and run by CAPSHARE_CHAOS_WORKERS threads (default 4; 1 replays the exact
+order of provider calls, hence of the stub's fault draws). Size with CAPSHARE_CHAOS_FLOWS
+(default 500).
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from __future__ import annotations
 import datetime as dt
 import os
 import random
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from typing import Any
@@ -97,7 +101,7 @@ LEASE_PATHS = ("complete", "cancel_free", "cancel_late")
 def test_money_flows_survive_provider_chaos(chaos_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     seed = int(os.environ.get("CAPSHARE_CHAOS_SEED") or random.SystemRandom().randrange(1, 10**6))
     n_flows = int(os.environ.get("CAPSHARE_CHAOS_FLOWS") or 500)
-    print(f"\nchaos seed {seed} (replay: CAPSHARE_CHAOS_SEED={seed}), {n_flows} flows")
+    print(f"\nchaos seed {seed} (replay: CAPSHARE_CHAOS_SEED={seed} CAPSHARE_CHAOS_WORKERS=1), {n_flows} flows")
     rng = random.Random(seed)
     engine, stub_url = chaos_env["engine"], chaos_env["stub_url"]
     started = time.perf_counter()
@@ -129,26 +133,42 @@ def test_money_flows_survive_provider_chaos(chaos_env: dict[str, Any], monkeypat
     client = fast_client(stub_url, max_attempts=3, timeout_s=0.5, api_key=API_KEY)
     crashes = Counter[str]()
     real_record = money.record_outcome
+    crash_lock = threading.Lock()
 
     def crashing_record(**kwargs: Any) -> bool:
-        if rng.random() < 0.05:
-            crashes["crash_before_commit"] += 1
+        with crash_lock:
+            crash = rng.random() < 0.05
+            crashes["crash_before_commit"] += crash
+        if crash:
             raise RuntimeError("simulated crash between the provider call and the commit")
         return real_record(**kwargs)
 
     monkeypatch.setattr(money, "record_outcome", crashing_record)
 
-    # -- the flows ---------------------------------------------------------------------------
+    # -- the flows, planned from the seed, run by a few workers -------------------------------
+    fee_bps, late_bps = 500, 2000
+    slot_free = {mid: now + dt.timedelta(hours=30) for mid, _, _ in ids["machines"]}
+    late_free = {mid: now + dt.timedelta(hours=1) for mid, _, _ in ids["machines"]}
+    plans: list[dict[str, Any]] = []
+    for i in range(n_flows):
+        mid, owner_org, rate = ids["machines"][i % len(ids["machines"])]
+        hours = rng.choice((1, 2, 3))
+        is_lease = i % 5 < 2
+        path = rng.choice(LEASE_PATHS if is_lease else SERVICE_PATHS)
+        table = late_free if path == "cancel_late" else slot_free
+        if path == "cancel_late" and table[mid] + dt.timedelta(hours=hours) > now + dt.timedelta(hours=23):
+            path, table = "cancel_free", slot_free
+        start = table[mid]
+        table[mid] = start + dt.timedelta(hours=hours)
+        plans.append({"lane": i % len(ids["machines"]), "mid": mid, "owner_org": owner_org, "rate": rate,
+                      "hours": hours, "lease": is_lease, "path": path, "start": start,
+                      "buyer": ids["buyers"][rng.randrange(4)]})  # fmt: skip
+    paths = Counter(f"{'lease' if p['lease'] else 'service'}:{p['path']}" for p in plans)
     expected_paid: dict[int, int] = {}  # booking id -> net fen the buyer ends up paying
     expected_owner: dict[int, int] = defaultdict(int)  # owner org -> fen paid out
-    paths = Counter[str]()
-    slot_free: dict[int, dt.datetime] = {mid: now + dt.timedelta(hours=30) for mid, _, _ in ids["machines"]}
-    late_free: dict[int, dt.datetime] = {mid: now + dt.timedelta(hours=1) for mid, _, _ in ids["machines"]}
-    fee_bps, late_bps = 500, 2000
+    result_lock = threading.Lock()
 
-    with Session(engine) as s:
-        users = {u.id: u for u in s.exec(select(User)).all()}
-
+    def run_flow(s: Session, users: dict[int, User], plan: dict[str, Any]) -> None:
         def step(fn: Any, **kwargs: Any) -> Any:
             try:
                 return fn(session=s, **kwargs)
@@ -158,45 +178,32 @@ def test_money_flows_survive_provider_chaos(chaos_env: dict[str, Any], monkeypat
                 s.rollback()
                 return None
 
-        for i in range(n_flows):
-            mid, owner_org, rate = ids["machines"][i % len(ids["machines"])]
-            buyer = users[ids["buyers"][rng.randrange(4)]]
-            owner = next(u for u in users.values() if u.org_id == owner_org and u.has_role(Role.owner))
-            hours = rng.choice((1, 2, 3))
-            is_lease = i % 5 < 2
-            path = rng.choice(LEASE_PATHS if is_lease else SERVICE_PATHS)
-            late = path == "cancel_late"
-            table = late_free if late else slot_free
-            start = table[mid]
-            end = start + dt.timedelta(hours=hours)
-            if late and end > now + dt.timedelta(hours=23):
-                path, late = ("cancel_free", False)
-                start = slot_free[mid]
-                end = start + dt.timedelta(hours=hours)
-                table = slot_free
-            table[mid] = end
-            paths[f"{'lease' if is_lease else 'service'}:{path}"] += 1
-            if is_lease:
-                step(bookings.create_lease, user=buyer, payments=client,
-                     data=LeaseCreate(machine_id=mid, start_at=start, end_at=end))  # fmt: skip
-                booking = s.exec(select(Booking).where(Booking.machine_id == mid, Booking.start_at == start)).one()
-                price, bid = booking.price_fen, booking.id
-                deposit = -(-price * 3000 // 10_000)
-                if path == "complete":
-                    step(bookings.transition_booking, user=owner, booking_id=bid, action="start", payments=client)
-                    step(bookings.transition_booking, user=owner, booking_id=bid, action="complete", payments=client)
-                    expected_paid[bid] = price
-                    expected_owner[owner_org] += price - price * fee_bps // 10_000
-                else:
-                    step(bookings.transition_booking, user=buyer, booking_id=bid, action="cancel", payments=client)
-                    kept = min(price * late_bps // 10_000, deposit) if late else 0
-                    expected_paid[bid] = kept
-                    expected_owner[owner_org] += kept
-                continue
+        mid, owner_org, path = plan["mid"], plan["owner_org"], plan["path"]
+        buyer = users[plan["buyer"]]
+        owner = next(u for u in users.values() if u.org_id == owner_org and u.has_role(Role.owner))
+        start = plan["start"]
+        end = start + dt.timedelta(hours=plan["hours"])
+        late = path == "cancel_late"
+        owner_gets = paid = 0
+        if plan["lease"]:
+            step(bookings.create_lease, user=buyer, payments=client,
+                 data=LeaseCreate(machine_id=mid, start_at=start, end_at=end))  # fmt: skip
+            booking = s.exec(select(Booking).where(Booking.machine_id == mid, Booking.start_at == start)).one()
+            price, bid = booking.price_fen, booking.id
+            assert bid is not None
+            deposit = -(-price * 3000 // 10_000)
+            if path == "complete":
+                step(bookings.transition_booking, user=owner, booking_id=bid, action="start", payments=client)
+                step(bookings.transition_booking, user=owner, booking_id=bid, action="complete", payments=client)
+                paid, owner_gets = price, price - price * fee_bps // 10_000
+            else:
+                step(bookings.transition_booking, user=buyer, booking_id=bid, action="cancel", payments=client)
+                paid = owner_gets = min(price * late_bps // 10_000, deposit) if late else 0
+        else:
             begin_write(s)  # a service booking as a match run would propose it
             booking = Booking(machine_id=mid, kind=BookingKind.service.value, state=BookingState.proposed.value,
                               start_at=start, end_at=end, org_id=buyer.org_id,
-                              price_fen=bookings.price_fen(minutes=60 * hours, hourly_rate_fen=rate))  # fmt: skip
+                              price_fen=bookings.price_fen(minutes=60 * plan["hours"], hourly_rate_fen=plan["rate"]))  # fmt: skip
             s.add(booking)
             s.commit()
             price, bid = booking.price_fen, booking.id
@@ -204,24 +211,38 @@ def test_money_flows_survive_provider_chaos(chaos_env: dict[str, Any], monkeypat
             step(bookings.transition_booking, user=owner, booking_id=bid, action="accept", payments=client)
             if path.startswith("cancel"):
                 step(bookings.transition_booking, user=buyer, booking_id=bid, action="cancel", payments=client)
-                fee = price * late_bps // 10_000 if late else 0
-                expected_paid[bid] = fee
-                expected_owner[owner_org] += fee
-                continue
-            step(bookings.transition_booking, user=owner, booking_id=bid, action="start", payments=client)
-            step(bookings.transition_booking, user=owner, booking_id=bid, action="complete", payments=client)
-            captured = price
-            if path == "accept_delivery":
-                step(money.accept_delivery, user=buyer, booking_id=bid, payments=client)
-            elif path.startswith("dispute"):
-                step(money.open_dispute, user=buyer, booking_id=bid, note="chaos dispute")
-                refund = {"dispute_part": price // 3, "dispute_all": price, "dispute_none": 0}[path]
-                step(money.resolve_dispute, user=users[ids["admin"]], booking_id=bid, refund_fen=refund,
-                     payments=client)  # fmt: skip
-                captured = price - refund
-            expected_paid[bid] = captured
-            if captured:
-                expected_owner[owner_org] += captured - captured * fee_bps // 10_000
+                paid = owner_gets = price * late_bps // 10_000 if late else 0
+            else:
+                step(bookings.transition_booking, user=owner, booking_id=bid, action="start", payments=client)
+                step(bookings.transition_booking, user=owner, booking_id=bid, action="complete", payments=client)
+                paid = price
+                if path == "accept_delivery":
+                    step(money.accept_delivery, user=buyer, booking_id=bid, payments=client)
+                elif path.startswith("dispute"):
+                    step(money.open_dispute, user=buyer, booking_id=bid, note="chaos dispute")
+                    refund = {"dispute_part": price // 3, "dispute_all": price, "dispute_none": 0}[path]
+                    step(money.resolve_dispute, user=users[ids["admin"]], booking_id=bid, refund_fen=refund,
+                         payments=client)  # fmt: skip
+                    paid = price - refund
+                owner_gets = paid - paid * fee_bps // 10_000
+        with result_lock:
+            expected_paid[bid] = paid
+            expected_owner[owner_org] += owner_gets
+
+    def worker(lanes: set[int]) -> None:
+        with Session(engine) as s:
+            users = {u.id: u for u in s.exec(select(User)).all() if u.id is not None}
+            for plan in plans:
+                if plan["lane"] in lanes:
+                    run_flow(s, users, plan)
+
+    n_workers = int(os.environ.get("CAPSHARE_CHAOS_WORKERS") or 4)
+    lanes = [{lane for lane in range(len(ids["machines"])) if lane % n_workers == w} for w in range(n_workers)]
+    with ThreadPoolExecutor(n_workers) as pool:
+        for future in [pool.submit(worker, mine) for mine in lanes]:
+            future.result()
+
+    with Session(engine) as s:
         flows_s = time.perf_counter() - started
 
         # -- the outage ends; the claim window passes; the reconciler runs ---------------------
