@@ -50,6 +50,8 @@ from app.payments import (
     PaymentIntent,
     PaymentInvalidRequest,
     PaymentNotFound,
+    SIGNATURE_HEADER,
+    InvalidWebhookSignature,
     PaymentsClient,
     build_payments_client,
     parse_webhook_event,
@@ -80,6 +82,12 @@ SUCCEEDED = PaymentStatus.succeeded.value
 FAILED = PaymentStatus.failed.value
 SKIPPED = PaymentStatus.skipped.value
 DEAD = (FAILED, SKIPPED)
+
+
+class InvalidWebhook(MarketplaceError):
+    """A webhook whose signature is missing, stale or wrong, or whose body is no event."""
+
+    status_code = 400
 
 
 class LedgerImbalance(MarketplaceError):
@@ -949,7 +957,10 @@ def receive_webhook(
     *, session: Session, settings: Settings, payload: bytes, signature: str | None
 ) -> bool:
     """Verify a webhook's signature (400 if bad) and put its event through the inbox."""
-    event = parse_webhook_event(payload, signature, settings.payments_webhook_secret.get_secret_value())
+    try:
+        event = parse_webhook_event(payload, signature, settings.payments_webhook_secret.get_secret_value())
+    except InvalidWebhookSignature as exc:
+        raise InvalidWebhook(exc.message, field=SIGNATURE_HEADER) from exc
     return record_event(session=session, event=event, settings=settings)
 
 

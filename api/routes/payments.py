@@ -25,7 +25,7 @@ def order_payments(session: SessionDep, user: CurrentUser, order_id: int) -> lis
 
 
 @router.post(
-    "/bookings/{booking_id}/accept-delivery",
+    "/bookings/{booking_id}/delivery/accept",
     response_model=BookingMoney,
     responses={409: {"description": "not delivered, or already settled"}},
 )
@@ -37,7 +37,7 @@ def accept_delivery(
 
 
 @router.post(
-    "/bookings/{booking_id}/dispute",
+    "/bookings/{booking_id}/delivery/dispute",
     response_model=BookingMoney,
     responses={409: {"description": "not delivered, settled, or the claim window closed"}},
 )
@@ -47,7 +47,7 @@ def open_dispute(session: SessionDep, user: CurrentUser, booking_id: int, data: 
 
 
 @router.post(
-    "/bookings/{booking_id}/dispute/resolve",
+    "/bookings/{booking_id}/delivery/resolve",
     response_model=BookingMoney,
     responses={403: {"description": "only the platform resolves disputes"}},
 )
