@@ -8,10 +8,12 @@ import datetime as dt
 from sqlalchemy import delete
 from sqlmodel import Session, col, func, select
 
+from app import money
 from app.db import begin_write
 from app.accounts import is_admin
 from app.catalog import check_process_materials
 from app.errors import InvalidInput, InvalidTransition, OrderNotFound, PermissionDenied
+from app.payments import PaymentsClient
 from models import (
     ACTIVE_STATES,
     Booking,
@@ -225,8 +227,11 @@ def open_order(*, session: Session, user: User, order_id: int) -> Order:
     return order
 
 
-def cancel_order(*, session: Session, user: User, order_id: int, reason: str = "") -> Order:
-    """Cancel the order and release every machine it still holds."""
+def cancel_order(
+    *, session: Session, user: User, order_id: int, reason: str = "", payments: PaymentsClient | None = None
+) -> Order:
+    """Cancel the order and release every machine it still holds; held payments are
+    voided (or the late-cancellation fee captured) in the same commit's payments."""
     begin_write(session)
     order = get_own_order_or_raise(session=session, user=user, order_id=order_id)
     if order.status not in CANCELLABLE:
@@ -241,8 +246,13 @@ def cancel_order(*, session: Session, user: User, order_id: int, reason: str = "
         booking.reason = reason or "order cancelled"
         booking.updated_at = utcnow()
         session.add(booking)
+        money.plan_booking_payments(session, booking=booking, action="cancel")  # void / late fee
     _set_status(session, order, OrderStatus.cancelled, user, note=reason)
     session.commit()
+    if payments is not None:
+        for booking in bookings:
+            assert booking.id is not None
+            money.drive_payments(session=session, payments=payments, booking_id=booking.id)
     session.refresh(order)
     return order
 

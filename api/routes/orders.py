@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, File, UploadFile
 
-from api.deps import CurrentUser, Limit, Offset, SessionDep, SettingsDep
+from api.deps import CurrentUser, Limit, Offset, PaymentsDep, SessionDep, SettingsDep
 from app import attachments, orders
 from models.attachment import AttachmentAccessPublic, AttachmentPublic
 from models.base import Page
@@ -60,10 +60,12 @@ def open_order(session: SessionDep, user: CurrentUser, order_id: int) -> OrderPu
 def cancel_order(
     session: SessionDep,
     user: CurrentUser,
+    payments: PaymentsDep,
     order_id: int,
     reason: Annotated[str, Body(embed=True, max_length=500)] = "",
 ) -> OrderPublic:
-    order = orders.cancel_order(session=session, user=user, order_id=order_id, reason=reason)
+    """Cancel; held payments are voided, or the late-cancellation fee is captured."""
+    order = orders.cancel_order(session=session, user=user, order_id=order_id, reason=reason, payments=payments)
     return orders.order_public(session=session, order=order)
 
 

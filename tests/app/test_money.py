@@ -243,3 +243,30 @@ class TestCrashSafety:
         assert report.ok and report.repaired == 1
         session.refresh(hold)
         assert hold.status == "succeeded"
+
+
+class TestOrderCancellation:
+    def test_cancelling_an_order_voids_its_held_payments(
+        self, session: Session, market: Market, provider: PaymentsClient
+    ) -> None:
+        from app import orders
+        from models import Order
+
+        order = Order(title="brackets", buyer_org_id=market.buyer.org_id, release_at=hours_from_now(1),
+                      due_at=hours_from_now(200), status="matched")  # fmt: skip
+        session.add(order)
+        session.flush()
+        booking = make_service_booking(session, market, start_h=72)
+        booking.order_id = order.id
+        session.add(booking)
+        session.flush()
+        run(session, market.owner, booking, "accept", provider)
+        orders.cancel_order(session=session, user=market.buyer, order_id=order.id, payments=provider)  # type: ignore[arg-type]
+        assert [(p.kind, p.status) for p in payments_of(session, booking)] == [("authorize", "succeeded"), ("void", "succeeded")]
+        view = money.order_money(session=session, user=market.buyer, order_id=order.id)  # type: ignore[arg-type]
+        assert [v.money_status for v in view] == ["voided"]
+        stranger = make_user(session, roles=(Role.buyer,))
+        from app.errors import OrderNotFound
+
+        with pytest.raises(OrderNotFound):
+            money.order_money(session=session, user=stranger, order_id=order.id)  # type: ignore[arg-type]
