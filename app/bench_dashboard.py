@@ -51,7 +51,8 @@ def build_market(session: Session, *, machines: int, bookings: int, seed: int = 
     per = max(1, bookings // len(ids))
     for mid in ids:
         for k in range(per):
-            start = now + dt.timedelta(days=k % 14, hours=12 + rng.randint(0, 6))
+            # one slot of 16 hours each, so a machine's bookings never overlap
+            start = now + dt.timedelta(hours=16 * k + rng.randint(0, 10))
             rows.append({"machine_id": mid, "kind": "lease", "state": rng.choice(["confirmed", "done", "proposed", "cancelled"]),
                          "start_at": start, "end_at": start + dt.timedelta(hours=rng.randint(1, 5)), "org_id": owner.id,
                          "price_fen": 9000, "currency": "CNY", "reason": "", "created_at": now, "updated_at": now})  # fmt: skip
