@@ -21,12 +21,13 @@ HTML_LANG = {"zh": "zh-CN", "en": "en"}
 
 @cache
 def _messages(locale: str) -> dict[str, str]:
-    path = LOCALE_DIR / locale / "LC_MESSAGES" / "messages.po"
-    if not path.exists():
-        return {}
-    with path.open("rb") as fh:
-        catalog = read_po(fh, locale=locale)
-    return {m.id: m.string for m in catalog if m.id and isinstance(m.id, str) and m.string}
+    """Every catalogue of the locale (messages.po and any other *.po), merged."""
+    merged: dict[str, str] = {}
+    for path in sorted((LOCALE_DIR / locale / "LC_MESSAGES").glob("*.po")):
+        with path.open("rb") as fh:
+            catalog = read_po(fh, locale=locale)
+        merged.update({m.id: m.string for m in catalog if m.id and isinstance(m.id, str) and m.string})
+    return merged
 
 
 @dataclass(frozen=True)
