@@ -17,12 +17,13 @@ from tests.live.conftest import free_port, start_server, stop_server
 
 @pytest.mark.slow
 def test_serve_demo(live_database_url: str, tmp_path: Path) -> None:
-    port = free_port()
+    port, stub_port = free_port(), free_port()
     exe = shutil.which("capshare", path=str(Path(sys.executable).parent))
     assert exe, "capshare is installed as a console script"
     proc = start_server(
         [exe, "serve", "--demo", "--port", str(port)],
-        {"DATABASE_URL": live_database_url, "CAPSHARE_SECRET_KEY": TEST_SECRET},
+        {"DATABASE_URL": live_database_url, "CAPSHARE_SECRET_KEY": TEST_SECRET,
+         "CAPSHARE_PAYMENTS_BASE_URL": f"http://127.0.0.1:{stub_port}", "CAPSHARE_PAYMENTS_INLINE": "true"},
         port, tmp_path / "serve.log", timeout_s=90,
     )  # fmt: skip
     try:
@@ -43,7 +44,33 @@ def test_serve_demo(live_database_url: str, tmp_path: Path) -> None:
             assert orders["count"] > 0
             admin = login(f"admin@{DEMO_DOMAIN}")
             assert http.get("/api/v1/orders", headers=admin).json()["count"] >= 600
+
+            # money works out of the box: a lease takes its deposit at the bundled stub
+            lease = _lease_a_free_slot(http, buyer)
+            money = http.get(f"/api/v1/bookings/{lease['id']}/payments", headers=buyer).json()
+            deposit = [p for p in money["payments"] if p["kind"] == "deposit"]
+            assert deposit and deposit[0]["status"] == "succeeded", money
+            stub = httpx.get(f"http://127.0.0.1:{stub_port}/_control/stats").json()
+            assert stub, "the stub answered"
     finally:
         stop_server(proc)
     log = (tmp_path / "serve.log").read_text()
     assert "demo logins" in log and f"buyer1@{DEMO_DOMAIN}" in log
+
+
+def _lease_a_free_slot(http: httpx.Client, headers: dict[str, str]) -> dict[str, object]:
+    """Lease two hours at the start of the first offered window that has room."""
+    import datetime as dt
+
+    machines = http.get("/api/v1/machines", params={"leasable": True, "limit": 100}, headers=headers).json()["data"]
+    for m in machines:
+        for w in http.get(f"/api/v1/machines/{m['id']}/windows", headers=headers).json():
+            start = dt.datetime.fromisoformat(w["start_at"]) + dt.timedelta(hours=30)
+            end = start + dt.timedelta(minutes=max(120, m["min_booking_minutes"]))
+            if end > dt.datetime.fromisoformat(w["end_at"]):
+                continue
+            r = http.post("/api/v1/leases", json={"machine_id": m["id"], "start_at": start.isoformat(),
+                                                   "end_at": end.isoformat()}, headers=headers)  # fmt: skip
+            if r.status_code == 201:
+                return r.json()  # type: ignore[no-any-return]
+    raise AssertionError("no free leasable slot in the demo market")
