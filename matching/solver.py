@@ -553,7 +553,7 @@ def solve_compiled(cp: CompiledProblem, *, time_limit_s: float = 10.0, seed: int
     total = max(1, sum(sizes))
     budget = max(0.0, left() * 0.9)
     # wall time kept for the final repair and evaluation (grows with the problem)
-    reserve = 0.05 + min(0.05 * time_limit_s, 2e-4 * len(cp.jobs))
+    reserve = 0.05 + min(0.1 * time_limit_s, 2e-4 * len(cp.jobs) + 4e-6 * total)
     parallel = not deterministic and PARALLEL_COMPONENTS and len(comps) >= max(2, workers)
     stats: dict[str, object] = {"greedy": gvals, "components": len(comps)}
 
@@ -576,7 +576,7 @@ def solve_compiled(cp: CompiledProblem, *, time_limit_s: float = 10.0, seed: int
                 slot_share = share * SLOT_FRACTION if use_lns else share
                 # wall-clock safety net: on a loaded machine the slot phase must not eat
                 # the LNS's time (not reached when the deterministic limit is what stops)
-                slot_wall = max(0.05, min(wall, slot_share * (1.5 if deterministic else 1.0)))
+                slot_wall = max(0.05, min(wall, slot_share * (3.0 if deterministic else 1.0)))
                 part, cbound, optimal = _solve_slot_chunks(cp, comp, hint, slot_share, slot_wall,
                                                            seed, nworkers, deterministic, cb)
                 cbound = max(cbound, floor)
@@ -663,8 +663,10 @@ PARALLEL_COMPONENTS = True
 SLOT_FRACTION = 0.5
 # freed jobs per neighbourhood: start, bounds
 LNS_START, LNS_MIN, LNS_MAX = 30, 8, 120
+# share of LNS steps around a costly job (the rest: unplaced job / related machines)
+LNS_COSTLY = 0.2
 # deterministic-time charge per LNS step for Python model building, and per interval
-LNS_STEP_DTIME, LNS_VAR_DTIME = 0.04, 5e-5
+LNS_STEP_DTIME, LNS_VAR_DTIME = 0.04, 2e-5
 # deterministic-time limit of one LNS sub-problem
 LNS_STEP_LIMIT = 0.05
 
@@ -740,6 +742,18 @@ def lns(cp: CompiledProblem, sol: Solution, comp: list[int], budget: float, wall
             lo = job0.release
             hi = max(o.latest_end for o in job0.options)
             center = (lo + min(hi, lo + 4 * 1440)) // 2
+        elif kind < 0.35 + LNS_COSTLY and sol:
+            # a job placed far above its cheapest option: its machine and cheaper ones
+            regret = sorted(sol, key=lambda j: (
+                -(placed_cost(cp.jobs[j], cp.jobs[j].options[sol[j][0]], sol[j][1])
+                  - min(o.cost for o in cp.jobs[j].options)), j))[:20]
+            j0 = regret[rng.randrange(len(regret))]
+            job0 = cp.jobs[j0]
+            cur = job0.options[sol[j0][0]]
+            cheaper = sorted((o for o in job0.options if o.cost < cur.cost),
+                             key=lambda o: (o.cost, o.machine))
+            ms = [cur.machine, *(o.machine for o in cheaper[: rng.randint(1, 4)])]
+            center = sol[j0][1]
         else:
             m0 = machines[rng.randrange(len(machines))]
             rel = related(m0)[:8]
