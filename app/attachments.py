@@ -61,6 +61,19 @@ def _effective_type(settings: Settings, filename: str, content_type: str) -> str
     return declared
 
 
+def check_upload(*, settings: Settings, filename: str, content_type: str, size: int | None) -> None:
+    """Refuse a file by name, type and declared size before anything is written
+    (the upload itself re-checks the bytes it reads)."""
+    name = Path(filename or "").name
+    if not name:
+        raise AttachmentRejected("the file has no name", field="file", status_code=422)
+    _effective_type(settings, name, content_type)
+    if size is not None and size > settings.attachment_max_bytes:
+        raise AttachmentRejected(
+            f"the file is larger than {settings.attachment_max_bytes} bytes", field="file", status_code=413
+        )
+
+
 def upload_attachment(
     *,
     session: Session,

@@ -213,15 +213,16 @@ def update_order(*, session: Session, user: User, order_id: int, data: OrderUpda
     return order
 
 
-def open_order(*, session: Session, user: User, order_id: int) -> Order:
-    """Put a draft on the market: from now on the matcher and quotes see it."""
+def open_order(*, session: Session, user: User, order_id: int, note: str = "") -> Order:
+    """Put a draft on the market: from now on the matcher and quotes see it. The
+    note (e.g. which quote option the buyer took) goes on the timeline."""
     begin_write(session)
     order = get_own_order_or_raise(session=session, user=user, order_id=order_id)
     if order.status != OrderStatus.draft.value:
         raise InvalidTransition(f"an order in state {order.status} cannot be opened", field="status")
     if as_utc(order.due_at) <= utcnow():
         raise InvalidInput("due_at is in the past", field="due_at")
-    _set_status(session, order, OrderStatus.open, user)
+    _set_status(session, order, OrderStatus.open, user, note=note[:500])
     session.commit()
     session.refresh(order)
     return order

@@ -12,13 +12,26 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
+from starlette.datastructures import UploadFile as StarletteUploadFile
 
-from app import accounts, availability, bookings, catalog, dashboard, machines, orders
+from app import (
+    accounts,
+    attachments,
+    availability,
+    bookings,
+    catalog,
+    dashboard,
+    machines,
+    matching_runs,
+    money,
+    orders,
+    quotes,
+)
 from app.demo import DEMO_DOMAIN, DEMO_PASSWORD
 from app.errors import MarketplaceError
 from app.machines import MachineQuery, MachineSort
 from frontend.i18n import parse_local
-from frontend.web import Csrf, SessionDep, SettingsDep, T, WebUser, optional_user, redirect, render
+from frontend.web import Csrf, PaymentsDep, SessionDep, SettingsDep, T, WebUser, optional_user, redirect, render
 from models import BookingState, Role, User, utcnow
 from models.booking import LeaseCreate
 from models.machine import MachineCreate, RuleCreate
@@ -205,12 +218,13 @@ def proposals(request: Request, session: SessionDep, user: WebUser, t: T) -> HTM
 
 
 @router.post("/owner/proposals/{booking_id}/{action}", dependencies=[Csrf])
-def answer_proposal(request: Request, session: SessionDep, user: WebUser, t: T, booking_id: int, action: str,
+def answer_proposal(request: Request, session: SessionDep, payments: PaymentsDep, user: WebUser, t: T, booking_id: int, action: str,
                     reason: Annotated[str, Form()] = "") -> Response:  # fmt: skip
     if action not in ("accept", "decline"):
         return redirect("/owner/proposals")
     try:
-        bookings.transition_booking(session=session, user=user, booking_id=booking_id, action=action, reason=reason)
+        bookings.transition_booking(session=session, user=user, booking_id=booking_id, action=action, reason=reason,
+                                    payments=payments)  # fmt: skip
     except MarketplaceError as exc:
         return redirect("/owner/proposals", request, "⚠ " + exc.message)
     return redirect("/owner/proposals", request, t.gettext("Proposal answered."))
@@ -237,9 +251,11 @@ def new_order(request: Request, session: SessionDep, user: WebUser, t: T) -> HTM
 
 
 @router.post("/buyer/orders/new", response_class=HTMLResponse, dependencies=[Csrf])
-async def create_order(request: Request, session: SessionDep, user: WebUser, t: T) -> Response:
+async def create_order(request: Request, session: SessionDep, settings: SettingsDep, user: WebUser, t: T) -> Response:
     form = await request.form()
-    values: dict[str, Any] = {k: form.get(k) for k in form.keys() if k != "csrf_token"}
+    values: dict[str, Any] = {k: form.get(k) for k in form.keys() if k not in ("csrf_token", "attachment")}
+    upload = form.get("attachment")
+    has_file = isinstance(upload, StarletteUploadFile) and bool(upload.filename)
     try:
         ops = []
         for i in range(3):
@@ -254,15 +270,45 @@ async def create_order(request: Request, session: SessionDep, user: WebUser, t: 
             "due_at": parse_local(str(form.get("due_at")), t.tz), "operations": ops,
             "budget_fen": round(float(budget) * 100) if budget else None,
         })  # fmt: skip
+        if has_file:  # refuse a bad file before anything is written
+            assert isinstance(upload, StarletteUploadFile)
+            attachments.check_upload(settings=settings, filename=upload.filename or "",
+                                     content_type=upload.content_type or "", size=upload.size)  # fmt: skip
         order = await _run(orders.create_order, session=session, user=user, data=data)
-        await _run(orders.open_order, session=session, user=user, order_id=order.id)
+        if has_file:
+            assert isinstance(upload, StarletteUploadFile)
+            await _run(attachments.upload_attachment, session=session, settings=settings, user=user, order_id=order.id,
+                       filename=upload.filename or "", content_type=upload.content_type or "", stream=upload.file)  # fmt: skip
     except ValueError as exc:
         if isinstance(exc, ValidationError):
             return _order_form(request, session, user, t, values, errors_of(exc), status=422)
         return _order_form(request, session, user, t, values, {"form": t.gettext("Check the dates and amounts.")}, status=422)
     except MarketplaceError as exc:
-        return _order_form(request, session, user, t, values, errors_of(exc), status=422)
-    return redirect(f"/buyer/orders/{order.id}", request, t.gettext("Order posted."))
+        errors = errors_of(exc)
+        if "file" in errors:
+            errors["attachment"] = errors.pop("file")
+        return _order_form(request, session, user, t, values, errors, status=exc.status_code if exc.status_code != 400 else 422)
+    return redirect(f"/buyer/orders/{order.id}/quote")
+
+
+@router.get("/buyer/orders/{order_id}/quote", response_class=HTMLResponse)
+def quote_page(request: Request, session: SessionDep, settings: SettingsDep, user: WebUser, t: T, order_id: int) -> HTMLResponse:
+    order = orders.get_own_order_or_raise(session=session, user=user, order_id=order_id)
+    public = orders.order_public(session=session, order=order)
+    draft = OrderCreate.model_validate(public.model_dump(exclude={"id", "status", "currency", "created_at", "updated_at", "buyer_org_id"}))
+    quote = quotes.create_quote(session=session, user=user, data=draft, settings=settings)
+    return render(request, t, "quote.html", {"o": public, "quote": quote}, user=user)
+
+
+@router.post("/buyer/orders/{order_id}/confirm", dependencies=[Csrf])
+def confirm_order(request: Request, session: SessionDep, user: WebUser, t: T, order_id: int,
+                  option: Annotated[str, Form()] = "", total_fen: Annotated[int, Form()] = 0) -> Response:  # fmt: skip
+    note = t.gettext("Quote accepted: {option}, {total}", option=t.gettext(option), total=t.money(total_fen)) if option else ""
+    try:
+        orders.open_order(session=session, user=user, order_id=order_id, note=note)
+    except MarketplaceError as exc:
+        return redirect(f"/buyer/orders/{order_id}", request, "⚠ " + exc.message)
+    return redirect(f"/buyer/orders/{order_id}", request, t.gettext("Order confirmed: it is on the market."))
 
 
 @router.get("/buyer/orders/{order_id}", response_class=HTMLResponse)
@@ -271,7 +317,35 @@ def order_detail(request: Request, session: SessionDep, user: WebUser, t: T, ord
     public = orders.order_public(session=session, order=order)
     timeline = orders.order_timeline(session=session, user=user, order_id=order_id)
     held, _ = bookings.list_bookings(session=session, user=user, order_id=order_id, limit=100)
-    return render(request, t, "order_detail.html", {"o": public, "timeline": timeline, "bookings": held}, user=user)
+    money_of = {m.booking_id: m for m in money.order_money(session=session, user=user, order_id=order_id)}
+    files = attachments.list_attachments(session=session, user=user, order_id=order_id)
+    return render(request, t, "order_detail.html", {"o": public, "timeline": timeline, "bookings": held,
+                  "money": money_of, "files": files, "mine": order.buyer_org_id == user.org_id}, user=user)  # fmt: skip
+
+
+@router.post("/buyer/bookings/{booking_id}/delivery/{action}", dependencies=[Csrf])
+def delivery(request: Request, session: SessionDep, payments: PaymentsDep, user: WebUser, t: T, booking_id: int, action: str,
+             note: Annotated[str, Form()] = "") -> Response:  # fmt: skip
+    booking = bookings.get_booking_or_raise(session=session, user=user, booking_id=booking_id)
+    back = f"/buyer/orders/{booking.order_id}"
+    try:
+        if action == "accept":
+            money.accept_delivery(session=session, user=user, booking_id=booking_id, payments=payments)
+        elif action == "dispute":
+            if not note.strip():
+                return redirect(back, request, "⚠ " + t.gettext("Say what is wrong with the delivery."))
+            money.open_dispute(session=session, user=user, booking_id=booking_id, note=note)
+        else:
+            return redirect(back)
+    except MarketplaceError as exc:
+        return redirect(back, request, "⚠ " + exc.message)
+    return redirect(back, request, t.gettext("Delivery accepted.") if action == "accept" else t.gettext("Dispute opened: the money stays held."))
+
+
+@router.get("/buyer/attachments/{attachment_id}")
+def download(session: SessionDep, settings: SettingsDep, user: WebUser, attachment_id: int) -> Response:
+    token, _ = attachments.create_download_link(session=session, settings=settings, user=user, attachment_id=attachment_id)
+    return redirect(f"/api/v1/attachments/download/{token}")
 
 
 @router.get("/buyer/machines", response_class=HTMLResponse)
@@ -292,12 +366,12 @@ def lease_page(request: Request, session: SessionDep, user: WebUser, t: T, machi
 
 
 @router.post("/buyer/machines/{machine_id}/lease", response_class=HTMLResponse, dependencies=[Csrf])
-async def lease(request: Request, session: SessionDep, user: WebUser, t: T, machine_id: int) -> Response:
+async def lease(request: Request, session: SessionDep, payments: PaymentsDep, user: WebUser, t: T, machine_id: int) -> Response:
     form = await request.form()
     values = {"start_at": form.get("start_at"), "end_at": form.get("end_at")}
     try:
         data = LeaseCreate(machine_id=machine_id, start_at=parse_local(str(values["start_at"]), t.tz), end_at=parse_local(str(values["end_at"]), t.tz))
-        booking = await _run(bookings.create_lease, session=session, user=user, data=data)
+        booking = await _run(bookings.create_lease, session=session, user=user, data=data, payments=payments)
     except (MarketplaceError, ValueError) as exc:
         errors = errors_of(exc) if isinstance(exc, MarketplaceError | ValidationError) else {"start_at": t.gettext("Check the dates and amounts.")}
         machine = machines.get_machine_or_raise(session=session, user=user, machine_id=machine_id)
@@ -329,7 +403,14 @@ def operator(request: Request, session: SessionDep, user: WebUser, t: T, cluster
     start, end = _period(t)
     d = dashboard.operator_dashboard(session=session, user=user, start=start, end=end, cluster_id=cluster_id)
     families = sorted({f for row in d.heatmap.values() for f in row} | {f for row in d.by_day.values() for f in row})
-    return render(request, t, "operator.html", {"d": d, "families": families}, user=user)
+    runs, _ = matching_runs.list_match_runs(session=session, user=user, limit=1, offset=0)
+    reasons: dict[str, int] = {}
+    if runs:
+        assert runs[0].id is not None
+        for u in matching_runs.list_unmatched(session=session, run_id=runs[0].id):
+            reasons[u.reason] = reasons.get(u.reason, 0) + 1
+    return render(request, t, "operator.html", {"d": d, "families": families, "last_run": runs[0] if runs else None,
+                  "reasons": reasons}, user=user)  # fmt: skip
 
 
 @router.get("/operator/export/{table}.csv")
@@ -353,3 +434,34 @@ def operator_csv(request: Request, session: SessionDep, user: WebUser, t: T, tab
     else:
         return Response(status_code=404)
     return Response(buf.getvalue(), media_type="text/csv", headers={"Content-Disposition": f'attachment; filename="{table}.csv"'})
+
+
+@router.get("/operator/match-runs", response_class=HTMLResponse)
+def match_runs(request: Request, session: SessionDep, user: WebUser, t: T, page: int = 1) -> HTMLResponse:
+    runs, count = matching_runs.list_match_runs(session=session, user=user, limit=PAGE, offset=(max(page, 1) - 1) * PAGE)
+    clusters = [c for c in catalog.list_clusters(session=session)
+                if user.has_role(Role.admin) or c.operator_org_id == user.org_id]  # fmt: skip
+    return render(request, t, "match_runs.html", {"runs": runs, "count": count, "page": page, "pages": max(1, -(-count // PAGE)),
+                  "clusters": clusters}, user=user)  # fmt: skip
+
+
+@router.post("/operator/match-runs", dependencies=[Csrf])
+def run_match(request: Request, session: SessionDep, user: WebUser, t: T,
+              cluster_id: Annotated[str, Form()] = "", time_limit_s: Annotated[float, Form()] = 5) -> Response:  # fmt: skip
+    try:
+        run = matching_runs.run_matching(session=session, user=user, cluster_id=int(cluster_id) if cluster_id else None,
+                                         time_limit_s=min(max(time_limit_s, 1), 60))  # fmt: skip
+    except MarketplaceError as exc:
+        return redirect("/operator/match-runs", request, "⚠ " + exc.message)
+    return redirect(f"/operator/match-runs/{run.id}", request,
+                    t.gettext("Match run {id}: {n} proposals.", id=run.id, n=run.proposals))  # fmt: skip
+
+
+@router.get("/operator/match-runs/{run_id}", response_class=HTMLResponse)
+def match_run(request: Request, session: SessionDep, user: WebUser, t: T, run_id: int) -> HTMLResponse:
+    run = matching_runs.get_match_run_or_raise(session=session, user=user, run_id=run_id)
+    unmatched = matching_runs.list_unmatched(session=session, run_id=run_id)
+    reasons: dict[str, int] = {}
+    for u in unmatched:
+        reasons[u.reason] = reasons.get(u.reason, 0) + 1
+    return render(request, t, "match_run.html", {"run": run, "unmatched": unmatched[:200], "reasons": reasons}, user=user)

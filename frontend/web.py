@@ -14,6 +14,8 @@ from sqlmodel import Session
 
 from app.config import Settings, get_settings
 from app.db import get_session
+from app.money import get_payments_client
+from app.payments import PaymentsClient
 from frontend.i18n import DEFAULT, LOCALES, Translator
 from models import User
 
@@ -23,6 +25,14 @@ templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
 SessionDep = Annotated[Session, Depends(get_session)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def get_payments(settings: SettingsDep) -> PaymentsClient | None:
+    """The payments client, or None when payments are left to the reconciler."""
+    return get_payments_client(settings)
+
+
+PaymentsDep = Annotated[PaymentsClient | None, Depends(get_payments)]
 
 
 class LoginRequired(Exception):

@@ -8,7 +8,7 @@ from sqlmodel import Session, func, select
 
 from frontend.i18n import _messages
 from models import AvailabilityRule, Machine, Order, Role
-from tests.factories import PASSWORD, make_cluster, make_machine, make_user
+from tests.factories import PASSWORD, hours_from_now, make_cluster, make_machine, make_user, make_window
 
 
 def csrf(html: str) -> str:
@@ -86,22 +86,38 @@ def test_owner_adds_a_night_shift_rule(client: TestClient, session: Session) -> 
     assert ics.text.startswith("BEGIN:VCALENDAR") and ics.headers["content-type"].startswith("text/calendar")
 
 
-def test_buyer_posts_a_two_step_order(client: TestClient, session: Session) -> None:
+def test_buyer_posts_a_two_step_order_sees_quotes_and_confirms(client: TestClient, session: Session) -> None:
+    owner = make_user(session, roles=(Role.owner,))
+    for process, materials in (("milling_3axis", ["aluminium"]), ("anodizing", ["aluminium"])):
+        machine = make_machine(session, owner=owner, process_key=process, materials=materials)
+        make_window(session, machine=machine, start=hours_from_now(20), end=hours_from_now(24 * 6))
     buyer = make_user(session, roles=(Role.buyer,))
     sign_in(client, buyer.email)
-    form = client.get("/buyer/orders/new")
+    form = client.get("/buyer/orders/new?lang=en")
     release = re.search(r'name="release_at" type="datetime-local" value="([^"]+)"', form.text)
     due = re.search(r'name="due_at" type="datetime-local" value="([^"]+)"', form.text)
     assert release and due
     data = {"csrf_token": csrf(form.text), "title": "Brackets", "release_at": release.group(1), "due_at": due.group(1),
             "budget_yuan": "3000", "op0_process": "milling_3axis", "op0_material": "aluminium", "op0_quantity": "50",
             "op0_minutes": "240", "op1_process": "anodizing", "op1_material": "aluminium", "op1_quantity": "50", "op1_minutes": "120"}  # fmt: skip
-    r = client.post("/buyer/orders/new", data=data, follow_redirects=False)
+    bad_file = {"attachment": ("virus.exe", b"MZ", "application/x-msdownload")}
+    r = client.post("/buyer/orders/new", data=data, files=bad_file)
+    assert r.status_code == 415 and 'id="attachment-error"' in r.text
+    assert session.exec(select(func.count()).select_from(Order)).one() == 0  # nothing written
+    files = {"attachment": ("drawing.pdf", b"%PDF-1.7 bracket", "application/pdf")}
+    r = client.post("/buyer/orders/new", data=data, files=files, follow_redirects=False)
     assert r.status_code == 303, r.text
     order = session.exec(select(Order).where(Order.buyer_org_id == buyer.org_id)).one()
-    assert (order.status, order.budget_fen) == ("open", 300000)
-    detail = client.get(r.headers["location"])
-    assert "Brackets" in detail.text and "anodizing" in detail.text
+    assert (order.status, order.budget_fen) == ("draft", 300000)
+    quote = client.get(r.headers["location"])
+    options = quote.text.count('class="card quote-option"')
+    assert 1 <= options <= 3 and "Confirm this option" in quote.text
+    done = client.post(f"/buyer/orders/{order.id}/confirm",
+                       data={"csrf_token": csrf(quote.text), "option": "cheapest", "total_fen": "12345"})  # fmt: skip
+    assert done.status_code == 200 and "drawing.pdf" in done.text
+    session.refresh(order)
+    assert order.status == "open"
+    assert "Quote accepted: cheapest" in done.text
     data["op1_material"] = "steel"  # anodizing takes aluminium only
     bad = client.post("/buyer/orders/new", data=data)
     assert bad.status_code == 422 and "steel" in bad.text
