@@ -11,10 +11,17 @@ Pipeline (all within ``time_limit_s``):
 3. per component, in a deterministic time share:
    * single-operation jobs, cost/tardiness modes: the *slot model* (one Boolean per
      (job, option, free slot), knapsack + window rows per slot), hinted with the greedy,
-     then exact sequencing inside every slot and greedy repair of what did not fit;
+     then exact sequencing inside every slot and greedy repair of what did not fit, for
+     ``SLOT_FRACTION`` of the share; then *LNS* on the actual schedule (:func:`lns`:
+     free the jobs of a few related machines around a time, an unplaced job or a costly
+     job, re-solve them exactly with the interval model in the residual free time,
+     keep if not worse) for the rest.  Components above ``CHUNK_OPTIONS`` options skip
+     the slot model and run LNS from the greedy.  Per component, the result is never
+     worse than the greedy's part;
    * orders with several operations, or makespan mode: the exact *interval model*;
-4. lower bound: per component the better of the CP-SAT bound of the (relaxed or exact)
-   model and the LP relaxation of the slot model (GLOP);
+4. lower bound: per component the best of the CP-SAT bound of the (relaxed or exact)
+   model, the LP relaxation of the slot model (GLOP) and the trivial per-job bound; in
+   makespan mode also chain and machine-load bounds (:func:`matching.bound.makespan_lower_bound`);
 5. improvement passes (re-insertion of unplaced and costly jobs) while time is left.
 
 Determinism (``deterministic=True``, the default): every CP-SAT run is single-worker
