@@ -139,6 +139,23 @@ def create_machine(
     return machine, token
 
 
+def import_machines(*, session: Session, user: User, rows: list[MachineCreate]) -> list[Machine]:
+    """List many machines in one transaction: all of them, or (on any error) none."""
+    begin_write(session)
+    created: list[Machine] = []
+    try:
+        for data in rows:
+            machine, _ = create_machine(session=session, user=user, data=data, commit=False)
+            created.append(machine)
+        session.commit()
+    except Exception:
+        session.rollback()
+        raise
+    for machine in created:
+        session.refresh(machine)
+    return created
+
+
 def update_machine(
     *, session: Session, user: User, machine_id: int, data: MachineUpdate
 ) -> Machine:

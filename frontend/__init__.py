@@ -13,6 +13,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from app.config import get_settings
 from app.errors import MarketplaceError
 from frontend.i18n import Translator
+from frontend.owner_routes import router as owner_router
 from frontend.routes import router
 from frontend.web import CsrfFailed, LoginRequired, language, redirect, render, templates
 
@@ -21,6 +22,7 @@ __all__ = ["mount", "render_error", "templates"]
 
 def mount(app: FastAPI) -> None:
     settings = get_settings()
+    app.include_router(owner_router)  # first: /owner/machines/import before /owner/machines/{id}
     app.include_router(router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     app.add_middleware(
