@@ -81,20 +81,48 @@ def stop_server(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-@pytest.fixture
-def live_server(live_database_url: str, tmp_path: Path) -> Iterator[LiveServer]:
-    upgrade(url=live_database_url)
-    port = free_port()
-    proc = start_server(
+def _serve(database_url: str, tmp_path: Path, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    upgrade(url=database_url)
+    return start_server(
         [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
          "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-        {"DATABASE_URL": live_database_url, "CAPSHARE_ENVIRONMENT": "test",
-         "CAPSHARE_SECRET_KEY": TEST_SECRET, "CAPSHARE_PAYMENTS_API_KEY": "sk_live_test_x",
-         "CAPSHARE_PAYMENTS_WEBHOOK_SECRET": "whsec_live_test_x", "CAPSHARE_PAYMENTS_INLINE": "false",
-         "CAPSHARE_ATTACHMENT_DIR": str(tmp_path / "files")},
+        {"DATABASE_URL": database_url, "CAPSHARE_ENVIRONMENT": "test",
+         "CAPSHARE_SECRET_KEY": TEST_SECRET, "CAPSHARE_PAYMENTS_API_KEY": STUB_KEY,
+         "CAPSHARE_PAYMENTS_WEBHOOK_SECRET": STUB_WEBHOOK_SECRET, "CAPSHARE_PAYMENTS_INLINE": "false",
+         "CAPSHARE_ATTACHMENT_DIR": str(tmp_path / "files"), **env},
         port, tmp_path / "server.log",
     )  # fmt: skip
+
+
+STUB_KEY = "sk_live_test_x"
+STUB_WEBHOOK_SECRET = "whsec_live_test_x"
+
+
+@pytest.fixture
+def live_server(live_database_url: str, tmp_path: Path) -> Iterator[LiveServer]:
+    port = free_port()
+    proc = _serve(live_database_url, tmp_path, port, {})
     try:
         yield LiveServer(base_url=f"http://127.0.0.1:{port}", database_url=live_database_url)
     finally:
         stop_server(proc)
+
+
+@pytest.fixture
+def live_server_with_payments(live_database_url: str, tmp_path: Path) -> Iterator[LiveServer]:
+    """A capshare server that drives its payments, inline, against the bundled stub
+    (itself on loopback, sending its webhooks back to the server)."""
+    from app.payments_stub import create_stub_app, serve_in_thread
+
+    port = free_port()
+    stub = create_stub_app(
+        api_key=STUB_KEY, webhook_secret=STUB_WEBHOOK_SECRET,
+        webhook_url=f"http://127.0.0.1:{port}/api/v1/webhooks/payments",
+    )  # fmt: skip
+    with serve_in_thread(stub) as stub_url:
+        proc = _serve(live_database_url, tmp_path, port,
+                      {"CAPSHARE_PAYMENTS_INLINE": "true", "CAPSHARE_PAYMENTS_BASE_URL": stub_url})  # fmt: skip
+        try:
+            yield LiveServer(base_url=f"http://127.0.0.1:{port}", database_url=live_database_url)
+        finally:
+            stop_server(proc)
