@@ -824,6 +824,16 @@ def owner_earnings(*, session: Session, user: User, limit: int = 50, offset: int
     org = user.org_id
     payable = account_balance(session, payable_account(org))
     paid = account_balance(session, paid_out_account(org))
+    credited = select(LedgerEntry.transaction_id).where(
+        LedgerEntry.account == payable_account(org), col(LedgerEntry.amount_fen) > 0
+    )
+    fee = int(
+        session.exec(
+            select(sa_func.coalesce(sa_func.sum(LedgerEntry.amount_fen), 0)).where(
+                LedgerEntry.account == REVENUE, col(LedgerEntry.transaction_id).in_(credited)
+            )
+        ).one()
+    )  # the platform's share of the charges that paid this owner
     payouts = session.exec(
         select(Payment)
         .where(Payment.kind == K.payout.value, Payment.payee_org_id == org)
@@ -833,6 +843,7 @@ def owner_earnings(*, session: Session, user: User, limit: int = 50, offset: int
     ).all()
     return Earnings(
         org_id=org, earned_fen=payable + paid, payable_fen=payable, paid_out_fen=paid,
+        gross_fen=payable + paid + fee, fee_fen=fee,
         payouts=[PaymentPublic.model_validate(p) for p in payouts],
     )  # fmt: skip
 

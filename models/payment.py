@@ -174,6 +174,8 @@ class Earnings(SQLModel):
     earned_fen: int  # credited to owner_payable, ever
     payable_fen: int  # not yet paid out
     paid_out_fen: int
+    gross_fen: int = 0  # charged to buyers for this owner's work: earned + platform fee
+    fee_fen: int = 0  # the platform fee kept from those charges
     currency: str = CURRENCY
     payouts: list[PaymentPublic]
 

@@ -96,6 +96,7 @@ class TestMoneyViews:
 
         earnings = client.get("/api/v1/payments/earnings", headers=owner_h).json()
         assert (earnings["earned_fen"], earnings["paid_out_fen"], earnings["payable_fen"]) == (19_000, 19_000, 0)
+        assert (earnings["gross_fen"], earnings["fee_fen"]) == (20_000, 1_000)
         assert len(earnings["payouts"]) == 1
         statement = client.get("/api/v1/payments/statement", headers=buyer_h).json()
         assert (statement["paid_fen"], statement["held_fen"]) == (20_000, 0)
