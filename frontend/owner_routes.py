@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
+from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 from app import availability, bookings, catalog, machines, money
@@ -22,7 +23,7 @@ from app.errors import InvalidInput, MarketplaceError
 from app.machines import MachineQuery, MachineSort
 from frontend.i18n import parse_local
 from frontend.web import Csrf, SessionDep, T, WebUser, redirect, render
-from models import ACTIVE_STATES, Machine, MachineStatus, User, utcnow
+from models import ACTIVE_STATES, Machine, User, utcnow
 from models.machine import MachineCreate, MachineUpdate, WindowCreate
 
 router = APIRouter(include_in_schema=False)
@@ -168,7 +169,7 @@ def _row_data(t: T, row: dict[str, str]) -> MachineCreate:
     })  # fmt: skip
 
 
-def parse_machines_csv(session: SessionDep, t: T, text: str) -> tuple[list[MachineCreate], list[RowError]]:
+def parse_machines_csv(session: Session, t: T, text: str) -> tuple[list[MachineCreate], list[RowError]]:
     """Every row checked with the schema and the process catalogue; nothing written."""
     reader = csv.DictReader(io.StringIO(text))
     header = [h.strip() for h in reader.fieldnames or []]
