@@ -326,3 +326,11 @@ def machine_public(
             "distance_km": round(distance_km, 2) if distance_km is not None else None,
         },
     )
+
+
+def machine_names(*, session: Session, machine_ids: set[int]) -> dict[int, str]:
+    """Display names of machines whose bookings the caller already sees."""
+    if not machine_ids:
+        return {}
+    rows = session.exec(select(Machine.id, Machine.name).where(col(Machine.id).in_(machine_ids))).all()
+    return {i: n for i, n in rows if i is not None}

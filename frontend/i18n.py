@@ -44,7 +44,7 @@ class Translator:
         return HTML_LANG[self.lang]
 
     def gettext(self, message: str, **params: object) -> str:
-        text = _messages(self.locale).get(message, message) if self.lang != "en" else message
+        text = _messages(self.locale).get(message, message)
         return text.format(**params) if params else text
 
     def money(self, fen: int | None) -> str:

@@ -214,7 +214,8 @@ def machine_calendar(session: SessionDep, user: WebUser, machine_id: int) -> Res
 def proposals(request: Request, session: SessionDep, user: WebUser, t: T) -> HTMLResponse:
     rows, _ = bookings.list_bookings(session=session, user=user, state=BookingState.proposed, limit=200)
     mine = [b for b in rows if b.org_id != user.org_id]
-    return render(request, t, "proposals.html", {"rows": mine}, user=user)
+    names = machines.machine_names(session=session, machine_ids={b.machine_id for b in mine})
+    return render(request, t, "proposals.html", {"rows": mine, "names": names}, user=user)
 
 
 @router.post("/owner/proposals/{booking_id}/{action}", dependencies=[Csrf])
@@ -319,7 +320,8 @@ def order_detail(request: Request, session: SessionDep, user: WebUser, t: T, ord
     held, _ = bookings.list_bookings(session=session, user=user, order_id=order_id, limit=100)
     money_of = {m.booking_id: m for m in money.order_money(session=session, user=user, order_id=order_id)}
     files = attachments.list_attachments(session=session, user=user, order_id=order_id)
-    return render(request, t, "order_detail.html", {"o": public, "timeline": timeline, "bookings": held,
+    names = machines.machine_names(session=session, machine_ids={b.machine_id for b in held})
+    return render(request, t, "order_detail.html", {"o": public, "timeline": timeline, "bookings": held, "names": names,
                   "money": money_of, "files": files, "mine": order.buyer_org_id == user.org_id}, user=user)  # fmt: skip
 
 
@@ -387,7 +389,9 @@ def my_leases(request: Request, session: SessionDep, user: WebUser, t: T) -> HTM
     from models import BookingKind
 
     rows, _ = bookings.list_bookings(session=session, user=user, kind=BookingKind.lease, limit=200)
-    return render(request, t, "leases.html", {"rows": [b for b in rows if b.org_id == user.org_id]}, user=user)
+    mine = [b for b in rows if b.org_id == user.org_id]
+    names = machines.machine_names(session=session, machine_ids={b.machine_id for b in mine})
+    return render(request, t, "leases.html", {"rows": mine, "names": names}, user=user)
 
 
 # ----------------------------------------------------------------- operator
