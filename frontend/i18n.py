@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 from babel.dates import format_datetime
 from babel.messages.pofile import read_po
-from babel.numbers import format_currency, format_decimal
+from babel.numbers import format_decimal
 
 LOCALE_DIR = Path(__file__).parent / "locale"
 LOCALES = {"zh": "zh_CN", "en": "en"}
@@ -50,7 +50,9 @@ class Translator:
     def money(self, fen: int | None) -> str:
         if fen is None:
             return "—"
-        return format_currency(fen / 100, "CNY", format="¤#,##0.00", locale=self.locale)
+        # "¥" in both languages (Babel's English symbol for CNY is "CN¥")
+        sign = "-" if fen < 0 else ""
+        return f"{sign}¥{format_decimal(abs(fen) / 100, format='#,##0.00', locale=self.locale)}"
 
     def number(self, value: float, digits: int = 0) -> str:
         return format_decimal(round(value, digits), locale=self.locale)

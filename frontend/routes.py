@@ -16,6 +16,7 @@ from starlette.datastructures import UploadFile as StarletteUploadFile
 
 from app import (
     accounts,
+    ical,
     attachments,
     availability,
     bookings,
@@ -150,8 +151,15 @@ async def _run(fn: Any, **kwargs: Any) -> Any:
     return await run_in_threadpool(lambda: fn(**kwargs))
 
 
+def _feed_url(request: Request, settings: SettingsDep, user: User, machine: Any) -> str | None:
+    """The machine's iCalendar feed, shown to its owner only."""
+    if machine.owner_org_id != user.org_id:
+        return None
+    return str(request.url_for("machine_calendar", token=ical.feed_token(settings=settings, machine=machine)))
+
+
 @router.get("/owner/machines/{machine_id}", response_class=HTMLResponse)
-def machine_detail(request: Request, session: SessionDep, user: WebUser, t: T, machine_id: int) -> HTMLResponse:
+def machine_detail(request: Request, session: SessionDep, settings: SettingsDep, user: WebUser, t: T, machine_id: int) -> HTMLResponse:
     machine = machines.get_machine_or_raise(session=session, user=user, machine_id=machine_id)
     now = utcnow()
     windows = availability.list_windows(session=session, user=user, machine_id=machine_id, start=now, end=now + dt.timedelta(days=14))
@@ -162,7 +170,7 @@ def machine_detail(request: Request, session: SessionDep, user: WebUser, t: T, m
     rule_values = {"start_time": "20:00", "end_time": "08:00", "valid_from": today.isoformat(),
                    "valid_until": (today + dt.timedelta(days=27)).isoformat(), "weekdays": [0, 1, 2, 3, 4]}  # fmt: skip
     return render(request, t, "machine_detail.html", {"m": machine, "windows": windows, "rules": rules, "gantt": gantt,
-                  "bookings": held, "rule_values": rule_values, "errors": {}, "ical": f"/owner/machines/{machine_id}/calendar.ics"}, user=user)  # fmt: skip
+                  "bookings": held, "rule_values": rule_values, "errors": {}, "ical": _feed_url(request, settings, user, machine)}, user=user)  # fmt: skip
 
 
 def _gantt(t: T, start: dt.datetime, end: dt.datetime, windows: list[Any], held: list[Any]) -> dict[str, Any]:
@@ -194,20 +202,11 @@ async def add_rule(request: Request, session: SessionDep, settings: SettingsDep,
     return redirect(f"/owner/machines/{machine_id}", request, t.gettext("{n} windows offered.", n=created))
 
 
-@router.get("/owner/machines/{machine_id}/calendar.ics")
-def machine_calendar(session: SessionDep, user: WebUser, machine_id: int) -> Response:
-    machine = machines.get_own_machine_or_raise(session=session, user=user, machine_id=machine_id)
-    held, _ = bookings.list_bookings(session=session, user=user, machine_id=machine_id, limit=500)
-    fmt = "%Y%m%dT%H%M%SZ"
-    lines = ["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//capshare//machine schedule//EN", f"X-WR-CALNAME:{machine.name}"]
-    for b in held:
-        if b.state in (BookingState.declined.value, BookingState.cancelled.value, BookingState.expired.value):
-            continue
-        lines += ["BEGIN:VEVENT", f"UID:booking-{b.id}@capshare", f"DTSTAMP:{b.updated_at.strftime(fmt)}",
-                  f"DTSTART:{b.start_at.strftime(fmt)}", f"DTEND:{b.end_at.strftime(fmt)}",
-                  f"SUMMARY:{b.kind} {b.state} #{b.id}", "END:VEVENT"]  # fmt: skip
-    lines.append("END:VCALENDAR")
-    return Response("\r\n".join(lines) + "\r\n", media_type="text/calendar")
+@router.get("/calendar/{token}.ics")
+def machine_calendar(session: SessionDep, settings: SettingsDep, token: str) -> Response:
+    """The iCalendar feed a calendar app subscribes to (no login: the URL is the key)."""
+    machine = ical.machine_from_token(session=session, settings=settings, token=token)
+    return Response(ical.machine_feed(session=session, machine=machine), media_type="text/calendar; charset=utf-8")
 
 
 @router.get("/owner/proposals", response_class=HTMLResponse)

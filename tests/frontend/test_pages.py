@@ -82,8 +82,12 @@ def test_owner_adds_a_night_shift_rule(client: TestClient, session: Session) -> 
     assert re.search(r"\d+ windows offered", r.text), r.text
     rules = session.exec(select(AvailabilityRule).where(AvailabilityRule.machine_id == machine.id)).all()
     assert [(x.start_time, x.end_time, x.weekdays) for x in rules] == [("20:00", "08:00", [0, 1, 2, 3, 4])]
-    ics = client.get(f"/owner/machines/{machine.id}/calendar.ics")
+    feed = re.search(r'id="ical-url" readonly value="([^"]+)"', client.get(f"/owner/machines/{machine.id}").text)
+    assert feed
+    client.cookies.clear()  # a calendar app has no session: the URL is the key
+    ics = client.get(feed.group(1))
     assert ics.text.startswith("BEGIN:VCALENDAR") and ics.headers["content-type"].startswith("text/calendar")
+    assert client.get(feed.group(1).replace(".ics", "x.ics")).status_code == 404
 
 
 def test_buyer_posts_a_two_step_order_sees_quotes_and_confirms(client: TestClient, session: Session) -> None:
