@@ -358,12 +358,19 @@ def search(request: Request, session: SessionDep, user: WebUser, t: T, process: 
                   "processes": catalog.list_processes(session=session), "f": {"process": process, "material": material, "leasable": leasable}}, user=user)  # fmt: skip
 
 
-@router.get("/buyer/machines/{machine_id}", response_class=HTMLResponse)
-def lease_page(request: Request, session: SessionDep, user: WebUser, t: T, machine_id: int) -> HTMLResponse:
+def _lease_context(session: SessionDep, user: User, t: T, machine_id: int) -> dict[str, Any]:
     machine = machines.get_machine_or_raise(session=session, user=user, machine_id=machine_id)
     now = utcnow()
-    windows = availability.list_windows(session=session, user=user, machine_id=machine_id, start=now, end=now + dt.timedelta(days=14))
-    return render(request, t, "lease.html", {"m": machine, "windows": windows, "errors": {}, "values": {}}, user=user)
+    free = availability.free_intervals(session=session, user=user, machine_id=machine_id, start=now, end=now + dt.timedelta(days=14))
+    usable = [(s, e) for s, e in free if (e - s).total_seconds() >= machine.min_booking_minutes * 60]
+    return {"m": machine, "free": usable, "min_booking": dt.timedelta(minutes=machine.min_booking_minutes)}
+
+
+@router.get("/buyer/machines/{machine_id}", response_class=HTMLResponse)
+def lease_page(request: Request, session: SessionDep, user: WebUser, t: T, machine_id: int, start: str = "", end: str = "") -> HTMLResponse:
+    """The machine's free time for the next two weeks; picking a slot fills the form."""
+    return render(request, t, "lease.html", {**_lease_context(session, user, t, machine_id), "errors": {},
+                  "values": {"start_at": start, "end_at": end}}, user=user)  # fmt: skip
 
 
 @router.post("/buyer/machines/{machine_id}/lease", response_class=HTMLResponse, dependencies=[Csrf])
@@ -375,11 +382,9 @@ async def lease(request: Request, session: SessionDep, payments: PaymentsDep, us
         booking = await _run(bookings.create_lease, session=session, user=user, data=data, payments=payments)
     except (MarketplaceError, ValueError) as exc:
         errors = errors_of(exc) if isinstance(exc, MarketplaceError | ValidationError) else {"start_at": t.gettext("Check the dates and amounts.")}
-        machine = machines.get_machine_or_raise(session=session, user=user, machine_id=machine_id)
-        now = utcnow()
-        windows = availability.list_windows(session=session, user=user, machine_id=machine_id, start=now, end=now + dt.timedelta(days=14))
         status = exc.status_code if isinstance(exc, MarketplaceError) else 422
-        return render(request, t, "lease.html", {"m": machine, "windows": windows, "errors": errors, "values": values}, user=user, status_code=status)
+        return render(request, t, "lease.html", {**_lease_context(session, user, t, machine_id), "errors": errors, "values": values},
+                      user=user, status_code=status)  # fmt: skip
     return redirect("/buyer/leases", request, t.gettext("Leased: {price}", price=t.money(booking.price_fen)))
 
 

@@ -150,3 +150,28 @@ def test_every_ui_string_has_a_chinese_translation() -> None:
         ids |= {m.group(2) for m in re.finditer(r"""(?:\b_|gettext)\(\s*(["'])(.+?)\1""", path.read_text())}
     missing = sorted(i for i in ids if i not in _messages("zh_CN"))
     assert len(ids) > 100 and missing == []
+
+
+def test_buyer_leases_a_slot_picked_from_free_time(client: TestClient, session: Session) -> None:
+    from models import Booking
+
+    owner = make_user(session, roles=(Role.owner,))
+    machine = make_machine(session, owner=owner, min_booking_minutes=120, hourly_rate_fen=9000)
+    make_window(session, machine=machine, start=hours_from_now(10), end=hours_from_now(20))
+    other = make_user(session, roles=(Role.buyer,))
+    session.add(Booking(machine_id=machine.id, kind="lease", state="confirmed", start_at=hours_from_now(12),
+                        end_at=hours_from_now(14), org_id=other.org_id, price_fen=1))  # fmt: skip
+    session.flush()
+    buyer = make_user(session, roles=(Role.buyer,))
+    sign_in(client, buyer.email)
+    page = client.get(f"/buyer/machines/{machine.id}?lang=en")
+    picks = re.findall(r'class="pick" href="\?start=([^&]+)&end=([^"]+)"', page.text)
+    assert len(picks) == 2  # 10–12 and 14–20: the booking splits the window
+    chosen = client.get(f"/buyer/machines/{machine.id}?start={picks[1][0]}&end={picks[1][1]}")
+    assert f'value="{picks[1][0]}"' in chosen.text
+    r = client.post(f"/buyer/machines/{machine.id}/lease", data={"csrf_token": csrf(chosen.text),
+                    "start_at": picks[1][0], "end_at": picks[1][1]}, follow_redirects=True)  # fmt: skip
+    assert r.status_code == 200 and "¥180.00" in r.text  # two hours at ¥90
+    clash = client.post(f"/buyer/machines/{machine.id}/lease", data={"csrf_token": csrf(chosen.text),
+                        "start_at": picks[1][0], "end_at": picks[1][1]})  # fmt: skip
+    assert clash.status_code == 409 and 'id="start_at-error"' in clash.text
