@@ -56,8 +56,8 @@ class Dashboard:
     done_bookings: int = 0
     on_time_bookings: int = 0
     by_process: list[ProcessRow] = field(default_factory=list)
-    by_day: dict[str, dict[str, float]] = field(default_factory=dict)  # day -> family -> utilization
-    heatmap: dict[str, dict[str, float]] = field(default_factory=dict)  # cluster -> family -> utilization
+    by_day: dict[str, dict[str, float]] = field(default_factory=dict)  # process -> day -> utilization
+    heatmap: dict[str, dict[str, float]] = field(default_factory=dict)  # process -> cluster -> utilization
     idle: list[tuple[str, str, float]] = field(default_factory=list)  # cluster, process, unbooked offered hours
 
     @property
@@ -118,8 +118,8 @@ def operator_dashboard(
         row.offered_h += float(hours or 0)
         family = family_of.get(process, "")
         idle[(cluster, process)] += float(hours or 0)
-        heat_offered[(cluster, family)] += float(hours or 0)
-        day_offered[(str(when), family)] += float(hours or 0)
+        heat_offered[(cluster, process)] += float(hours or 0)
+        day_offered[(str(when), process)] += float(hours or 0)
     bday = func.date(Booking.start_at)
     for process, cluster, when, state, hours, gmv in session.exec(
         select(Machine.process_key, Machine.cluster_id, bday, Booking.state, func.sum(b_hours), func.sum(Booking.price_fen))
@@ -137,8 +137,8 @@ def operator_dashboard(
         row.booked_h += hours
         idle[(cluster, process)] -= hours
         d.gmv_fen += int(gmv or 0)
-        heat_booked[(cluster, family)] += hours
-        day_booked[(str(when), family)] += hours
+        heat_booked[(cluster, process)] += hours
+        day_booked[(str(when), process)] += hours
     for process, machines in session.exec(
         select(Machine.process_key, func.count()).where(*in_scope).group_by(Machine.process_key)
     ).all():
@@ -146,10 +146,10 @@ def operator_dashboard(
     d.by_process = sorted(rows.values(), key=lambda r: (r.family, r.process))
     d.offered_h = sum(r.offered_h for r in d.by_process)
     d.booked_h = sum(r.booked_h for r in d.by_process)
-    for (cluster, family), offered in heat_offered.items():
-        d.heatmap.setdefault(names.get(cluster, "?"), {})[family] = heat_booked[(cluster, family)] / offered if offered else 0.0
-    for (when, family), offered in sorted(day_offered.items()):
-        d.by_day.setdefault(when, {})[family] = day_booked[(when, family)] / offered if offered else 0.0
+    for (cluster, process), offered in sorted(heat_offered.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        d.heatmap.setdefault(process, {})[names.get(cluster, "?")] = heat_booked[(cluster, process)] / offered
+    for (when, process), offered in sorted(day_offered.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        d.by_day.setdefault(process, {})[when] = day_booked[(when, process)] / offered
 
     machine_ids = select(Machine.id).where(*in_scope)
     order_ids = select(Booking.order_id).where(col(Booking.machine_id).in_(machine_ids))

@@ -410,14 +410,15 @@ def _period(t: T) -> tuple[dt.datetime, dt.datetime]:
 def operator(request: Request, session: SessionDep, user: WebUser, t: T, cluster_id: int | None = None) -> HTMLResponse:
     start, end = _period(t)
     d = dashboard.operator_dashboard(session=session, user=user, start=start, end=end, cluster_id=cluster_id)
-    families = sorted({f for row in d.heatmap.values() for f in row} | {f for row in d.by_day.values() for f in row})
+    days = sorted({day for row in d.by_day.values() for day in row})
+    cluster_names = sorted({c for row in d.heatmap.values() for c in row})
     runs, _ = matching_runs.list_match_runs(session=session, user=user, limit=1, offset=0)
     reasons: dict[str, int] = {}
     if runs:
         assert runs[0].id is not None
         for u in matching_runs.list_unmatched(session=session, run_id=runs[0].id):
             reasons[u.reason] = reasons.get(u.reason, 0) + 1
-    return render(request, t, "operator.html", {"d": d, "families": families, "last_run": runs[0] if runs else None,
+    return render(request, t, "operator.html", {"d": d, "days": days, "cluster_names": cluster_names, "last_run": runs[0] if runs else None,
                   "reasons": reasons}, user=user)  # fmt: skip
 
 
@@ -432,10 +433,15 @@ def operator_csv(request: Request, session: SessionDep, user: WebUser, t: T, tab
         for r in d.by_process:
             w.writerow([r.process, r.family, r.machines, round(r.offered_h, 1), round(r.booked_h, 1), round(r.utilization, 4)])
     elif table == "heatmap":
-        w.writerow(["cluster", "family", "utilization"])
-        for cluster, row in d.heatmap.items():
-            for family, u in row.items():
-                w.writerow([cluster, family, round(u, 4)])
+        w.writerow(["process", "cluster", "utilization"])
+        for process, row in d.heatmap.items():
+            for cluster, u in row.items():
+                w.writerow([process, cluster, round(u, 4)])
+    elif table == "days":
+        w.writerow(["process", "day", "utilization"])
+        for process, row in d.by_day.items():
+            for day, u in row.items():
+                w.writerow([process, day, round(u, 4)])
     elif table == "idle":
         w.writerow(["cluster", "process", "idle_h"])
         w.writerows([[n, p, round(h, 1)] for n, p, h in d.idle])
