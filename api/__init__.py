@@ -2,7 +2,18 @@
 
 from fastapi import APIRouter
 
-from api.routes import accounts, bookings, catalog, health, machines, matching, orders, payments, quotes, webhooks
+from api.routes import (
+    accounts,
+    bookings,
+    catalog,
+    health,
+    machines,
+    matching,
+    orders,
+    payments,
+    quotes,
+    webhooks,
+)
 
 router = APIRouter(prefix="/api/v1")
 for module in (health, accounts, catalog, machines, orders, bookings, matching, quotes, payments, webhooks):

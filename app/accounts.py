@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
-from app.db import begin_write
 from app.config import Settings
+from app.db import begin_write
 from app.errors import AlreadyExists, InvalidInput, NotAuthenticated, OrganizationNotFound
 from app.security import create_access_token, decode_access_token, hash_password, verify_password
 from models import Cluster, Organization, Role, User

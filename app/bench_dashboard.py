@@ -17,7 +17,17 @@ from sqlmodel import Session, select
 
 from app.db import make_engine
 from app.migrations import upgrade
-from models import AvailabilityWindow, Booking, Cluster, Machine, Organization, Process, Role, User, utcnow
+from models import (
+    AvailabilityWindow,
+    Booking,
+    Cluster,
+    Machine,
+    Organization,
+    Process,
+    Role,
+    User,
+    utcnow,
+)
 
 
 def build_market(session: Session, *, machines: int, bookings: int, seed: int = 7) -> User:

@@ -22,9 +22,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
 from app import money
-from app.db import begin_write
 from app.accounts import is_admin, operated_cluster_ids
 from app.availability import offered_spans
+from app.db import begin_write
 from app.errors import (
     BookingNotFound,
     CapacityUnavailable,

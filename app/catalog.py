@@ -6,8 +6,8 @@ from collections import defaultdict
 
 from sqlmodel import Session, col, select
 
-from app.db import begin_write
 from app.accounts import is_admin
+from app.db import begin_write
 from app.errors import (
     AlreadyExists,
     ClusterNotFound,

@@ -295,13 +295,6 @@ def build_match_input(
         ).all():
             if b.operation_id is not None:
                 bookings_by_op[b.operation_id].append(b)
-    machines_by_id: dict[int, Machine] = {}
-    held_ids = {
-        b.machine_id for bs in bookings_by_op.values() for b in bs if b.state in HELD_STATES
-    }
-    if held_ids:
-        machines_by_id = {m.id: m for m in session.exec(select(Machine).where(col(Machine.id).in_(held_ids))).all()}  # type: ignore[misc]
-
     in_cluster: set[int] | None = None
     if cluster_id is not None:  # a cluster run leaves alone what another run proposed elsewhere
         in_cluster = set(session.exec(select(Machine.id).where(Machine.cluster_id == cluster_id)).all())  # type: ignore[arg-type]

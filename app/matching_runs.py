@@ -225,7 +225,7 @@ def _write_result(
     current = {
         o.id: o for o in session.exec(select(Order).where(col(Order.id).in_(order_ids)).with_for_update()).all()
     } if order_ids else {}
-    for key, order in data.orders.items():
+    for key in data.orders:
         now_status = current.get(int(key))
         if now_status is None or now_status.status not in (OrderStatus.open.value, OrderStatus.matched.value):
             raise InputsChanged(f"order {key} left the pool during the solve")

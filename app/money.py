@@ -43,15 +43,15 @@ from app.config import Settings, get_settings
 from app.db import begin_write
 from app.errors import InvalidInput, InvalidTransition, MarketplaceError, PermissionDenied
 from app.payments import (
+    SIGNATURE_HEADER,
     Event,
+    InvalidWebhookSignature,
     PaymentConflict,
     PaymentDeclined,
     PaymentError,
     PaymentIntent,
     PaymentInvalidRequest,
     PaymentNotFound,
-    SIGNATURE_HEADER,
-    InvalidWebhookSignature,
     PaymentsClient,
     build_payments_client,
     parse_webhook_event,

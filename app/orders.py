@@ -9,9 +9,9 @@ from sqlalchemy import delete
 from sqlmodel import Session, col, func, select
 
 from app import money
-from app.db import begin_write
 from app.accounts import is_admin
 from app.catalog import check_process_materials
+from app.db import begin_write
 from app.errors import InvalidInput, InvalidTransition, OrderNotFound, PermissionDenied
 from app.payments import PaymentsClient
 from models import (

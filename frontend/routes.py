@@ -16,12 +16,12 @@ from starlette.datastructures import UploadFile as StarletteUploadFile
 
 from app import (
     accounts,
-    ical,
     attachments,
     availability,
     bookings,
     catalog,
     dashboard,
+    ical,
     machines,
     matching_runs,
     money,
@@ -32,7 +32,17 @@ from app.demo import DEMO_DOMAIN, DEMO_PASSWORD
 from app.errors import MarketplaceError
 from app.machines import MachineQuery, MachineSort
 from frontend.i18n import parse_local
-from frontend.web import Csrf, PaymentsDep, SessionDep, SettingsDep, T, WebUser, optional_user, redirect, render
+from frontend.web import (
+    Csrf,
+    PaymentsDep,
+    SessionDep,
+    SettingsDep,
+    T,
+    WebUser,
+    optional_user,
+    redirect,
+    render,
+)
 from models import BookingState, Role, User, utcnow
 from models.booking import LeaseCreate
 from models.machine import MachineCreate, RuleCreate

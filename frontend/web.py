@@ -4,6 +4,7 @@ tokens, the language, and rendering."""
 from __future__ import annotations
 
 import secrets
+from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
@@ -18,8 +19,6 @@ from app.money import get_payments_client
 from app.payments import PaymentsClient
 from frontend.i18n import DEFAULT, LOCALES, Translator
 from models import User
-
-from pathlib import Path
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 

@@ -9,7 +9,14 @@ from typing import Any
 from sqlmodel import Session
 
 from models import Cluster, Machine, Operation, Order, OrderStatus, Role, User
-from tests.factories import hours_from_now, make_cluster, make_machine, make_org, make_user, make_window
+from tests.factories import (
+    hours_from_now,
+    make_cluster,
+    make_machine,
+    make_org,
+    make_user,
+    make_window,
+)
 
 
 def make_order(

@@ -17,7 +17,15 @@ from app.config import Settings
 from app.payments import PaymentsClient, compute_signature
 from models import LedgerEntry, Payment, PaymentEvent, Role
 from tests.factories import auth, make_user
-from tests.money_fixtures import STUB_KEY, STUB_SECRET, Market, make_service_booking, market, money_stub_url, provider  # noqa: F401
+from tests.money_fixtures import (  # noqa: F401
+    STUB_KEY,
+    STUB_SECRET,
+    Market,
+    make_service_booking,
+    market,
+    money_stub_url,
+    provider,
+)
 
 HOOK = "/api/v1/webhooks/payments"
 

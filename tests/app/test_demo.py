@@ -8,7 +8,16 @@ from sqlmodel import Session, col, func, select
 from app.db import make_engine
 from app.demo import seed_demo
 from app.migrations import upgrade
-from models import AvailabilityRule, Booking, Cluster, Machine, Operation, Order, Organization, Process
+from models import (
+    AvailabilityRule,
+    Booking,
+    Cluster,
+    Machine,
+    Operation,
+    Order,
+    Organization,
+    Process,
+)
 
 
 def test_demo_market_meets_the_brief(session: Session) -> None:

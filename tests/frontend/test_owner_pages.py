@@ -9,7 +9,16 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, col, func, select
 
 from app import money
-from models import AvailabilityWindow, Booking, BookingKind, BookingState, Machine, Payment, Role, User
+from models import (
+    AvailabilityWindow,
+    Booking,
+    BookingKind,
+    BookingState,
+    Machine,
+    Payment,
+    Role,
+    User,
+)
 from tests.factories import hours_from_now, make_machine, make_user, make_window
 from tests.frontend.test_pages import csrf, sign_in
 

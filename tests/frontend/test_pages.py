@@ -8,7 +8,14 @@ from sqlmodel import Session, func, select
 
 from frontend.i18n import _messages
 from models import AvailabilityRule, Machine, Order, Role
-from tests.factories import PASSWORD, hours_from_now, make_cluster, make_machine, make_user, make_window
+from tests.factories import (
+    PASSWORD,
+    hours_from_now,
+    make_cluster,
+    make_machine,
+    make_user,
+    make_window,
+)
 
 
 def csrf(html: str) -> str:

@@ -1,7 +1,7 @@
 """initial schema
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-28 13:15:32.328784
 """
 
@@ -14,7 +14,6 @@ import sqlmodel
 from alembic import op
 
 from models.seed_data import load_taxonomy
-
 
 revision: str = '0001'
 down_revision: str | None = None
