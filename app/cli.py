@@ -314,16 +314,6 @@ def payments_stub(
     )  # fmt: skip
 
 
-try:  # the benchmark harness lives beside the matcher
-    from app.bench_cli import bench_app
-
-    cli.add_typer(bench_app, name="bench", help="Benchmarks of the matcher")
-except ImportError:  # pragma: no cover
-    pass
-
-
-def main() -> None:
-    cli()
 
 
 @cli.command("bench-dashboard")
@@ -339,3 +329,16 @@ def bench_dashboard(
     result = run(url=url, machines=machines, bookings=bookings, repeat=repeat)
     for key, value in result.items():
         typer.echo(f"{key:>10}: {value}")
+
+
+# `capshare bench market|fjsp|gap` (the matcher's harness) and, beside them,
+# `capshare bench quotes` and `capshare bench dashboard`.
+from app.bench_cli import bench_app  # noqa: E402
+
+bench_app.command("quotes")(bench_quotes)
+bench_app.command("dashboard")(bench_dashboard)
+cli.add_typer(bench_app, name="bench", help="Benchmarks: matcher, quotes, dashboard")
+
+
+def main() -> None:
+    cli()
