@@ -170,6 +170,13 @@ def _feed_url(request: Request, settings: SettingsDep, user: User, machine: Any)
 
 @router.get("/owner/machines/{machine_id}", response_class=HTMLResponse)
 def machine_detail(request: Request, session: SessionDep, settings: SettingsDep, user: WebUser, t: T, machine_id: int) -> HTMLResponse:
+    return _machine_page(request, session, settings, user, t, machine_id)
+
+
+def _machine_page(
+    request: Request, session: SessionDep, settings: SettingsDep, user: User, t: T, machine_id: int,
+    rule_values: dict[str, Any] | None = None, errors: dict[str, str] | None = None, status_code: int = 200,
+) -> HTMLResponse:  # fmt: skip
     machine = machines.get_machine_or_raise(session=session, user=user, machine_id=machine_id)
     now = utcnow()
     windows = availability.list_windows(session=session, user=user, machine_id=machine_id, start=now, end=now + dt.timedelta(days=14))
@@ -177,10 +184,11 @@ def machine_detail(request: Request, session: SessionDep, settings: SettingsDep,
     held, _ = bookings.list_bookings(session=session, user=user, machine_id=machine_id, limit=500)
     gantt = _gantt(t, now, now + dt.timedelta(days=14), windows, [b for b in held if b.end_at > now])
     today = now.astimezone(t.tz).date()
-    rule_values = {"start_time": "20:00", "end_time": "08:00", "valid_from": today.isoformat(),
-                   "valid_until": (today + dt.timedelta(days=27)).isoformat(), "weekdays": [0, 1, 2, 3, 4]}  # fmt: skip
+    defaults = {"start_time": "20:00", "end_time": "08:00", "valid_from": today.isoformat(),
+                "valid_until": (today + dt.timedelta(days=27)).isoformat(), "weekdays": [0, 1, 2, 3, 4]}  # fmt: skip
     return render(request, t, "machine_detail.html", {"m": machine, "windows": windows, "rules": rules, "gantt": gantt,
-                  "bookings": held, "rule_values": rule_values, "errors": {}, "ical": _feed_url(request, settings, user, machine)}, user=user)  # fmt: skip
+                  "bookings": held, "rule_values": rule_values or defaults, "errors": errors or {},
+                  "ical": _feed_url(request, settings, user, machine)}, user=user, status_code=status_code)  # fmt: skip
 
 
 def _gantt(t: T, start: dt.datetime, end: dt.datetime, windows: list[Any], held: list[Any]) -> dict[str, Any]:
@@ -207,8 +215,10 @@ async def add_rule(request: Request, session: SessionDep, settings: SettingsDep,
         _, created = await _run(availability.create_rule, session=session, user=user, machine_id=machine_id, data=data,
                                 timezone=settings.display_timezone, horizon_days=settings.planning_horizon_days)  # fmt: skip
     except (MarketplaceError, ValidationError) as exc:
-        request.session["flash"] = "⚠ " + "; ".join(f"{k}: {v}" for k, v in errors_of(exc).items())
-        return redirect(f"/owner/machines/{machine_id}")
+        values = {k: form.get(k) for k in ("start_time", "end_time", "valid_from", "valid_until")}
+        values["weekdays"] = [int(str(d)) for d in form.getlist("weekdays") if str(d).isdigit()]
+        status = exc.status_code if isinstance(exc, MarketplaceError) else 422
+        return _machine_page(request, session, settings, user, t, machine_id, values, errors_of(exc), status)
     return redirect(f"/owner/machines/{machine_id}", request, t.gettext("{n} windows offered.", n=created))
 
 

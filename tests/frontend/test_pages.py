@@ -182,3 +182,18 @@ def test_buyer_leases_a_slot_picked_from_free_time(client: TestClient, session: 
     clash = client.post(f"/buyer/machines/{machine.id}/lease", data={"csrf_token": csrf(chosen.text),
                         "start_at": picks[1][0], "end_at": picks[1][1]})  # fmt: skip
     assert clash.status_code == 409 and 'id="start_at-error"' in clash.text
+
+
+def test_rule_errors_stand_beside_their_fields(client: TestClient, session: Session) -> None:
+    owner = make_user(session, roles=(Role.owner,))
+    machine = make_machine(session, owner=owner)
+    sign_in(client, owner.email)
+    page = client.get(f"/owner/machines/{machine.id}?lang=en")
+    body = {"csrf_token": csrf(page.text), "start_time": "20:00", "end_time": "08:00",
+            "valid_from": "2020-01-01", "valid_until": "2020-01-31", "weekdays": ["1"]}  # fmt: skip
+    r = client.post(f"/owner/machines/{machine.id}/rules", data=body)
+    assert r.status_code == 422 and 'id="valid_until-error"' in r.text and 'value="2020-01-31"' in r.text
+    r = client.post(f"/owner/machines/{machine.id}/rules", data={**body, "weekdays": []})
+    assert r.status_code == 422 and 'id="weekdays-error"' in r.text
+    rules = session.exec(select(AvailabilityRule).where(AvailabilityRule.machine_id == machine.id)).all()
+    assert rules == []
