@@ -162,6 +162,29 @@ def match(
             typer.echo(f"    {reason:<20} {n}")
 
 
+@cli.command()
+def worker(
+    interval: Annotated[float, typer.Option(help="seconds between rounds")] = 60.0,
+    once: Annotated[bool, typer.Option("--once", help="run one round and exit")] = False,
+) -> None:
+    """Run the periodic jobs (proposal expiry, claim-window captures, pending
+    payments). Any number of workers may run: one at a time does each round."""
+    from app.db import get_engine
+    from app.jobs import Round, Worker, run_round
+
+    def report(r: Round) -> None:
+        if r.skipped:
+            typer.echo("round skipped: another worker holds the lock")
+        else:
+            typer.echo(f"expired {r.expired} proposal(s), captured {r.captured} delivery(ies), payments {r.payments}")
+
+    settings = get_settings()
+    if once:
+        report(run_round(engine=get_engine(), settings=settings))
+        return
+    Worker(engine=get_engine(), settings=settings, interval_s=interval, on_round=report).run_forever()
+
+
 @cli.command("expire-proposals")
 def expire_proposals_cmd() -> None:
     """Expire proposals nobody answered within CAPSHARE_PROPOSAL_TTL_MINUTES."""

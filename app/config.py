@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     # Drive provider calls inside the request that made them due; off, pending payments
     # wait for ``capshare payments reconcile`` (or the worker).
     payments_inline: bool = True
+    # Periodic jobs (proposal expiry, claim-window captures, pending payments): in the
+    # web process unless turned off here and run by `capshare worker` instead. Never
+    # in the "test" environment.
+    jobs_in_process: bool = True
+    jobs_interval_s: float = Field(default=60.0, gt=0)
     platform_fee_bps: int = Field(default=500, ge=0, le=10_000)  # 5 % of each price
     claim_window_days: int = Field(default=7, ge=0)  # buyer may dispute a delivery this long
     free_cancel_hours: int = Field(default=24, ge=0)  # free cancellation until this before start

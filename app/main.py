@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
@@ -20,6 +22,7 @@ def create_app() -> FastAPI:
     import frontend
 
     app = FastAPI(
+        lifespan=_lifespan,
         title="capshare",
         version="0.1.0",
         description="Cloud-manufacturing capacity-sharing marketplace: machines, offered time, "
@@ -31,6 +34,24 @@ def create_app() -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(IntegrityError, _integrity_error)  # type: ignore[arg-type]
     return app
+
+
+@asynccontextmanager
+async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    from app.config import get_settings
+    from app.db import get_engine
+    from app.jobs import Worker
+
+    settings = get_settings()
+    worker = None
+    if settings.jobs_in_process and settings.environment != "test":
+        worker = Worker(engine=get_engine(), settings=settings, interval_s=settings.jobs_interval_s)
+        worker.start()
+    try:
+        yield
+    finally:
+        if worker is not None:
+            worker.stop()
 
 
 def _body(status: int, error: str, detail: object, field: str | None) -> JSONResponse:

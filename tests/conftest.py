@@ -25,6 +25,10 @@ from app.migrations import upgrade
 
 TEST_SECRET = "test-secret-key-not-for-production-0123456789"
 
+# Apps built by tests (and servers they start) run no periodic jobs of their own:
+# tests drive app.jobs explicitly.
+os.environ.setdefault("CAPSHARE_JOBS_IN_PROCESS", "false")
+
 
 def test_database_url(tmp_root: Path) -> str:
     return os.environ.get("TEST_DATABASE_URL") or f"sqlite:///{tmp_root / 'capshare-test.db'}"

@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+import threading
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.config import get_settings
+from app.main import create_app
+
+
+def _job_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "capshare-jobs"]
+
+
+def test_periodic_jobs_start_and_stop_with_the_app(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
+    monkeypatch.setenv("CAPSHARE_JOBS_IN_PROCESS", "true")
+    monkeypatch.setenv("CAPSHARE_JOBS_INTERVAL_S", "3600")
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/jobs.db")
+    get_settings.cache_clear()
+    from app import db
+
+    db.get_engine.cache_clear()
+    try:
+        with TestClient(create_app()):
+            assert len(_job_threads()) == 1
+        assert _job_threads() == []
+    finally:
+        get_settings.cache_clear()
+        db.get_engine.cache_clear()
