@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from dataclasses import replace
 
 from ortools.linear_solver import pywraplp
 
@@ -19,9 +20,10 @@ from matching.compiled import CompiledProblem
 from matching.constraints import SlotVars, window_rows
 
 
-def lp_bound(cp: CompiledProblem, v: SlotVars, jobs: list[int], time_limit_s: float = 30.0
-             ) -> int | None:
-    """Floor of the LP optimum for ``jobs`` (None if GLOP did not finish)."""
+def lp_bound(cp: CompiledProblem, v: SlotVars, jobs: list[int], time_limit_s: float = 30.0,
+             same: list[tuple[int, int]] | None = None) -> int | None:
+    """Floor of the LP optimum for ``jobs`` (None if GLOP did not finish).  ``same``:
+    pairs of jobs placed together or not at all (``u[a] = u[b]``, orders)."""
     solver = pywraplp.Solver.CreateSolver("GLOP")
     if solver is None:  # pragma: no cover - GLOP ships with ortools
         return None
@@ -38,6 +40,11 @@ def lp_bound(cp: CompiledProblem, v: SlotVars, jobs: list[int], time_limit_s: fl
         ct.SetCoefficient(u[j], 1.0)
         for k in by_job.get(j, []):
             ct.SetCoefficient(x[k], 1.0)
+    for a, b in same or ():
+        if a in u and b in u:
+            ct = solver.Constraint(0.0, 0.0)
+            ct.SetCoefficient(u[a], 1.0)
+            ct.SetCoefficient(u[b], -1.0)
     for si, ks in per_slot.items():
         _m, s, t = v.slots[si]
         if sum(v.entries[k].duration for k in ks) <= t - s:
@@ -62,6 +69,61 @@ def lp_bound(cp: CompiledProblem, v: SlotVars, jobs: list[int], time_limit_s: fl
     # GLOP tolerances: shave a tiny relative margin before flooring
     val = obj.Value()
     return max(0, math.floor(val - 1e-7 * abs(val) - 1e-6))
+
+
+def chain_windows(cp: CompiledProblem, jobs: list[int]) -> CompiledProblem:
+    """``cp`` with the time windows of chained operations tightened by precedence: an
+    operation cannot start before its predecessor's earliest possible end, nor end
+    after its successor's latest possible start (transport lags, >= 0, ignored).
+    Implied by the rules, so every feasible schedule of ``cp`` stays feasible."""
+    jobset = set(jobs)
+    new = list(cp.jobs)
+
+    def fits(j: int) -> list[tuple[int, int]]:  # (earliest end, latest start) per fit
+        job = new[j]
+        out = []
+        for opt in job.options:
+            for s, e in cp.free[opt.machine]:
+                lo = max(s, job.release)
+                hi = min(e, opt.latest_end)
+                if lo + opt.duration <= hi:
+                    out.append((lo + opt.duration, hi - opt.duration))
+        return out
+
+    changed = False
+    for order in cp.orders:
+        js = [j for j in order.jobs if j in jobset]
+        if len(js) < 2:
+            continue
+        for a, b in zip(js, js[1:], strict=False):  # forward: releases
+            f = fits(a)
+            if not f:
+                break
+            ee = min(x for x, _ in f)
+            if ee > new[b].release:
+                new[b] = replace(new[b], release=ee)
+                changed = True
+        for a, b in zip(reversed(js[:-1]), reversed(js[1:]), strict=False):  # backward
+            f = fits(b)
+            if not f:
+                break
+            ls = max(y for _, y in f)
+            opts = tuple(o if o.latest_end <= ls else replace(o, latest_end=ls)
+                         for o in new[a].options)
+            if opts != new[a].options:
+                new[a] = replace(new[a], options=opts)
+                changed = True
+    return replace(cp, jobs=tuple(new)) if changed else cp
+
+
+def order_pairs(cp: CompiledProblem, jobs: list[int]) -> list[tuple[int, int]]:
+    """Consecutive operations of an order (placed all-or-nothing)."""
+    jobset = set(jobs)
+    pairs = []
+    for order in cp.orders:
+        js = [j for j in order.jobs if j in jobset]
+        pairs += list(zip(js, js[1:], strict=False))
+    return pairs
 
 
 # ------------------------------------------------------------------------ makespan mode

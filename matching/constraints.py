@@ -158,6 +158,7 @@ class IntervalVars:
     uses_machine: dict[tuple[int, int], cp_model.IntVar] = field(default_factory=dict)
     tardiness: dict[int, cp_model.IntVar] = field(default_factory=dict)
     hop_terms: list[tuple[int, cp_model.IntVar]] = field(default_factory=list)
+    hops: list[tuple[int, int, cp_model.IntVar]] = field(default_factory=list)  # (a, b, cost)
     makespan: cp_model.IntVar | None = None
     max_owner_load: cp_model.IntVar | None = None
 
@@ -185,37 +186,60 @@ def add_order_all_or_nothing(model: cp_model.CpModel, cp: CompiledProblem, v: In
 def add_precedence_with_transport(model: cp_model.CpModel, cp: CompiledProblem,
                                   v: IntervalVars, jobs: set[int]) -> None:
     """Hard: each operation starts after its predecessor ends plus the transport time
-    between the two machines' sites; soft: the hop's transport cost."""
+    between the two machines' sites; soft: the hop's transport cost.
+
+    Per predecessor machine x (Boolean ``ya[x]``), the lag and the cost are linear in the
+    successor's machine Booleans (exactly one is true when the order is placed):
+    ``end_a + sum_y lag(x, y) yb[y] <= start_b`` and ``hop >= sum_y cost(x, y) yb[y]``,
+    both enforced by ``ya[x]``; ``hop`` is minimised, so it equals the true cost.  This
+    takes |A| + |B| terms' worth of objects instead of one Boolean per machine pair."""
     for order in cp.orders:
         js = [j for j in order.jobs if j in jobs]
         for a, b in zip(js, js[1:], strict=False):
             placed = v.u[a].Not()
-            ma = sorted({o.machine for o in cp.jobs[a].options})
-            mb = sorted({o.machine for o in cp.jobs[b].options})
+            # machines the operation can actually use (some option may fit nowhere)
+            ma = sorted({o.machine for o in cp.jobs[a].options if (a, o.machine) in v.uses_machine})
+            mb = sorted({o.machine for o in cp.jobs[b].options if (b, o.machine) in v.uses_machine})
             model.add(v.job_end[a] <= v.job_start[b]).only_enforce_if(placed)
+            hop: cp_model.IntVar | None = None
             for x in ma:
+                lags, lvars, costs, cvars = [], [], [], []
                 for y in mb:
                     lag, cost = cp.hop(x, y)
-                    if lag == 0 and cost == 0:
-                        continue
-                    ya, yb = v.uses_machine[(a, x)], v.uses_machine[(b, y)]
                     if lag:
-                        model.add(v.job_end[a] + lag <= v.job_start[b]).only_enforce_if(ya, yb)
+                        lags.append(lag)
+                        lvars.append(v.uses_machine[(b, y)])
                     if cost:
-                        z = model.new_bool_var(f"hop_{a}_{x}_{y}")
-                        model.add_bool_or([ya.Not(), yb.Not(), z])
-                        v.hop_terms.append((cost, z))
+                        costs.append(cost)
+                        cvars.append(v.uses_machine[(b, y)])
+                ya = v.uses_machine[(a, x)]
+                if lags:
+                    model.add(v.job_end[a] + cp_model.LinearExpr.weighted_sum(lvars, lags)
+                              <= v.job_start[b]).only_enforce_if(ya)
+                if costs:
+                    if hop is None:
+                        top = max(cp.hop(x2, y2)[1] for x2 in ma for y2 in mb)
+                        hop = model.new_int_var(0, top, f"hop_{a}_{b}")
+                        v.hop_terms.append((1, hop))
+                        v.hops.append((a, b, hop))
+                    model.add(hop >= cp_model.LinearExpr.weighted_sum(cvars, costs)
+                              ).only_enforce_if(ya)
 
 
 def add_budget(model: cp_model.CpModel, cp: CompiledProblem, v: IntervalVars,
                jobs: set[int]) -> None:
     """Hard: the processing prices of an order's operations sum to at most its budget."""
+    by_job: dict[int, list[tuple[int, cp_model.IntVar]]] = defaultdict(list)
+    for (j, o, _g), p in v.presence.items():
+        by_job[j].append((cp.jobs[j].options[o].price, p))
     for order in cp.orders:
         if order.budget is None or not all(j in jobs for j in order.jobs):
             continue
-        terms = [(cp.jobs[j].options[o].price, p) for (j, o, _g), p in v.presence.items()
-                 if j in order.jobs]
-        model.add(sum(c * p for c, p in terms) <= order.budget)
+        terms = [t for j in order.jobs for t in by_job[j]]
+        if sum(max((c for c, _p in by_job[j]), default=0) for j in order.jobs) <= order.budget:
+            continue  # cannot be exceeded
+        model.add(cp_model.LinearExpr.weighted_sum([p for _c, p in terms],
+                                                   [c for c, _p in terms]) <= order.budget)
 
 
 def add_tardiness(model: cp_model.CpModel, cp: CompiledProblem, v: IntervalVars) -> None:

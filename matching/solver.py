@@ -45,7 +45,7 @@ from dataclasses import replace
 from ortools.sat.python import cp_model
 
 from matching import constraints as C
-from matching.bound import lp_bound, makespan_lower_bound
+from matching.bound import chain_windows, lp_bound, makespan_lower_bound, order_pairs
 from matching.compiled import CompiledProblem, compile_problem
 from matching.domain import (
     Assignment,
@@ -62,6 +62,8 @@ from matching.objective import breakdown, constant_penalty, evaluate, minimize, 
 Progress = Callable[[dict[str, object]], None]
 Solution = dict[int, tuple[int, int]]
 
+# below this much wall time, a CP-SAT search is not started (its set-up alone overruns)
+MIN_SOLVE_S = 0.02
 # CP-SAT deterministic time units granted per second of time share (measured on the
 # 2-core reference machine: a single-worker search spends about one unit per second)
 DTIME_PER_SECOND = 1.0
@@ -189,10 +191,13 @@ def _solve_slot_model(cp: CompiledProblem, jobs: list[int], hint: Solution, time
                       wall_s: float, seed: int, workers: int, deterministic: bool,
                       cb: cp_model.CpSolverSolutionCallback | None, with_lp: bool = True,
                       ) -> tuple[dict[int, list[tuple[int, int]]], C.SlotVars, int, int, bool]:
-    """Returns (slot -> [(job, option)], vars, cp bound, lp bound, proven optimal)."""
+    """Returns (slot -> [(job, option)], vars, cp bound, lp bound, proven optimal).
+    ``wall_s`` bounds the whole call (model building and LP included)."""
+    stop_at = time.monotonic() + wall_s
     slots, entries = C.slot_entries(cp, jobs)
     v = C.SlotVars(slots, entries)
-    lp = lp_bound(cp, v, jobs, time_limit_s=max(1.0, wall_s)) if with_lp else None
+    lp = (lp_bound(cp, v, jobs, time_limit_s=max(0.02, 0.75 * (stop_at - time.monotonic())))
+          if with_lp else None)
     model = cp_model.CpModel()
     v.x = [model.new_bool_var("") for _ in entries]
     v.u = {j: model.new_bool_var("") for j in jobs}
@@ -219,10 +224,13 @@ def _solve_slot_model(cp: CompiledProblem, jobs: list[int], hint: Solution, time
         model.add_hint(x, hinted.get(e.job) == k)
     for j in jobs:
         model.add_hint(v.u[j], j not in hinted)
-    solver = cp_model.CpSolver()
-    _params(solver, time_s, wall_s, seed, workers, deterministic)
-    status = solver.solve(model, cb)
     chosen: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    rest = stop_at - time.monotonic()
+    if rest < MIN_SOLVE_S:  # no time left to search: the caller falls back to the hint
+        return chosen, v, 0, lp if lp is not None else 0, False
+    solver = cp_model.CpSolver()
+    _params(solver, time_s, rest, seed, workers, deterministic)
+    status = solver.solve(model, cb)
     if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         for e, x in zip(entries, v.x, strict=True):
             if solver.boolean_value(x):
@@ -351,7 +359,7 @@ def _solve_slot_chunks(cp: CompiledProblem, comp: list[int], hint: Solution, sha
         # bound of the whole component from its LP relaxation; slices give no bound
         slots, entries = C.slot_entries(cp, comp)
         bound = lp_bound(cp, C.SlotVars(slots, entries), comp,
-                         time_limit_s=max(1.0, share * 0.25)) or 0
+                         time_limit_s=max(0.02, min(max(1.0, share * 0.25), wall * 0.25))) or 0
         optimal = False
         groups = []
         free = FreeTime(cp.free)
@@ -392,13 +400,19 @@ def _solve_interval_model(cp: CompiledProblem, jobs: list[int], hint: Solution, 
                           cb: cp_model.CpSolverSolutionCallback | None,
                           with_stats: bool = False) -> tuple:  # type: ignore[type-arg]
     """Exact model.  Returns (solution or None, bound, proven optimal), plus
-    (deterministic time spent, number of placement choices) with ``with_stats``."""
+    (deterministic time spent, number of placement choices) with ``with_stats``.
+    ``wall_s`` bounds the whole call: model building stops (and None is returned) when
+    it runs out."""
+    stop_at = time.monotonic() + wall_s
     model = cp_model.CpModel()
     v = C.IntervalVars()
     jobset = set(jobs)
     horizon = max((e for m in range(len(cp.free)) for _s, e in cp.free[m]), default=0)
     choices: list[tuple[int, int, cp_model.IntVar]] = []
+    aggregated: list[tuple[int, int]] = []  # (job, machine) with a uses-machine sum
     for j in jobs:
+        if time.monotonic() > stop_at:
+            return (None, 0, False, 0.0, 0) if with_stats else (None, 0, False)
         job = cp.jobs[j]
         v.u[j] = model.new_bool_var(f"u_{j}")
         v.job_start[j] = model.new_int_var(0, horizon, f"s_{j}")
@@ -429,6 +443,7 @@ def _solve_interval_model(cp: CompiledProblem, jobs: list[int], hint: Solution, 
                 y = model.new_bool_var("")
                 model.add(y == sum(ps))
                 v.uses_machine[(j, m)] = y
+                aggregated.append((j, m))
     C.add_one_option_or_unassigned(model, v)
     has_choice = {j for (j, _o, _g) in v.presence}
     for j in jobs:
@@ -464,12 +479,44 @@ def _solve_interval_model(cp: CompiledProblem, jobs: list[int], hint: Solution, 
         model.add_hint(p, on)
         if on:
             model.add_hint(v.start[(j, oi, g)], got[1])  # type: ignore[index]
+    # complete the hint (aggregates, tardiness, ends, hops), so that CP-SAT takes it as
+    # a first solution without a repair search
     for j in jobs:
         model.add_hint(v.u[j], j not in hint)
-        if j in hint:
-            model.add_hint(v.job_start[j], hint[j][1])
+        job = cp.jobs[j]
+        got = hint.get(j)
+        if got is not None:
+            opt = job.options[got[0]]
+            model.add_hint(v.job_start[j], got[1])
+            model.add_hint(v.job_end[j], got[1] + opt.duration)
+            if j in v.tardiness:
+                model.add_hint(v.tardiness[j], max(0, got[1] + opt.duration - opt.due))
+        else:
+            model.add_hint(v.job_start[j], 0)
+            model.add_hint(v.job_end[j], 0)
+            if j in v.tardiness:
+                model.add_hint(v.tardiness[j], 0)
+    for (j, oi, g), st_var in v.start.items():
+        got = hint.get(j)
+        if got is None or got[0] != oi or not (
+                cp.free[cp.jobs[j].options[oi].machine][g][0] <= got[1]
+                < cp.free[cp.jobs[j].options[oi].machine][g][1]):
+            model.add_hint(st_var, st_var.proto.domain[0])
+    for j, m in aggregated:
+        got = hint.get(j)
+        model.add_hint(v.uses_machine[(j, m)],
+                       got is not None and cp.jobs[j].options[got[0]].machine == m)
+    for a, b, h in v.hops:
+        ga, gb = hint.get(a), hint.get(b)
+        cost = 0
+        if ga is not None and gb is not None:
+            cost = cp.hop(cp.jobs[a].options[ga[0]].machine, cp.jobs[b].options[gb[0]].machine)[1]
+        model.add_hint(h, cost)
+    rest = stop_at - time.monotonic()
+    if rest < MIN_SOLVE_S:
+        return (None, 0, False, 0.0, len(v.presence)) if with_stats else (None, 0, False)
     solver = cp_model.CpSolver()
-    _params(solver, time_s, wall_s, seed, workers, deterministic)
+    _params(solver, time_s, rest, seed, workers, deterministic)
     status = solver.solve(model, cb)
     extra_stats = (solver.response_proto.deterministic_time, len(v.presence))
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
@@ -605,9 +652,24 @@ def solve_compiled(cp: CompiledProblem, *, time_limit_s: float = 10.0, seed: int
                                    deterministic)
                 report(phase="lns", component=ci, slot_s=round(t_lns - t_comp, 2), **lstats)
         else:
+            t_comp = time.monotonic()
+            tight = chain_windows(cp, comp)
+            lpb = 0
+            if cp.mode is not ObjectiveMode.MAKESPAN:
+                # relaxation bound: slot LP with chained windows, orders all-or-nothing
+                # (precedence order, hop costs and budgets dropped); a small share of time
+                slots, entries = C.slot_entries(tight, comp)
+                lpb = lp_bound(tight, C.SlotVars(slots, entries), comp,
+                               time_limit_s=max(0.02, min(0.15 * share, 0.15 * wall)),
+                               same=order_pairs(cp, comp)) or 0
+                lpb = max(lpb, trivial_bound(cp, comp))
             got, cbound, optimal = _solve_interval_model(
-                cp, comp, hint, share, wall, seed, nworkers, deterministic, cb)
+                tight, comp, hint, share, max(0.05, wall - (time.monotonic() - t_comp)), seed,
+                nworkers, deterministic, cb)
+            cbound = max(cbound, lpb)
             part = got if got is not None else {}
+            if not coupled and evaluate(cp, hint) < evaluate(cp, part):
+                part = dict(hint)  # never worse than the greedy's part of the component
         report(phase="component", component=ci, jobs=len(comp), bound=cbound)
         return part, cbound, optimal
 
@@ -617,8 +679,11 @@ def solve_compiled(cp: CompiledProblem, *, time_limit_s: float = 10.0, seed: int
         cap = budget * max(1, workers)
         shares = [min(budget, cap * sz / total) for sz in sizes]
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            futures = [pool.submit(run, ci, shares[ci], 1) for ci in range(len(comps))]
-            results = [f.result() for f in futures]
+            # smallest first: a large component slowed down by its wall-clock limit then
+            # cannot starve the small ones (results do not depend on the thread used)
+            by_size = sorted(range(len(comps)), key=lambda ci: (sizes[ci], ci))
+            futures = {ci: pool.submit(run, ci, shares[ci], 1) for ci in by_size}
+            results = [futures[ci].result() for ci in range(len(comps))]
     else:
         results = []
         spent = 0.0

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from matching.domain import MachineSpec, MatchProblem, ObjectiveMode, OperationSpec, OrderSpec, Weights
+from matching.domain import (
+    MachineSpec,
+    MatchProblem,
+    ObjectiveMode,
+    OperationSpec,
+    OrderSpec,
+    Weights,
+)
 
 NINGBO = (29.87, 121.55)
 HANGZHOU = (30.27, 120.16)

@@ -9,7 +9,6 @@ from matching.bench.generator import generate_market
 from matching.bench.market import market_problem
 from matching.bound import makespan_lower_bound
 from matching.greedy import best_greedy
-from matching.objective import evaluate
 from matching.solver import components, lns, solve_compiled
 from matching.validation import check_compiled
 
