@@ -36,6 +36,7 @@ repeat run may differ.
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -45,7 +46,13 @@ from dataclasses import replace
 from ortools.sat.python import cp_model
 
 from matching import constraints as C
-from matching.bound import chain_windows, lp_bound, makespan_lower_bound, order_pairs
+from matching.bound import (
+    chain_windows,
+    lp_bound,
+    makespan_lower_bound,
+    mip_bound,
+    order_pairs,
+)
 from matching.compiled import CompiledProblem, compile_problem
 from matching.domain import (
     Assignment,
@@ -62,6 +69,12 @@ from matching.objective import breakdown, constant_penalty, evaluate, minimize, 
 Progress = Callable[[dict[str, object]], None]
 Solution = dict[int, tuple[int, int]]
 
+# share of the slot model's time given to the 0-1 relaxation bound (SCIP), and the least
+# time worth starting it for
+MIP_BOUND_FRACTION, MIP_BOUND_MIN_S = 0.2, 0.3
+# deterministic mode: least fraction of the time left that a component's wall-clock
+# safety net allows (see solve_compiled)
+WALL_FAIR_MIN = 0.25
 # below this much wall time, a CP-SAT search is not started (its set-up alone overruns)
 MIN_SOLVE_S = 0.02
 # CP-SAT deterministic time units granted per second of time share (measured on the
@@ -198,6 +211,10 @@ def _solve_slot_model(cp: CompiledProblem, jobs: list[int], hint: Solution, time
     v = C.SlotVars(slots, entries)
     lp = (lp_bound(cp, v, jobs, time_limit_s=max(0.02, 0.75 * (stop_at - time.monotonic())))
           if with_lp else None)
+    if lp is not None and MIP_BOUND_FRACTION > 0:
+        mip_s = min(MIP_BOUND_FRACTION * time_s, 0.25 * (stop_at - time.monotonic()))
+        if mip_s >= MIP_BOUND_MIN_S:
+            lp = max(lp, mip_bound(cp, v, jobs, mip_s) or 0)
     model = cp_model.CpModel()
     v.x = [model.new_bool_var("") for _ in entries]
     v.u = {j: model.new_bool_var("") for j in jobs}
@@ -611,9 +628,29 @@ def solve_compiled(cp: CompiledProblem, *, time_limit_s: float = 10.0, seed: int
     parallel = not deterministic and PARALLEL_COMPONENTS and len(comps) >= max(2, workers)
     stats: dict[str, object] = {"greedy": gvals, "components": len(comps)}
 
+    # sizes of the components not finished yet (for the fair wall-clock cap below)
+    pending = {"size": float(total)}
+    lock = threading.Lock()
+
     def run(ci: int, share: float, nworkers: int) -> tuple[Solution, int, bool]:
+        try:
+            return _run(ci, share, nworkers)
+        finally:
+            with lock:
+                pending["size"] -= sizes[ci]
+
+    def _run(ci: int, share: float, nworkers: int) -> tuple[Solution, int, bool]:
         comp = comps[ci]
-        wall = max(0.05, left() - reserve if deterministic else min(share, left() - reserve))
+        if deterministic:
+            # the deterministic-time limits decide; the wall clock is a safety net: this
+            # component's fair part of the time left (by size, among the components not
+            # finished, ``workers`` at a time), so a slowed-down machine cannot make the
+            # first components starve the last ones
+            with lock:
+                frac = min(1.0, max(1, workers) * sizes[ci] / max(1.0, pending["size"]))
+            wall = max(0.05, (left() - reserve) * max(frac, WALL_FAIR_MIN))
+        else:
+            wall = max(0.05, min(share, left() - reserve))
         hint = {j: gsol[j] for j in comp if j in gsol}
         cb = _Progress(progress, ci, t0) if progress is not None else None
         single = all(len(cp.orders[cp.jobs[j].order].jobs) == 1 for j in comp)
@@ -630,7 +667,9 @@ def solve_compiled(cp: CompiledProblem, *, time_limit_s: float = 10.0, seed: int
                 slot_share = share * SLOT_FRACTION if use_lns else share
                 # wall-clock safety net: on a loaded machine the slot phase must not eat
                 # the LNS's time (not reached when the deterministic limit is what stops)
-                slot_wall = max(0.05, min(wall, slot_share * (3.0 if deterministic else 1.0)))
+                # (and at most 3/4 of the component's wall time: LNS gains more per second)
+                slot_wall = max(0.05, min(0.75 * wall if use_lns else wall,
+                                          slot_share * (3.0 if deterministic else 1.0)))
                 part, cbound, optimal = _solve_slot_chunks(cp, comp, hint, slot_share, slot_wall,
                                                            seed, nworkers, deterministic, cb)
                 cbound = max(cbound, floor)
