@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
@@ -22,7 +22,7 @@ from models.machine import (
 )
 
 router = APIRouter(prefix="/machines", tags=["machines"])
-NOT_FOUND = {404: {"description": "no such machine, or not visible to the caller"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no such machine, or not visible to the caller"}}
 
 
 @router.get("", response_model=Page[MachinePublic])

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
 
 from api.deps import CurrentUser, Limit, Offset, SessionDep, SettingsDep
@@ -9,7 +11,7 @@ from models.booking import BookingPublic
 from models.match_run import MatchRunCreate, MatchRunDetail, MatchRunPublic, MatchRunUnmatchedPublic
 
 router = APIRouter(tags=["matching"])
-FORBIDDEN = {403: {"description": "not an operator of this cluster, nor an admin"}}
+FORBIDDEN: dict[int | str, dict[str, Any]] = {403: {"description": "not an operator of this cluster, nor an admin"}}
 
 
 def _detail(run: MatchRunPublic, unmatched: list[MatchRunUnmatchedPublic]) -> MatchRunDetail:

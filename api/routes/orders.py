@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, File, UploadFile
 
@@ -11,8 +11,8 @@ from models.base import Page
 from models.order import OrderCreate, OrderEventPublic, OrderPublic, OrderStatus, OrderUpdate
 
 router = APIRouter(prefix="/orders", tags=["orders"])
-NOT_FOUND = {404: {"description": "no such order, or not visible to the caller"}}
-CONFLICT = {409: {"description": "the order's state forbids this"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no such order, or not visible to the caller"}}
+CONFLICT: dict[int | str, dict[str, Any]] = {409: {"description": "the order's state forbids this"}}
 
 
 @router.post("", response_model=OrderPublic, status_code=201)
