@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import IntegrityError
 
 from app.errors import MarketplaceError
@@ -63,11 +63,11 @@ def _body(status: int, error: str, detail: object, field: str | None) -> JSONRes
     )
 
 
-def _domain_error(request: Request, exc: MarketplaceError) -> JSONResponse:
+def _domain_error(request: Request, exc: MarketplaceError) -> Response:
     if not request.url.path.startswith("/api/"):
         import frontend
 
-        return frontend.render_error(request, exc)  # type: ignore[no-any-return]
+        return frontend.render_error(request, exc)
     return _body(exc.status_code, type(exc).__name__, exc.message, exc.field)
 
 
