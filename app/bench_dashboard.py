@@ -67,6 +67,7 @@ def build_market(session: Session, *, machines: int, bookings: int, seed: int = 
                          "price_fen": 9000, "currency": "CNY", "reason": "", "created_at": now, "updated_at": now})  # fmt: skip
     for i in range(0, len(rows), 20000):
         session.execute(insert(Booking), rows[i : i + 20000])
+    assert op_org.id is not None  # flushed above
     user = User(org_id=op_org.id, email="bench@op", full_name="bench", password_hash="x", roles=[Role.operator.value])
     session.add(user)
     session.commit()

@@ -212,7 +212,7 @@ def bench_quotes(
     from pathlib import Path
 
     from fastapi.testclient import TestClient
-    from sqlmodel import Session, select
+    from sqlmodel import Session, col, select
 
     from app import db
     from app.demo import seed_demo
@@ -230,7 +230,7 @@ def bench_quotes(
         buyers = [u for u in session.exec(select(User)).all() if u.has_role(Role.buyer)]
         orders = session.exec(select(Order)).all()
         ops: dict[int, list[Operation]] = {}
-        for op in session.exec(select(Operation).order_by(Operation.seq)).all():
+        for op in session.exec(select(Operation).order_by(col(Operation.seq))).all():
             ops.setdefault(op.order_id, []).append(op)
     rng = random.Random(seed)
     from app.main import create_app

@@ -193,6 +193,7 @@ def seed_demo(
         )
         session.add(org)
         session.flush()
+        assert org.id is not None
         email = f"owner{i + 1}@{DEMO_DOMAIN}"
         roles = [Role.owner.value] + ([Role.buyer.value] if also_buyer else [])
         user(org, email, f"厂长 {i + 1}", roles)
@@ -301,6 +302,7 @@ def seed_demo(
     day0 = dt.datetime.combine(start_day, dt.time(8, 0), TZ)
     for k in range(orders):
         org, buyer, cluster = buyer_orgs[k % len(buyer_orgs)]
+        assert org.id is not None  # flushed when the buyer was made
         family = rng.choice([f for f in cluster.families if f in ROUTES] or ["cnc"])
         route = rng.choice(ROUTES[family])
         release = day0 + dt.timedelta(hours=rng.randint(0, 7 * 24))
@@ -312,6 +314,7 @@ def seed_demo(
             mats = spec["materials"]
             if material not in mats:
                 material = rng.choice(mats)
+            assert material is not None
             x, y, z = spec["envelope_mm"]
             duration = rng.choice([60, 90, 120, 180, 240, 300, 360, 480, 600, 720])
             total_min += duration

@@ -251,7 +251,7 @@ def _filters(session: Session, user: User, q: MachineQuery) -> list[ColumnElemen
         start, end = as_utc(q.free_from), as_utc(q.free_to)
         where.append(
             exists().where(
-                AvailabilityWindow.machine_id == Machine.id,
+                col(AvailabilityWindow.machine_id) == Machine.id,
                 col(AvailabilityWindow.start_at) <= start,
                 col(AvailabilityWindow.end_at) >= end,
             )
@@ -259,7 +259,7 @@ def _filters(session: Session, user: User, q: MachineQuery) -> list[ColumnElemen
         where.append(
             not_(
                 exists().where(
-                    Booking.machine_id == Machine.id,
+                    col(Booking.machine_id) == Machine.id,
                     col(Booking.state).in_(ACTIVE_STATES),
                     and_(col(Booking.start_at) < end, col(Booking.end_at) > start),
                 )
