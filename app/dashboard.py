@@ -8,6 +8,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from sqlalchemy import ColumnElement, Float, case, cast, func
+from sqlalchemy.orm import Mapped
 from sqlmodel import Session, col, select
 
 from app.accounts import is_admin, operated_cluster_ids
@@ -74,10 +75,10 @@ class Dashboard:
         return self.on_time_bookings / self.done_bookings if self.done_bookings else 0.0
 
 
-def _hours(session: Session, start: ColumnElement[dt.datetime], end: ColumnElement[dt.datetime]) -> ColumnElement[float]:
+def _hours(session: Session, start: Mapped[dt.datetime], end: Mapped[dt.datetime]) -> ColumnElement[float]:
     if session.get_bind().dialect.name == "sqlite":
         return (func.julianday(end) - func.julianday(start)) * 24.0
-    return cast(func.extract("epoch", end - start), Float) / 3600.0
+    return cast(func.extract("epoch", end - start), Float(asdecimal=False)) / 3600.0
 
 
 def operator_dashboard(
@@ -92,7 +93,7 @@ def operator_dashboard(
         clusters = list(session.exec(select(Cluster).where(col(Cluster.id).in_(ids)).order_by(col(Cluster.id))).all())
     if cluster_id is not None:
         clusters = [c for c in clusters if c.id == cluster_id]
-    ids = [c.id for c in clusters]
+    ids = [c.id for c in clusters if c.id is not None]
     names = {c.id: c.name_en for c in clusters}
     d = Dashboard(clusters=clusters, start=start, end=end)
     in_scope = (col(Machine.cluster_id).in_(ids), col(Machine.status) != MachineStatus.retired.value)
@@ -112,8 +113,9 @@ def operator_dashboard(
         select(Machine.process_key, Machine.cluster_id, day, func.sum(w_hours))
         .join(Machine, col(Machine.id) == AvailabilityWindow.machine_id)
         .where(*in_scope, col(AvailabilityWindow.start_at) >= start, col(AvailabilityWindow.start_at) < end)
-        .group_by(Machine.process_key, Machine.cluster_id, day)
+        .group_by(Machine.process_key, col(Machine.cluster_id), day)
     ).all():
+        assert cluster is not None  # in_scope keeps only machines of the listed clusters
         row = rows.setdefault(process, ProcessRow(process, family_of.get(process, "")))
         row.offered_h += float(hours or 0)
         family = family_of.get(process, "")
@@ -122,10 +124,11 @@ def operator_dashboard(
         day_offered[(str(when), process)] += float(hours or 0)
     bday = func.date(Booking.start_at)
     for process, cluster, when, state, hours, gmv in session.exec(
-        select(Machine.process_key, Machine.cluster_id, bday, Booking.state, func.sum(b_hours), func.sum(Booking.price_fen))
+        # sqlmodel's select() stubs stop at four columns; at run time it takes any number
+        select(Machine.process_key, Machine.cluster_id, bday, Booking.state, func.sum(b_hours), func.sum(Booking.price_fen))  # type: ignore[call-overload]
         .join(Machine, col(Machine.id) == Booking.machine_id)
         .where(*in_scope, col(Booking.start_at) >= start, col(Booking.start_at) < end)
-        .group_by(Machine.process_key, Machine.cluster_id, bday, Booking.state)
+        .group_by(Machine.process_key, col(Machine.cluster_id), bday, Booking.state)
     ).all():
         hours = float(hours or 0)
         family = family_of.get(process, "")
