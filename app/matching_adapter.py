@@ -321,8 +321,8 @@ def build_match_input(
             if b.state == BookingState.proposed.value and b.id is not None
         ]
         first, last = unplaced[0].seq, unplaced[-1].seq
-        before = [b for op in ops if op.seq < first and (b := held.get(op.id)) is not None]
-        after = [b for op in ops if op.seq > last and (b := held.get(op.id)) is not None]
+        before = [h for op in ops if op.seq < first and (h := held.get(op.id)) is not None]
+        after = [h for op in ops if op.seq > last and (h := held.get(op.id)) is not None]
         release_at = None
         if before:  # wait for the goods from the frozen step before (plus the fixed handover)
             release_at = max(as_utc(b.end_at) for b in before) + dt.timedelta(minutes=weights.transport_fixed_min)

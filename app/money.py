@@ -583,7 +583,7 @@ def pending_payment_ids(session: Session, booking_id: int | None = None) -> list
     query = select(Payment.id).where(Payment.status == PENDING)
     if booking_id is not None:
         query = query.where(Payment.booking_id == booking_id)
-    return [int(i) for i in session.exec(query.order_by(col(Payment.id))).all()]
+    return [i for i in session.exec(query.order_by(col(Payment.id))).all() if i is not None]
 
 
 def drive_payments(
@@ -1136,9 +1136,9 @@ def reconcile_payments(*, session: Session, payments: PaymentsClient, passes: in
 def _compare_objects(session: Session, payments: PaymentsClient, report: ReconcileReport) -> None:
     ours = {p.id: p for p in session.exec(select(Payment)).all()}
     children: dict[int, list[Payment]] = defaultdict(list)
-    for p in ours.values():
-        if p.parent_id is not None:
-            children[p.parent_id].append(p)
+    for child in ours.values():
+        if child.parent_id is not None:
+            children[child.parent_id].append(child)
     try:
         intents = _list_all(payments.list_payment_intents)
         refunds = _list_all(payments.list_refunds)
