@@ -215,7 +215,7 @@ async def add_rule(request: Request, session: SessionDep, settings: SettingsDep,
         _, created = await _run(availability.create_rule, session=session, user=user, machine_id=machine_id, data=data,
                                 timezone=settings.display_timezone, horizon_days=settings.planning_horizon_days)  # fmt: skip
     except (MarketplaceError, ValidationError) as exc:
-        values = {k: form.get(k) for k in ("start_time", "end_time", "valid_from", "valid_until")}
+        values: dict[str, Any] = {k: form.get(k) for k in ("start_time", "end_time", "valid_from", "valid_until")}
         values["weekdays"] = [int(str(d)) for d in form.getlist("weekdays") if str(d).isdigit()]
         status = exc.status_code if isinstance(exc, MarketplaceError) else 422
         return _machine_page(request, session, settings, user, t, machine_id, values, errors_of(exc), status)

@@ -79,7 +79,8 @@ class Order(OrderBase, table=True):
     created_by_user_id: int | None = Field(default=None, foreign_key="user.id")
     release_at: dt.datetime = Field(sa_type=UTCDateTime)
     due_at: dt.datetime = Field(sa_type=UTCDateTime)
-    due_kind: str = Field(default=DueKind.hard.value, max_length=10)
+    # the table keeps the plain value (like status); OrderBase's DueKind validates API input
+    due_kind: str = Field(default=DueKind.hard.value, max_length=10)  # type: ignore[assignment]
     status: str = Field(default=OrderStatus.draft.value, max_length=20, index=True)
     currency: str = Field(default=CURRENCY, max_length=3)
     created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
