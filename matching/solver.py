@@ -702,13 +702,25 @@ def solve_compiled(cp: CompiledProblem, *, time_limit_s: float = 10.0, seed: int
                                time_limit_s=max(0.02, min(0.15 * share, 0.15 * wall)),
                                same=order_pairs(cp, comp)) or 0
                 lpb = max(lpb, trivial_bound(cp, comp))
+            model_share = share * ORDER_MODEL_FRACTION if ORDER_LNS and not coupled else share
+            model_wall = wall - (time.monotonic() - t_comp)
+            if ORDER_LNS and not coupled:
+                model_wall *= ORDER_MODEL_FRACTION
             got, cbound, optimal = _solve_interval_model(
-                tight, comp, hint, share, max(0.05, wall - (time.monotonic() - t_comp)), seed,
+                tight, comp, hint, model_share, max(0.05, model_wall), seed,
                 nworkers, deterministic, cb)
             cbound = max(cbound, lpb)
             part = got if got is not None else {}
             if not coupled and evaluate(cp, hint) < evaluate(cp, part):
                 part = dict(hint)  # never worse than the greedy's part of the component
+            if not coupled and not optimal and ORDER_LNS:
+                if deterministic:
+                    olns_budget = share * (1.0 - ORDER_MODEL_FRACTION) * DTIME_PER_SECOND
+                else:
+                    olns_budget = float("inf")
+                part, lstats = lns_orders(cp, part, comp, olns_budget, t_comp + wall, seed,
+                                          nworkers, deterministic)
+                report(phase="lns", component=ci, **lstats)
         report(phase="component", component=ci, jobs=len(comp), bound=cbound)
         return part, cbound, optimal
 
@@ -770,6 +782,9 @@ def solve_compiled(cp: CompiledProblem, *, time_limit_s: float = 10.0, seed: int
 
 # non-deterministic mode: components side by side in threads (one CP-SAT worker each)
 PARALLEL_COMPONENTS = True
+# components of multi-operation orders: share of the time for the full interval model;
+# the rest goes to LNS over whole orders (:func:`lns_orders`)
+ORDER_LNS, ORDER_MODEL_FRACTION = True, 0.4
 # share of a slot-model component's time given to the slot model; the rest goes to LNS
 SLOT_FRACTION = 0.5
 # freed jobs per neighbourhood: start, bounds
@@ -927,4 +942,103 @@ def lns(cp: CompiledProblem, sol: Solution, comp: list[int], budget: float, wall
             sol[j] = (oi, st)
             on_machine[o.machine].add(j)
         size = min(LNS_MAX, size + 2) if optimal else max(LNS_MIN, size - 3)
+    return sol, stats
+
+
+def _orders_cost(cp: CompiledProblem, sol: Solution, orders: list[int]) -> int:
+    """Cost of whole orders: placed costs, tardiness, hop costs, penalties."""
+    total = 0
+    for oi in orders:
+        js = cp.orders[oi].jobs
+        total += _comp_cost(cp, sol, list(js))
+        for a, b in zip(js, js[1:], strict=False):
+            if a in sol and b in sol:
+                total += cp.hop(cp.jobs[a].options[sol[a][0]].machine,
+                                cp.jobs[b].options[sol[b][0]].machine)[1]
+    return total
+
+
+# orders freed per order-LNS step: start, bounds
+OLNS_START, OLNS_MIN, OLNS_MAX = 6, 2, 24
+
+
+def lns_orders(cp: CompiledProblem, sol: Solution, comp: list[int], budget: float,
+               wall_end: float, seed: int, workers: int, deterministic: bool,
+               ) -> tuple[Solution, dict[str, int]]:
+    """LNS for components with multi-operation orders (cost mode): free a few whole
+    orders (an unplaced or a costly one, and the orders placed on its machines near its
+    time), re-solve them exactly with the interval model in the free time the rest of
+    the schedule leaves (all machines), keep the result when it is not worse.  Budget
+    in deterministic time as in :func:`lns`."""
+    import random
+
+    sol = {j: sol[j] for j in comp if j in sol}
+    stats = {"steps": 0, "improved": 0, "gain": 0}
+    order_ids = sorted({cp.jobs[j].order for j in comp})
+    if not order_ids or budget <= 0:
+        return sol, stats
+    rng = random.Random(seed * 7919 + comp[0])
+    free = free_after(cp, sol)
+    on_machine: dict[int, set[int]] = defaultdict(set)  # machine -> orders placed there
+    for j, (oi, _st) in sol.items():
+        on_machine[cp.jobs[j].options[oi].machine].add(cp.jobs[j].order)
+    size = OLNS_START
+    spent = 0.0
+    while spent < budget and time.monotonic() < wall_end - 0.05:
+        stats["steps"] += 1
+        unplaced = [o for o in order_ids if cp.orders[o].jobs[0] not in sol]
+        if unplaced and rng.random() < 0.6:
+            o0 = unplaced[rng.randrange(len(unplaced))]
+        else:
+            o0 = order_ids[rng.randrange(len(order_ids))]
+        jobs0 = cp.orders[o0].jobs
+        center = sol[jobs0[0]][1] if jobs0[0] in sol else cp.jobs[jobs0[0]].release
+        ms = sorted({o.machine for j in jobs0 for o in cp.jobs[j].options})
+        rng.shuffle(ms)
+        near: set[int] = set()
+        for m in ms[: rng.randint(2, 6)]:
+            near |= on_machine[m]
+        near.discard(o0)
+
+        def dist(o: int, center: int = center) -> tuple[int, int]:
+            return (min(abs(sol[j][1] - center) for j in cp.orders[o].jobs if j in sol), o)
+
+        freed_orders = [o0, *sorted(near, key=dist)[: size - 1]]
+        freed = sorted(j for o in freed_orders for j in cp.orders[o].jobs)
+        for j in freed:
+            if j in sol:
+                oi, st = sol[j]
+                o = cp.jobs[j].options[oi]
+                free.give_back(o.machine, st, st + o.duration)
+        residual = tuple(tuple(zip(free.starts[m], free.ends[m], strict=True))
+                         for m in range(len(cp.free)))
+        sub = chain_windows(replace(cp, free=residual), freed)
+        hint = {j: sol[j] for j in freed if j in sol}
+        before = _orders_cost(cp, sol, freed_orders)
+        step = min(max(0.05, budget - spent), LNS_STEP_LIMIT * 2)
+        step_wall = wall_end - time.monotonic()
+        if not deterministic:
+            step_wall = min(step * 3, step_wall)
+        got, _b, optimal, dtime, nvars = _solve_interval_model(
+            sub, freed, hint, step, max(0.05, step_wall), seed + stats["steps"], workers,
+            deterministic, None, with_stats=True)
+        spent += dtime + LNS_STEP_DTIME + LNS_VAR_DTIME * nvars
+        new = hint
+        if got is not None:
+            cost = _orders_cost(cp, got, freed_orders)
+            if cost <= before:
+                new = got
+                if cost < before:
+                    stats["improved"] += 1
+                    stats["gain"] += before - cost
+        for j in freed:
+            if j in sol:
+                on_machine[cp.jobs[j].options[sol[j][0]].machine].discard(cp.jobs[j].order)
+                del sol[j]
+        for j, (oi, st) in new.items():
+            o = cp.jobs[j].options[oi]
+            free.take(o.machine, st, st + o.duration)
+            sol[j] = (oi, st)
+            on_machine[o.machine].add(cp.jobs[j].order)
+        size = min(OLNS_MAX, size + 1) if optimal else max(OLNS_MIN, size - 1)
     return sol, stats

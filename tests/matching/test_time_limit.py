@@ -78,3 +78,22 @@ def test_chained_window_bound_is_valid() -> None:
     assert lb + const <= evaluate(cp, gsol)
     r = solve(p, time_limit_s=2.0)
     assert r.bound_fen >= min(r.objective_fen, trivial_bound(cp, jobs) + const)
+
+
+def test_order_lns_valid_and_never_worse() -> None:
+    from matching.solver import components, lns_orders
+    from matching.validation import check_compiled
+
+    cp = compile_problem(chained_market(60, 20, seed=7))
+    _n, gsol, _v = best_greedy(cp)
+    out = []
+    for _ in range(2):
+        sol: dict[int, tuple[int, int]] = {}
+        for comp in components(cp):
+            part, _stats = lns_orders(cp, {j: gsol[j] for j in comp if j in gsol}, comp, 0.5,
+                                      time.monotonic() + 60, 0, 1, True)
+            sol.update(part)
+        assert check_compiled(cp, sol) == []
+        assert evaluate(cp, sol) <= evaluate(cp, gsol)
+        out.append(sol)
+    assert out[0] == out[1]
