@@ -18,17 +18,28 @@ Pipeline (all within ``time_limit_s``):
      keep if not worse) for the rest.  Components above ``CHUNK_OPTIONS`` options skip
      the slot model and run LNS from the greedy.  Per component, the result is never
      worse than the greedy's part;
-   * orders with several operations, or makespan mode: the exact *interval model*;
+   * orders with several operations, or makespan mode: the exact *interval model*
+     (windows tightened by precedence, :func:`matching.bound.chain_windows`), in cost
+     mode for ``ORDER_MODEL_FRACTION`` of the share, then LNS over whole orders
+     (:func:`lns_orders`) for the rest;
 4. lower bound: per component the best of the CP-SAT bound of the (relaxed or exact)
-   model, the LP relaxation of the slot model (GLOP) and the trivial per-job bound; in
+   model, the LP relaxation of the slot model (GLOP; for chained orders on tightened
+   windows with an order's operations placed all-or-nothing), its 0-1 version solved
+   briefly by SCIP (:func:`matching.bound.mip_bound`) and the trivial per-job bound; in
    makespan mode also chain and machine-load bounds (:func:`matching.bound.makespan_lower_bound`);
 5. improvement passes (re-insertion of unplaced and costly jobs) while time is left.
+
+The wall-clock limit covers everything after compiling (greedy, model building, LP and
+MIP bounds, searches, repair): each CP-SAT call gets the wall time left after building
+its model, model building stops at the limit, and a reserve is kept for the final repair.
 
 Determinism (``deterministic=True``, the default): every CP-SAT run is single-worker
 with a deterministic-time limit derived from the time share (shares come from problem
 sizes only), and up to ``workers`` components run side by side in threads; equal
 inputs, seed and worker count give equal answers as long as the wall-clock safety net
-is not what stops a search.  ``deterministic=False`` gives CP-SAT all ``workers`` per
+is not what stops a search (on a loaded machine it can be: each component's safety net
+is its fair part of the time left).  Bounds are not deterministic (GLOP/SCIP stop on
+wall time), answers are.  ``deterministic=False`` gives CP-SAT all ``workers`` per
 component and plain wall-clock limits: usually better answers in the same time, but a
 repeat run may differ.
 """
