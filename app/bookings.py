@@ -21,8 +21,8 @@ from sqlalchemy import or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
-from app import money
-from app.accounts import is_admin, operated_cluster_ids
+from app import money, orders
+from app.accounts import is_admin
 from app.availability import offered_spans
 from app.db import begin_write
 from app.errors import (
@@ -76,27 +76,27 @@ TRANSITIONS: dict[str, Transition] = {
 
 
 def price_fen(*, minutes: int, hourly_rate_fen: int) -> int:
-    """Time priced from an hourly rate, rounded up to the fen."""
-    return math.ceil(minutes * hourly_rate_fen / 60)
+    """Time priced from an hourly rate, rounded up to the fen (integer arithmetic)."""
+    return -(-minutes * hourly_rate_fen // 60)
 
 
 def _visible(session: Session, user: User):  # type: ignore[no-untyped-def]
+    """A booking is seen by its customer (buyer or renter), by the owner of its
+    machine and by admins. Operators see their clusters through aggregates only,
+    never another organization's prices (SPEC §1)."""
     if is_admin(user):
         return col(Booking.id).is_not(None)
     owned = select(Machine.id).where(Machine.owner_org_id == user.org_id)
-    clauses = [col(Booking.org_id) == user.org_id, col(Booking.machine_id).in_(owned)]
-    clusters = operated_cluster_ids(session=session, user=user)
-    if clusters:
-        clauses.append(
-            col(Booking.machine_id).in_(select(Machine.id).where(col(Machine.cluster_id).in_(clusters)))
-        )
-    return or_(*clauses)
+    return or_(col(Booking.org_id) == user.org_id, col(Booking.machine_id).in_(owned))
 
 
-def get_booking_or_raise(*, session: Session, user: User, booking_id: int) -> Booking:
-    booking = session.exec(
-        select(Booking).where(Booking.id == booking_id, _visible(session, user))
-    ).first()
+def get_booking_or_raise(
+    *, session: Session, user: User, booking_id: int, for_update: bool = False
+) -> Booking:
+    """The booking, if the caller may see it. ``for_update`` locks its row (PostgreSQL)
+    so that two commands on one booking run one after the other."""
+    query = select(Booking).where(Booking.id == booking_id, _visible(session, user))
+    booking = session.exec(query.with_for_update() if for_update else query).first()
     if booking is None:
         raise BookingNotFound("booking not found", field="booking_id")
     return booking
@@ -228,7 +228,7 @@ def transition_booking(
     transition = TRANSITIONS.get(action)
     if transition is None:
         raise InvalidInput(f"unknown action {action!r}", field="action")
-    booking = get_booking_or_raise(session=session, user=user, booking_id=booking_id)
+    booking = get_booking_or_raise(session=session, user=user, booking_id=booking_id, for_update=True)
     machine = session.get(Machine, booking.machine_id)
     assert machine is not None
     is_owner = machine.owner_org_id == user.org_id and user.has_role(Role.owner)
@@ -258,7 +258,9 @@ def transition_booking(
                 user_id=user.id,
             )
         )
-    money.plan_booking_payments(session, booking=booking, action=action)
+    if booking.order_id is not None and action in ("start", "complete"):
+        orders.record_progress(session=session, order_id=booking.order_id, user=user)
+    money.plan_booking_payments(session, booking=booking, action=action, by_customer=is_customer and not is_owner)
     session.commit()
     session.refresh(booking)
     if payments is not None:

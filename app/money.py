@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import math
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -265,11 +264,14 @@ def _settlement(payments: list[Payment], hold: Payment) -> Payment | None:
 
 
 def plan_booking_payments(
-    session: Session, *, booking: Booking, action: str, now: dt.datetime | None = None
+    session: Session, *, booking: Booking, action: str, now: dt.datetime | None = None,
+    by_customer: bool = True,
 ) -> list[Payment]:
     """Write the payments a booking transition makes due (``create`` for a new lease).
 
-    Called by ``app.bookings`` inside its write transaction, before its commit."""
+    Called by ``app.bookings`` inside its write transaction, before its commit. A late
+    cancellation costs the customer a fee only when the customer cancels; when the
+    owner cancels, the customer gets everything back."""
     settings = get_settings()
     now = now or utcnow()
     assert booking.id is not None
@@ -277,7 +279,7 @@ def plan_booking_payments(
     owner = _owner_org_id(session, booking)
     price = booking.price_fen
     planned: list[Payment] = []
-    late = now > as_utc(booking.start_at) - dt.timedelta(hours=settings.free_cancel_hours)
+    late = by_customer and now > as_utc(booking.start_at) - dt.timedelta(hours=settings.free_cancel_hours)
     late_fee = fee_fen(price, settings.late_cancel_fee_bps)
     if booking.kind == BookingKind.service.value:
         hold = _live(payments, K.authorize)
@@ -294,7 +296,7 @@ def plan_booking_payments(
     else:
         deposit = _live(payments, K.deposit)
         if action == "create":
-            amount = math.ceil(price * settings.lease_deposit_bps / 10_000)
+            amount = -(-price * settings.lease_deposit_bps // 10_000)
             if amount > 0:
                 planned.append(_new_payment(session, booking, K.deposit, amount, purpose="deposit"))
         elif action == "complete":
@@ -648,7 +650,7 @@ def accept_delivery(
     from app.bookings import get_booking_or_raise
 
     begin_write(session)
-    booking = get_booking_or_raise(session=session, user=user, booking_id=booking_id)
+    booking = get_booking_or_raise(session=session, user=user, booking_id=booking_id, for_update=True)
     if booking.org_id != user.org_id and not user.has_role(Role.admin):
         raise PermissionDenied("only the buyer accepts a delivery")
     _, hold = _service_hold(session, booking)
@@ -669,7 +671,7 @@ def open_dispute(
     settings = get_settings()
     now = now or utcnow()
     begin_write(session)
-    booking = get_booking_or_raise(session=session, user=user, booking_id=booking_id)
+    booking = get_booking_or_raise(session=session, user=user, booking_id=booking_id, for_update=True)
     if booking.org_id != user.org_id:
         raise PermissionDenied("only the buyer disputes a delivery")
     _, hold = _service_hold(session, booking)
@@ -702,7 +704,7 @@ def resolve_dispute(
     if not user.has_role(Role.admin):
         raise PermissionDenied("only the platform resolves disputes")
     begin_write(session)
-    booking = get_booking_or_raise(session=session, user=user, booking_id=booking_id)
+    booking = get_booking_or_raise(session=session, user=user, booking_id=booking_id, for_update=True)
     _, hold = _service_hold(session, booking)
     if hold.disputed_at is None:
         raise InvalidTransition("this delivery is not disputed", field="state")

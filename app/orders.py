@@ -237,12 +237,18 @@ def cancel_order(
     order = get_own_order_or_raise(session=session, user=user, order_id=order_id)
     if order.status not in CANCELLABLE:
         raise InvalidTransition(f"an order in state {order.status} cannot be cancelled", field="status")
+    started = session.exec(
+        select(Booking.id).where(
+            Booking.order_id == order_id,
+            col(Booking.state).in_((BookingState.in_progress.value, BookingState.done.value)),
+        )
+    ).first()
+    if started is not None:
+        raise InvalidTransition("work on this order has started", field="status")
     bookings = session.exec(
         select(Booking).where(Booking.order_id == order_id, col(Booking.state).in_(ACTIVE_STATES))
     ).all()
     for booking in bookings:
-        if booking.state == BookingState.in_progress.value:
-            raise InvalidTransition("work on this order has started", field="status")
         booking.state = BookingState.cancelled.value
         booking.reason = reason or "order cancelled"
         booking.updated_at = utcnow()
@@ -256,6 +262,28 @@ def cancel_order(
             money.drive_payments(session=session, payments=payments, booking_id=booking.id)
     session.refresh(order)
     return order
+
+
+def record_progress(*, session: Session, order_id: int, user: User | None) -> None:
+    """After one of its bookings started or finished: the order is in progress once any
+    step has started, completed once every operation has a finished booking. Flushes
+    only; the booking command commits."""
+    order = session.get(Order, order_id)
+    if order is None or order.status in (OrderStatus.cancelled.value, OrderStatus.completed.value):
+        return
+    operations = set(session.exec(select(Operation.id).where(Operation.order_id == order_id)).all())
+    done = set(
+        session.exec(
+            select(Booking.operation_id).where(
+                Booking.order_id == order_id, Booking.state == BookingState.done.value
+            )
+        ).all()
+    )
+    if operations and operations <= done:
+        _set_status(session, order, OrderStatus.completed, user)
+    elif order.status != OrderStatus.in_progress.value:
+        _set_status(session, order, OrderStatus.in_progress, user)
+    session.flush()
 
 
 def _set_status(

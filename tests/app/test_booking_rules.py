@@ -1,0 +1,78 @@
+"""Rules found in review: who sees bookings, who pays for a late cancellation, and an
+order's progress with its bookings."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+from sqlmodel import Session, select
+
+from app import bookings, orders
+from app.config import Settings
+from app.errors import InvalidTransition
+from app.payments import PaymentsClient
+from models import Booking, Operation, Order, Organization, Payment, Role
+from tests.factories import auth, hours_from_now, make_cluster, make_machine, make_user
+from tests.money_fixtures import Market, make_service_booking, market, money_stub_url, provider  # noqa: F401
+
+
+def test_operator_sees_no_booking_of_another_org(client: TestClient, session: Session, settings: Settings) -> None:
+    operator = make_user(session, roles=(Role.operator,))
+    cluster = make_cluster(session, operator_org=session.get(Organization, operator.org_id))
+    owner, buyer = make_user(session, roles=(Role.owner,)), make_user(session, roles=(Role.buyer,))
+    machine = make_machine(session, owner=owner, cluster_id=cluster.id)
+    booking = Booking(machine_id=machine.id, kind="lease", state="confirmed", start_at=hours_from_now(5),
+                      end_at=hours_from_now(7), org_id=buyer.org_id, price_fen=12345)  # fmt: skip
+    session.add(booking)
+    session.flush()
+    h = auth(settings, operator)
+    assert client.get(f"/api/v1/bookings/{booking.id}", headers=h).status_code == 404
+    assert client.get(f"/api/v1/bookings/{booking.id}/payments", headers=h).status_code == 404
+    assert client.get("/api/v1/bookings", headers=h).json()["count"] == 0
+
+
+def test_owner_cancelling_late_refunds_the_whole_deposit(
+    session: Session, market: Market, provider: PaymentsClient
+) -> None:
+    from models.booking import LeaseCreate
+    from tests.factories import make_window
+
+    make_window(session, machine=market.machine, start=hours_from_now(1), end=hours_from_now(10))
+    lease = bookings.create_lease(session=session, user=market.buyer, payments=provider,
+                                  data=LeaseCreate(machine_id=market.machine.id, start_at=hours_from_now(2),  # type: ignore[arg-type]
+                                                   end_at=hours_from_now(5)))  # fmt: skip
+    assert lease.id is not None
+    bookings.transition_booking(session=session, user=market.owner, booking_id=lease.id, action="cancel", payments=provider)
+    rows = session.exec(select(Payment).where(Payment.booking_id == lease.id).order_by(Payment.id)).all()  # type: ignore[arg-type]
+    deposit, refund = rows[0], rows[-1]
+    assert (deposit.kind, refund.kind) == ("deposit", "refund")
+    assert refund.amount_fen == deposit.amount_fen and refund.purpose == "cancel"
+
+
+def test_order_progresses_with_its_bookings_and_cannot_be_cancelled_once_started(
+    session: Session, market: Market, provider: PaymentsClient
+) -> None:
+    booking = make_service_booking(session, market, price_fen=50_000)
+    order = Order(buyer_org_id=market.buyer.org_id, title="one step", release_at=hours_from_now(1),
+                  due_at=hours_from_now(200), status="matched")  # fmt: skip
+    session.add(order)
+    session.flush()
+    operation = Operation(order_id=order.id, seq=1, process_key="milling_3axis", material_key="aluminium",  # type: ignore[arg-type]
+                          std_duration_min=60)  # fmt: skip
+    session.add(operation)
+    session.flush()
+    booking.order_id, booking.operation_id = order.id, operation.id
+    session.add(booking)
+    session.flush()
+    assert booking.id is not None and booking.order_id is not None
+    for action in ("accept", "start"):
+        bookings.transition_booking(session=session, user=market.owner, booking_id=booking.id, action=action, payments=provider)
+    session.refresh(order)
+    assert order.status == "in_progress"
+    try:
+        orders.cancel_order(session=session, user=market.buyer, order_id=booking.order_id)
+        raise AssertionError("an order at work must not be cancellable")
+    except InvalidTransition:
+        pass
+    bookings.transition_booking(session=session, user=market.owner, booking_id=booking.id, action="complete", payments=provider)
+    session.refresh(order)
+    assert order.status == "completed"
