@@ -95,7 +95,7 @@ def add_slot_capacity(model: cp_model.CpModel, v: SlotVars) -> None:
         model.add(sum(v.entries[k].duration * v.x[k] for k in ks) <= t - s)
 
 
-def window_rows(v: SlotVars, max_points: int = 6) -> list[tuple[int, list[int], int]]:
+def window_rows(v: SlotVars, max_points: int = 12) -> list[tuple[int, list[int], int]]:
     """(slot, entry indices, capacity) rows: for checkpoint pairs a < b in a slot, the
     jobs whose in-slot window lies inside [a, b] must fit in b - a.  Valid for every
     schedule, so adding them keeps the model a relaxation."""
@@ -131,7 +131,7 @@ def window_rows(v: SlotVars, max_points: int = 6) -> list[tuple[int, list[int], 
     return rows
 
 
-def add_slot_time_windows(model: cp_model.CpModel, v: SlotVars, max_points: int = 6) -> None:
+def add_slot_time_windows(model: cp_model.CpModel, v: SlotVars, max_points: int = 12) -> None:
     """Hard (necessary condition for release and deadline inside a slot): see
     :func:`window_rows`."""
     for _si, ks, cap in window_rows(v, max_points):
