@@ -33,7 +33,7 @@ def lp_bound(cp: CompiledProblem, v: SlotVars, jobs: list[int], time_limit_s: fl
     if status != pywraplp.Solver.OPTIMAL:
         return None
     # GLOP tolerances: shave a tiny relative margin before flooring
-    val = obj.Value()
+    val = float(obj.Value())
     return max(0, math.floor(val - 1e-7 * abs(val) - 1e-6))
 
 
@@ -52,7 +52,7 @@ def mip_bound(cp: CompiledProblem, v: SlotVars, jobs: list[int], time_limit_s: f
     status = solver.Solve()
     if status not in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE):
         return None
-    val = obj.BestBound()
+    val = float(obj.BestBound())
     if not math.isfinite(val):
         return None
     # SCIP's feasibility tolerance (1e-6) on the rows: shave a margin before flooring
