@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Query
+from fastapi import Depends, Path, Query
 from fastapi.security import OAuth2PasswordBearer
 from sqlmodel import Session
 
@@ -14,6 +14,7 @@ from app.db import get_session
 from app.money import get_payments_client
 from app.payments import PaymentsClient
 from models import User
+from models.base import MAX_ID
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token")
 
@@ -37,3 +38,7 @@ def get_payments(settings: SettingsDep) -> PaymentsClient | None:
 PaymentsDep = Annotated[PaymentsClient | None, Depends(get_payments)]
 Limit = Annotated[int, Query(ge=1, le=500, description="page size")]
 Offset = Annotated[int, Query(ge=0, le=1_000_000, description="rows to skip")]
+
+# Ids in paths and filters: positive 32-bit integers (PostgreSQL's int4).
+Id = Annotated[int, Path(ge=1, le=MAX_ID)]
+IdFilter = Annotated[int | None, Query(ge=1, le=MAX_ID)]

@@ -68,6 +68,8 @@ def check_upload(*, settings: Settings, filename: str, content_type: str, size: 
     if not name:
         raise AttachmentRejected("the file has no name", field="file", status_code=422)
     _effective_type(settings, name, content_type)
+    if size == 0:
+        raise AttachmentRejected("the file is empty", field="file", status_code=422)
     if size is not None and size > settings.attachment_max_bytes:
         raise AttachmentRejected(
             f"the file is larger than {settings.attachment_max_bytes} bytes", field="file", status_code=413

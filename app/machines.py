@@ -275,7 +275,7 @@ def search_machines(
     certification) and the exact distance are applied after the SQL prefilter."""
     if (query.free_from is None) != (query.free_to is None):
         raise InvalidInput("free_from and free_to go together", field="free_to")
-    if query.free_from and query.free_to and query.free_to <= query.free_from:
+    if query.free_from and query.free_to and as_utc(query.free_to) <= as_utc(query.free_from):
         raise InvalidInput("free_to must be after free_from", field="free_to")
     near = query.near_lat is not None and query.near_lon is not None
     if query.sort == MachineSort.distance and not near:

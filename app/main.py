@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 
 from app.errors import MarketplaceError
 
@@ -33,6 +33,8 @@ def create_app() -> FastAPI:
     app.add_exception_handler(MarketplaceError, _domain_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(IntegrityError, _integrity_error)  # type: ignore[arg-type]
+    app.add_exception_handler(OverflowError, _out_of_range)
+    app.add_exception_handler(DataError, _out_of_range)
     return app
 
 
@@ -96,3 +98,9 @@ def _field_name(loc: tuple[object, ...] | list[object]) -> str | None:
 def _integrity_error(request: Request, exc: IntegrityError) -> JSONResponse:
     log.warning("integrity error on %s: %s", request.url.path, exc.orig)
     return _body(409, "Conflict", "the change conflicts with existing data", None)
+
+
+def _out_of_range(request: Request, exc: Exception) -> Response:
+    """A number the database cannot hold (an id or amount beyond its integer range)."""
+    log.info("out-of-range value on %s: %s", request.url.path, exc)
+    return _body(422, "InvalidInput", "a number in the request is out of range", None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import delete
+from sqlalchemy import delete, or_
 from sqlmodel import Session, col, func, select
 
 from app import money
@@ -107,7 +107,6 @@ def list_orders(
         clauses = [col(Order.buyer_org_id) == user.org_id]
         if user.has_role(Role.owner):
             clauses.append(col(Order.id).in_(_visible_order_ids(user)))
-        from sqlalchemy import or_
 
         query = query.where(or_(*clauses))
     if status is not None:
@@ -299,8 +298,17 @@ def _set_status(
 
 
 def order_timeline(*, session: Session, user: User, order_id: int) -> list[OrderEventPublic]:
-    get_order_or_raise(session=session, user=user, order_id=order_id)
-    events = session.exec(
-        select(OrderEvent).where(OrderEvent.order_id == order_id).order_by(col(OrderEvent.at), col(OrderEvent.id))
-    ).all()
+    """The order's states with their times. The buyer sees everything; an owner the
+    order's own states and the events of the bookings on its machines, never other
+    owners' bookings, their reasons or the buyer's dispute notes on them."""
+    order = get_order_or_raise(session=session, user=user, order_id=order_id)
+    query = select(OrderEvent).where(OrderEvent.order_id == order_id)
+    if not is_admin(user) and order.buyer_org_id != user.org_id:
+        own_bookings = (
+            select(Booking.id)
+            .join(Machine, col(Machine.id) == Booking.machine_id)
+            .where(Booking.order_id == order_id, Machine.owner_org_id == user.org_id)
+        )
+        query = query.where(or_(col(OrderEvent.booking_id).is_(None), col(OrderEvent.booking_id).in_(own_bookings)))
+    events = session.exec(query.order_by(col(OrderEvent.at), col(OrderEvent.id))).all()
     return [OrderEventPublic.model_validate(e) for e in events]

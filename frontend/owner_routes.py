@@ -22,7 +22,7 @@ from app import availability, bookings, catalog, machines, money
 from app.errors import InvalidInput, MarketplaceError
 from app.machines import MachineQuery, MachineSort
 from frontend.i18n import parse_local
-from frontend.web import Csrf, SessionDep, T, WebUser, redirect, render
+from frontend.web import Csrf, SessionDep, T, WebUser, parse_yuan, redirect, render
 from models import ACTIVE_STATES, Machine, User, utcnow
 from models.machine import MachineCreate, MachineUpdate, WindowCreate
 
@@ -57,10 +57,7 @@ def _errors(exc: MarketplaceError | ValidationError) -> dict[str, str]:
 
 
 def _yuan_to_fen(t: T, value: str) -> int:
-    try:
-        return round(float(value.strip()) * 100)
-    except ValueError:
-        raise InvalidInput(t.gettext("Enter the hourly rate in yuan, e.g. 95.50"), field="hourly_rate_yuan") from None
+    return parse_yuan(value, field="hourly_rate_yuan", message=t.gettext("Enter the hourly rate in yuan, e.g. 95.50"))
 
 
 def _yuan(fen: int) -> str:

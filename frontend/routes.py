@@ -40,10 +40,11 @@ from frontend.web import (
     T,
     WebUser,
     optional_user,
+    parse_yuan,
     redirect,
     render,
 )
-from models import BookingState, Role, User, utcnow
+from models import Role, User, utcnow
 from models.booking import LeaseCreate
 from models.machine import MachineCreate, RuleCreate
 from models.order import OrderCreate
@@ -132,11 +133,8 @@ async def create_machine(request: Request, session: SessionDep, user: WebUser, t
     form = dict((await request.form()).items())
     values: dict[str, Any] = {k: v for k, v in form.items() if k != "csrf_token"}
     try:
-        rate = values.get("hourly_rate_yuan", "")
-        try:
-            rate_fen = round(float(str(rate)) * 100)
-        except ValueError:
-            raise MarketplaceError(t.gettext("Enter the hourly rate in yuan, e.g. 95.50"), field="hourly_rate_yuan") from None
+        rate_fen = parse_yuan(values.get("hourly_rate_yuan"), field="hourly_rate_yuan",
+                              message=t.gettext("Enter the hourly rate in yuan, e.g. 95.50"))  # fmt: skip
         data = MachineCreate.model_validate({
             "name": values.get("name", ""), "make_model": values.get("make_model", ""),
             "process_key": values.get("process_key", ""),
@@ -230,11 +228,11 @@ def machine_calendar(session: SessionDep, settings: SettingsDep, token: str) -> 
 
 
 @router.get("/owner/proposals", response_class=HTMLResponse)
-def proposals(request: Request, session: SessionDep, user: WebUser, t: T) -> HTMLResponse:
-    rows, _ = bookings.list_bookings(session=session, user=user, state=BookingState.proposed, limit=200)
-    mine = [b for b in rows if b.org_id != user.org_id]
-    names = machines.machine_names(session=session, machine_ids={b.machine_id for b in mine})
-    return render(request, t, "proposals.html", {"rows": mine, "names": names}, user=user)
+def proposals(request: Request, session: SessionDep, user: WebUser, t: T, page: int = 1) -> HTMLResponse:
+    rows, count = matching_runs.list_proposals(session=session, user=user, limit=PAGE, offset=(max(page, 1) - 1) * PAGE)
+    names = machines.machine_names(session=session, machine_ids={b.machine_id for b in rows})
+    return render(request, t, "proposals.html", {"rows": rows, "names": names, "page": page,
+                  "pages": max(1, -(-count // PAGE))}, user=user)  # fmt: skip
 
 
 @router.post("/owner/proposals/{booking_id}/{action}", dependencies=[Csrf])
@@ -288,13 +286,15 @@ async def create_order(request: Request, session: SessionDep, settings: Settings
         data = OrderCreate.model_validate({
             "title": form.get("title") or "", "release_at": parse_local(str(form.get("release_at")), t.tz),
             "due_at": parse_local(str(form.get("due_at")), t.tz), "operations": ops,
-            "budget_fen": round(float(budget) * 100) if budget else None,
+            "budget_fen": parse_yuan(budget, field="budget_yuan", message=t.gettext("Enter the budget in yuan, e.g. 5000"))
+            if budget else None,
         })  # fmt: skip
         if has_file:  # refuse a bad file before anything is written
             assert isinstance(upload, StarletteUploadFile)
             attachments.check_upload(settings=settings, filename=upload.filename or "",
                                      content_type=upload.content_type or "", size=upload.size)  # fmt: skip
-        order = await _run(orders.create_order, session=session, user=user, data=data)
+        # one command: the draft and its file are committed together, or neither is
+        order = await _run(orders.create_order, session=session, user=user, data=data, commit=not has_file)
         if has_file:
             assert isinstance(upload, StarletteUploadFile)
             await _run(attachments.upload_attachment, session=session, settings=settings, user=user, order_id=order.id,
@@ -303,7 +303,7 @@ async def create_order(request: Request, session: SessionDep, settings: Settings
         if isinstance(exc, ValidationError):
             return _order_form(request, session, user, t, values, errors_of(exc), status=422)
         return _order_form(request, session, user, t, values, {"form": t.gettext("Check the dates and amounts.")}, status=422)
-    except MarketplaceError as exc:
+    except MarketplaceError as exc:  # nothing was committed: the request's session rolls back
         errors = errors_of(exc)
         if "file" in errors:
             errors["attachment"] = errors.pop("file")

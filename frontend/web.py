@@ -103,3 +103,21 @@ def redirect(url: str, request: Request | None = None, flash: str | None = None)
     if request is not None and flash:
         request.session["flash"] = flash
     return RedirectResponse(url, status_code=303)
+
+
+def parse_yuan(value: object, *, field: str, message: str) -> int:
+    """An amount typed in yuan ("95.5", "1,200.00") as integer fen, exactly: decimal
+    arithmetic, at most two decimals, finite and not negative; else a 422 naming
+    ``field``."""
+    from decimal import Decimal, InvalidOperation
+
+    from app.errors import InvalidInput
+
+    text = str(value or "").strip().replace(",", "")
+    try:
+        amount = Decimal(text)
+    except InvalidOperation:
+        raise InvalidInput(message, field=field) from None
+    if not amount.is_finite() or amount < 0 or amount.as_tuple().exponent < -2 or amount > Decimal(10) ** 12:  # type: ignore[operator]
+        raise InvalidInput(message, field=field)
+    return int(amount * 100)

@@ -23,6 +23,7 @@ SQLModel.metadata.naming_convention = {
 }
 
 CURRENCY = "CNY"
+MAX_ID = 2**31 - 1  # ids are 32-bit integers in PostgreSQL
 
 
 def utcnow() -> dt.datetime:

@@ -8,7 +8,7 @@ from enum import StrEnum
 
 from sqlmodel import Field, SQLModel
 
-from models.base import CURRENCY, UTCDateTime, utcnow
+from models.base import CURRENCY, MAX_ID, UTCDateTime, utcnow
 
 
 class BookingKind(StrEnum):
@@ -53,7 +53,7 @@ class Booking(SQLModel, table=True):
 
 
 class LeaseCreate(SQLModel):
-    machine_id: int
+    machine_id: int = Field(ge=1, le=MAX_ID)
     start_at: dt.datetime
     end_at: dt.datetime
 

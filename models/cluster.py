@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlmodel import Field, SQLModel
 
-from models.base import json_list
+from models.base import MAX_ID, json_list
 
 
 class ClusterBase(SQLModel):
@@ -16,7 +16,7 @@ class ClusterBase(SQLModel):
     lon: float = Field(ge=-180, le=180)
     specialty: str = Field(default="", max_length=300)
     families: list[str] = Field(default_factory=list)
-    operator_org_id: int | None = None
+    operator_org_id: int | None = Field(default=None, ge=1, le=MAX_ID)
 
 
 class Cluster(ClusterBase, table=True):

@@ -8,7 +8,7 @@ from enum import StrEnum
 from pydantic import field_validator
 from sqlmodel import Field, SQLModel
 
-from models.base import CURRENCY, UTCDateTime, json_list, utcnow
+from models.base import CURRENCY, MAX_ID, UTCDateTime, json_list, utcnow
 
 MAX_RATE_FEN = 10_000_000  # ¥100,000 an hour: anything above is a typo
 MAX_ENVELOPE_MM = 100_000
@@ -36,7 +36,7 @@ class MachineBase(SQLModel):
     certifications: list[str] = Field(default_factory=list)
     lat: float | None = Field(default=None, ge=-90, le=90)
     lon: float | None = Field(default=None, ge=-180, le=180)
-    cluster_id: int | None = None
+    cluster_id: int | None = Field(default=None, ge=1, le=MAX_ID)
 
 
 class Machine(MachineBase, table=True):

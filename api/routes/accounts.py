@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from fastapi.security import OAuth2PasswordRequestForm
 
-from api.deps import CurrentUser, Limit, Offset, SessionDep, SettingsDep
+from api.deps import CurrentUser, Id, Limit, Offset, SessionDep, SettingsDep
 from app import accounts
 from models.base import Page
 from models.org import Me, OrganizationPublic, RegisterRequest, Token, UserPublic
@@ -47,6 +47,6 @@ def list_orgs(
 
 
 @router.get("/orgs/{org_id}", response_model=OrganizationPublic)
-def get_org(session: SessionDep, user: CurrentUser, org_id: int) -> OrganizationPublic:
+def get_org(session: SessionDep, user: CurrentUser, org_id: Id) -> OrganizationPublic:
     org = accounts.get_organization_or_raise(session=session, user=user, org_id=org_id)
     return OrganizationPublic.model_validate(org)

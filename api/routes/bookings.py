@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
-from api.deps import CurrentUser, Limit, Offset, PaymentsDep, SessionDep, SettingsDep
+from api.deps import CurrentUser, Id, IdFilter, Limit, Offset, PaymentsDep, SessionDep, SettingsDep
 from app import attachments, bookings
 from models.attachment import AttachmentLink, AttachmentPublic
 from models.base import Page
@@ -40,8 +40,8 @@ def list_bookings(
     user: CurrentUser,
     kind: BookingKind | None = None,
     state: BookingState | None = None,
-    machine_id: int | None = None,
-    order_id: int | None = None,
+    machine_id: IdFilter = None,
+    order_id: IdFilter = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> Page[BookingPublic]:
@@ -53,7 +53,7 @@ def list_bookings(
 
 
 @router.get("/bookings/{booking_id}", response_model=BookingPublic)
-def get_booking(session: SessionDep, user: CurrentUser, booking_id: int) -> BookingPublic:
+def get_booking(session: SessionDep, user: CurrentUser, booking_id: Id) -> BookingPublic:
     booking = bookings.get_booking_or_raise(session=session, user=user, booking_id=booking_id)
     return BookingPublic.model_validate(booking)
 
@@ -67,7 +67,7 @@ def transition_booking(
     session: SessionDep,
     user: CurrentUser,
     payments: PaymentsDep,
-    booking_id: int,
+    booking_id: Id,
     action: str,
     data: BookingTransition | None = None,
 ) -> BookingPublic:
@@ -81,7 +81,7 @@ def transition_booking(
 
 
 @router.get("/attachments/{attachment_id}", response_model=AttachmentPublic, tags=["orders"])
-def get_attachment(session: SessionDep, user: CurrentUser, attachment_id: int) -> AttachmentPublic:
+def get_attachment(session: SessionDep, user: CurrentUser, attachment_id: Id) -> AttachmentPublic:
     attachment = attachments.get_attachment_or_raise(
         session=session, user=user, attachment_id=attachment_id
     )
@@ -90,7 +90,7 @@ def get_attachment(session: SessionDep, user: CurrentUser, attachment_id: int) -
 
 @router.post("/attachments/{attachment_id}/link", response_model=AttachmentLink, tags=["orders"])
 def attachment_link(
-    session: SessionDep, settings: SettingsDep, user: CurrentUser, attachment_id: int
+    session: SessionDep, settings: SettingsDep, user: CurrentUser, attachment_id: Id
 ) -> AttachmentLink:
     """A download link that expires (the buyer, and owners the work is assigned to)."""
     token, expires = attachments.create_download_link(

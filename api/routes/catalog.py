@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.deps import CurrentUser, SessionDep
+from api.deps import CurrentUser, Id, SessionDep
 from app import catalog
 from models.cluster import ClusterCreate, ClusterPublic
 from models.taxonomy import Family, MaterialPublic, ProcessPublic
@@ -16,7 +16,7 @@ def list_clusters(session: SessionDep, _user: CurrentUser) -> list[ClusterPublic
 
 
 @router.get("/clusters/{cluster_id}", response_model=ClusterPublic)
-def get_cluster(session: SessionDep, _user: CurrentUser, cluster_id: int) -> ClusterPublic:
+def get_cluster(session: SessionDep, _user: CurrentUser, cluster_id: Id) -> ClusterPublic:
     return ClusterPublic.model_validate(catalog.get_cluster_or_raise(session=session, cluster_id=cluster_id))
 
 

@@ -5,7 +5,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
-from api.deps import CurrentUser, Limit, Offset, SessionDep, SettingsDep
+from api.deps import CurrentUser, Id, IdFilter, Limit, Offset, SessionDep, SettingsDep
 from app import availability, machines
 from app.machines import MachineQuery, MachineSort
 from models.base import Page
@@ -37,8 +37,8 @@ def search_machines(
     part_z_mm: Annotated[int, Query(ge=0, le=100_000)] = 0,
     tolerance_mm: Annotated[float | None, Query(gt=0, le=10)] = None,
     certification: str | None = None,
-    cluster_id: int | None = None,
-    owner_org_id: int | None = None,
+    cluster_id: IdFilter = None,
+    owner_org_id: IdFilter = None,
     leasable: bool | None = None,
     status: MachineStatus | None = None,
     near_lat: Annotated[float | None, Query(ge=-90, le=90)] = None,
@@ -73,7 +73,7 @@ def create_machine(session: SessionDep, user: CurrentUser, data: MachineCreate) 
 
 
 @router.get("/{machine_id}", response_model=MachinePublic, responses=NOT_FOUND)
-def get_machine(session: SessionDep, user: CurrentUser, machine_id: int) -> MachinePublic:
+def get_machine(session: SessionDep, user: CurrentUser, machine_id: Id) -> MachinePublic:
     return machines.machine_public(
         machines.get_machine_or_raise(session=session, user=user, machine_id=machine_id)
     )
@@ -81,7 +81,7 @@ def get_machine(session: SessionDep, user: CurrentUser, machine_id: int) -> Mach
 
 @router.patch("/{machine_id}", response_model=MachinePublic, responses=NOT_FOUND)
 def update_machine(
-    session: SessionDep, user: CurrentUser, machine_id: int, data: MachineUpdate
+    session: SessionDep, user: CurrentUser, machine_id: Id, data: MachineUpdate
 ) -> MachinePublic:
     return machines.machine_public(
         machines.update_machine(session=session, user=user, machine_id=machine_id, data=data)
@@ -89,7 +89,7 @@ def update_machine(
 
 
 @router.post("/{machine_id}/retire", response_model=MachinePublic, responses=NOT_FOUND)
-def retire_machine(session: SessionDep, user: CurrentUser, machine_id: int) -> MachinePublic:
+def retire_machine(session: SessionDep, user: CurrentUser, machine_id: Id) -> MachinePublic:
     return machines.machine_public(
         machines.retire_machine(session=session, user=user, machine_id=machine_id)
     )
@@ -99,7 +99,7 @@ def retire_machine(session: SessionDep, user: CurrentUser, machine_id: int) -> M
 def list_windows(
     session: SessionDep,
     user: CurrentUser,
-    machine_id: int,
+    machine_id: Id,
     start: dt.datetime | None = None,
     end: dt.datetime | None = None,
 ) -> list[WindowPublic]:
@@ -111,27 +111,27 @@ def list_windows(
 
 @router.post("/{machine_id}/windows", response_model=WindowPublic, status_code=201)
 def create_window(
-    session: SessionDep, user: CurrentUser, machine_id: int, data: WindowCreate
+    session: SessionDep, user: CurrentUser, machine_id: Id, data: WindowCreate
 ) -> WindowPublic:
     window = availability.create_window(session=session, user=user, machine_id=machine_id, data=data)
     return WindowPublic.model_validate(window)
 
 
 @router.delete("/{machine_id}/windows/{window_id}", status_code=204)
-def delete_window(session: SessionDep, user: CurrentUser, machine_id: int, window_id: int) -> Response:
+def delete_window(session: SessionDep, user: CurrentUser, machine_id: Id, window_id: Id) -> Response:
     availability.delete_window(session=session, user=user, machine_id=machine_id, window_id=window_id)
     return Response(status_code=204)
 
 
 @router.get("/{machine_id}/rules", response_model=list[RulePublic], responses=NOT_FOUND)
-def list_rules(session: SessionDep, user: CurrentUser, machine_id: int) -> list[RulePublic]:
+def list_rules(session: SessionDep, user: CurrentUser, machine_id: Id) -> list[RulePublic]:
     rules = availability.list_rules(session=session, user=user, machine_id=machine_id)
     return [RulePublic.model_validate(r) for r in rules]
 
 
 @router.post("/{machine_id}/rules", response_model=RulePublic, status_code=201)
 def create_rule(
-    session: SessionDep, settings: SettingsDep, user: CurrentUser, machine_id: int, data: RuleCreate
+    session: SessionDep, settings: SettingsDep, user: CurrentUser, machine_id: Id, data: RuleCreate
 ) -> RulePublic:
     """A recurring offer (e.g. weekdays 20:00–08:00), expanded into windows."""
     rule, created = availability.create_rule(
@@ -142,6 +142,6 @@ def create_rule(
 
 
 @router.delete("/{machine_id}/rules/{rule_id}", status_code=204)
-def delete_rule(session: SessionDep, user: CurrentUser, machine_id: int, rule_id: int) -> Response:
+def delete_rule(session: SessionDep, user: CurrentUser, machine_id: Id, rule_id: Id) -> Response:
     availability.delete_rule(session=session, user=user, machine_id=machine_id, rule_id=rule_id)
     return Response(status_code=204)

@@ -4,7 +4,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from api.deps import CurrentUser, Limit, Offset, SessionDep, SettingsDep
+from api.deps import CurrentUser, Id, IdFilter, Limit, Offset, SessionDep, SettingsDep
 from app import matching_runs
 from models.base import Page
 from models.booking import BookingPublic
@@ -45,7 +45,7 @@ def create_match_run(
 def list_match_runs(
     session: SessionDep,
     user: CurrentUser,
-    cluster_id: int | None = None,
+    cluster_id: IdFilter = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> Page[MatchRunPublic]:
@@ -61,7 +61,7 @@ def list_match_runs(
     response_model=MatchRunDetail,
     responses={**FORBIDDEN, 404: {"description": "no such run, or not visible"}},
 )
-def get_match_run(session: SessionDep, user: CurrentUser, run_id: int) -> MatchRunDetail:
+def get_match_run(session: SessionDep, user: CurrentUser, run_id: Id) -> MatchRunDetail:
     run = matching_runs.get_match_run_or_raise(session=session, user=user, run_id=run_id)
     assert run.id is not None
     unmatched = matching_runs.list_unmatched(session=session, run_id=run.id)

@@ -4,7 +4,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, File, UploadFile
 
-from api.deps import CurrentUser, Limit, Offset, PaymentsDep, SessionDep, SettingsDep
+from api.deps import CurrentUser, Id, Limit, Offset, PaymentsDep, SessionDep, SettingsDep
 from app import attachments, orders
 from models.attachment import AttachmentAccessPublic, AttachmentPublic
 from models.base import Page
@@ -37,21 +37,21 @@ def list_orders(
 
 
 @router.get("/{order_id}", response_model=OrderPublic, responses=NOT_FOUND)
-def get_order(session: SessionDep, user: CurrentUser, order_id: int) -> OrderPublic:
+def get_order(session: SessionDep, user: CurrentUser, order_id: Id) -> OrderPublic:
     order = orders.get_order_or_raise(session=session, user=user, order_id=order_id)
     return orders.order_public(session=session, order=order)
 
 
 @router.patch("/{order_id}", response_model=OrderPublic, responses={**NOT_FOUND, **CONFLICT})
 def update_order(
-    session: SessionDep, user: CurrentUser, order_id: int, data: OrderUpdate
+    session: SessionDep, user: CurrentUser, order_id: Id, data: OrderUpdate
 ) -> OrderPublic:
     order = orders.update_order(session=session, user=user, order_id=order_id, data=data)
     return orders.order_public(session=session, order=order)
 
 
 @router.post("/{order_id}/open", response_model=OrderPublic, responses={**NOT_FOUND, **CONFLICT})
-def open_order(session: SessionDep, user: CurrentUser, order_id: int) -> OrderPublic:
+def open_order(session: SessionDep, user: CurrentUser, order_id: Id) -> OrderPublic:
     order = orders.open_order(session=session, user=user, order_id=order_id)
     return orders.order_public(session=session, order=order)
 
@@ -61,7 +61,7 @@ def cancel_order(
     session: SessionDep,
     user: CurrentUser,
     payments: PaymentsDep,
-    order_id: int,
+    order_id: Id,
     reason: Annotated[str, Body(embed=True, max_length=500)] = "",
 ) -> OrderPublic:
     """Cancel; held payments are voided, or the late-cancellation fee is captured."""
@@ -70,7 +70,7 @@ def cancel_order(
 
 
 @router.get("/{order_id}/timeline", response_model=list[OrderEventPublic], responses=NOT_FOUND)
-def timeline(session: SessionDep, user: CurrentUser, order_id: int) -> list[OrderEventPublic]:
+def timeline(session: SessionDep, user: CurrentUser, order_id: Id) -> list[OrderEventPublic]:
     return orders.order_timeline(session=session, user=user, order_id=order_id)
 
 
@@ -84,7 +84,7 @@ def upload_attachment(
     session: SessionDep,
     settings: SettingsDep,
     user: CurrentUser,
-    order_id: int,
+    order_id: Id,
     file: Annotated[UploadFile, File(description="CAD file or tech pack")],
 ) -> AttachmentPublic:
     attachment = attachments.upload_attachment(
@@ -95,7 +95,7 @@ def upload_attachment(
 
 
 @router.get("/{order_id}/attachments", response_model=list[AttachmentPublic], responses=NOT_FOUND)
-def list_attachments(session: SessionDep, user: CurrentUser, order_id: int) -> list[AttachmentPublic]:
+def list_attachments(session: SessionDep, user: CurrentUser, order_id: Id) -> list[AttachmentPublic]:
     rows = attachments.list_attachments(session=session, user=user, order_id=order_id)
     return [AttachmentPublic.model_validate(a) for a in rows]
 
@@ -106,7 +106,7 @@ def list_attachments(session: SessionDep, user: CurrentUser, order_id: int) -> l
     responses=NOT_FOUND,
 )
 def attachment_access_log(
-    session: SessionDep, user: CurrentUser, order_id: int
+    session: SessionDep, user: CurrentUser, order_id: Id
 ) -> list[AttachmentAccessPublic]:
     """Every upload, link and download of this order's files (buyer only)."""
     rows = attachments.access_log(session=session, user=user, order_id=order_id)

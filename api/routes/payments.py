@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.deps import CurrentUser, Limit, Offset, PaymentsDep, SessionDep
+from api.deps import CurrentUser, Id, Limit, Offset, PaymentsDep, SessionDep
 from app import money
 from models.payment import BookingMoney, DisputeCreate, DisputeResolve, Earnings, Statement
 
@@ -13,13 +13,13 @@ router = APIRouter(tags=["payments"])
 
 
 @router.get("/bookings/{booking_id}/payments", response_model=BookingMoney)
-def booking_payments(session: SessionDep, user: CurrentUser, booking_id: int) -> BookingMoney:
+def booking_payments(session: SessionDep, user: CurrentUser, booking_id: Id) -> BookingMoney:
     """A booking's (service or lease) payments and money status."""
     return money.booking_money(session=session, user=user, booking_id=booking_id)
 
 
 @router.get("/orders/{order_id}/payments", response_model=list[BookingMoney])
-def order_payments(session: SessionDep, user: CurrentUser, order_id: int) -> list[BookingMoney]:
+def order_payments(session: SessionDep, user: CurrentUser, order_id: Id) -> list[BookingMoney]:
     """The money of each of an order's bookings the caller may see."""
     return money.order_money(session=session, user=user, order_id=order_id)
 
@@ -30,7 +30,7 @@ def order_payments(session: SessionDep, user: CurrentUser, order_id: int) -> lis
     responses={409: {"description": "not delivered, or already settled"}},
 )
 def accept_delivery(
-    session: SessionDep, user: CurrentUser, payments: PaymentsDep, booking_id: int
+    session: SessionDep, user: CurrentUser, payments: PaymentsDep, booking_id: Id
 ) -> BookingMoney:
     """The buyer accepts a delivered service booking: the price is captured and the owner paid."""
     return money.accept_delivery(session=session, user=user, booking_id=booking_id, payments=payments)
@@ -41,7 +41,7 @@ def accept_delivery(
     response_model=BookingMoney,
     responses={409: {"description": "not delivered, settled, or the claim window closed"}},
 )
-def open_dispute(session: SessionDep, user: CurrentUser, booking_id: int, data: DisputeCreate) -> BookingMoney:
+def open_dispute(session: SessionDep, user: CurrentUser, booking_id: Id, data: DisputeCreate) -> BookingMoney:
     """The buyer disputes a delivery within the claim window; the money stays held."""
     return money.open_dispute(session=session, user=user, booking_id=booking_id, note=data.note)
 
@@ -52,7 +52,7 @@ def open_dispute(session: SessionDep, user: CurrentUser, booking_id: int, data: 
     responses={403: {"description": "only the platform resolves disputes"}},
 )
 def resolve_dispute(
-    session: SessionDep, user: CurrentUser, payments: PaymentsDep, booking_id: int, data: DisputeResolve
+    session: SessionDep, user: CurrentUser, payments: PaymentsDep, booking_id: Id, data: DisputeResolve
 ) -> BookingMoney:
     """Admin: refund all, part, or nothing of a disputed delivery."""
     return money.resolve_dispute(

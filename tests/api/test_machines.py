@@ -200,3 +200,30 @@ class TestSearch:
         assert r.status_code == 422 and r.json()["field"] == "sort"
         r = client.get("/api/v1/machines", params={"limit": 100000}, headers=headers)
         assert r.status_code == 422 and r.json()["field"] == "limit"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "field"),
+    [
+        ("get", "/api/v1/machines/1180591620717411303424", "machine_id"),
+        ("get", "/api/v1/orders/9223372036854775808", "order_id"),
+        ("get", "/api/v1/machines?owner_org_id=99999999999999999999", "owner_org_id"),
+        ("post", "/api/v1/leases", "machine_id"),
+    ],
+)
+def test_out_of_range_ids_are_422_naming_the_field(
+    client: TestClient, session: Session, settings: Settings, method: str, path: str, field: str
+) -> None:
+    buyer = make_user(session, roles=(Role.buyer,))
+    body = {"machine_id": 2**40, "start_at": "2030-01-01T00:00:00Z", "end_at": "2030-01-01T05:00:00Z"}
+    r = client.request(method.upper(), path, headers=auth(settings, buyer), json=body if method == "post" else None)
+    assert (r.status_code, r.json()["field"]) == (422, field)
+
+
+def test_naive_and_aware_free_times_are_compared_not_crashed(
+    client: TestClient, session: Session, settings: Settings
+) -> None:
+    buyer = make_user(session, roles=(Role.buyer,))
+    r = client.get("/api/v1/machines", params={"free_from": "2030-01-02T00:00:00", "free_to": "2030-01-01T00:00:00Z"},
+                   headers=auth(settings, buyer))  # fmt: skip
+    assert (r.status_code, r.json()["field"]) == (422, "free_to")

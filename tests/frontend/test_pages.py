@@ -197,3 +197,20 @@ def test_rule_errors_stand_beside_their_fields(client: TestClient, session: Sess
     assert r.status_code == 422 and 'id="weekdays-error"' in r.text
     rules = session.exec(select(AvailabilityRule).where(AvailabilityRule.machine_id == machine.id)).all()
     assert rules == []
+
+
+def test_an_order_and_its_file_are_written_together_or_not_at_all(client: TestClient, session: Session) -> None:
+    buyer = make_user(session, roles=(Role.buyer,))
+    sign_in(client, buyer.email)
+    form = client.get("/buyer/orders/new?lang=en")
+    release = re.search(r'name="release_at" type="datetime-local" value="([^"]+)"', form.text)
+    due = re.search(r'name="due_at" type="datetime-local" value="([^"]+)"', form.text)
+    assert release and due
+    data = {"csrf_token": csrf(form.text), "title": "Pins", "release_at": release.group(1), "due_at": due.group(1),
+            "op0_process": "turning", "op0_material": "brass", "op0_minutes": "60"}  # fmt: skip
+    for budget in ("inf", "1e400", "12.345", "-5"):
+        r = client.post("/buyer/orders/new", data={**data, "budget_yuan": budget})
+        assert r.status_code == 422 and 'id="budget_yuan-error"' in r.text, budget
+    r = client.post("/buyer/orders/new", data=data, files={"attachment": ("empty.pdf", b"", "application/pdf")})
+    assert r.status_code == 422 and 'id="attachment-error"' in r.text
+    assert session.exec(select(func.count()).select_from(Order)).one() == 0
