@@ -17,7 +17,7 @@ from sqlmodel import Session, col, select
 
 from app.db import begin_write
 from app.errors import Conflict, InvalidInput, NotFound, WindowOverlap
-from app.machines import get_machine_or_raise, get_own_machine_or_raise
+from app.machines import get_machine_or_raise, get_own_machine_or_raise, lock_machine
 from models import ACTIVE_STATES, AvailabilityRule, AvailabilityWindow, Booking, User, utcnow
 from models.base import as_utc
 from models.machine import RuleCreate, WindowCreate
@@ -123,6 +123,7 @@ def create_window(
 ) -> AvailabilityWindow:
     begin_write(session)
     get_own_machine_or_raise(session=session, user=user, machine_id=machine_id)
+    lock_machine(session, machine_id)
     start, end = as_utc(data.start_at), as_utc(data.end_at)
     _check_window(start, end, utcnow())
     (window,) = _insert_windows(session, machine_id, [(start, end)], None, "start_at")
@@ -134,6 +135,7 @@ def create_window(
 def delete_window(*, session: Session, user: User, machine_id: int, window_id: int) -> None:
     begin_write(session)
     get_own_machine_or_raise(session=session, user=user, machine_id=machine_id)
+    lock_machine(session, machine_id)
     window = session.get(AvailabilityWindow, window_id)
     if window is None or window.machine_id != machine_id:
         raise NotFound("window not found", field="window_id")
@@ -192,6 +194,7 @@ def create_rule(
     """Store a recurring rule and expand it into windows; all or nothing."""
     begin_write(session)
     get_own_machine_or_raise(session=session, user=user, machine_id=machine_id)
+    lock_machine(session, machine_id)
     now = utcnow()
     tz = ZoneInfo(timezone)
     today = now.astimezone(tz).date()
@@ -207,7 +210,7 @@ def create_rule(
         weekdays=data.weekdays,
         start_time=data.start_time,
         end_time=data.end_time,
-        valid_from=data.valid_from,
+        valid_from=max(data.valid_from, today - dt.timedelta(days=1)),  # the past offers nothing
         valid_until=data.valid_until,
         tz=tz,
         not_before=now.replace(second=0, microsecond=0) + dt.timedelta(minutes=1),
@@ -231,6 +234,7 @@ def delete_rule(*, session: Session, user: User, machine_id: int, rule_id: int) 
     """Remove a rule and the windows it offered (refused while any is booked)."""
     begin_write(session)
     get_own_machine_or_raise(session=session, user=user, machine_id=machine_id)
+    lock_machine(session, machine_id)
     rule = session.get(AvailabilityRule, rule_id)
     if rule is None or rule.machine_id != machine_id:
         raise NotFound("rule not found", field="rule_id")

@@ -32,7 +32,7 @@ from app.errors import (
     InvalidTransition,
     PermissionDenied,
 )
-from app.machines import get_machine_or_raise
+from app.machines import get_machine_or_raise, lock_machine
 from app.payments import PaymentsClient
 from models import (
     ACTIVE_STATES,
@@ -110,10 +110,20 @@ def list_bookings(
     state: BookingState | None = None,
     machine_id: int | None = None,
     order_id: int | None = None,
+    customer_org_id: int | None = None,
+    start: dt.datetime | None = None,
+    end: dt.datetime | None = None,
     limit: int = 50,
     offset: int = 0,
 ) -> tuple[list[Booking], int]:
+    """Bookings the caller sees; ``start``/``end`` keep those overlapping that span."""
     query = select(Booking).where(_visible(session, user))
+    if customer_org_id is not None:
+        query = query.where(Booking.org_id == customer_org_id)
+    if start is not None:
+        query = query.where(col(Booking.end_at) > as_utc(start))
+    if end is not None:
+        query = query.where(col(Booking.start_at) < as_utc(end))
     if kind is not None:
         query = query.where(Booking.kind == kind.value)
     if state is not None:
@@ -171,6 +181,7 @@ def create_lease(
             field="end_at",
         )
     assert machine.id is not None
+    lock_machine(session, machine.id)
     if not any(s <= start and end <= e for s, e in offered_spans(session, machine.id, start, end)):
         raise InvalidInput("the slot is not within the machine's offered time", field="start_at")
     clash = collision(session, machine.id, start, end)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, Float, case, cast, func
 from sqlalchemy.orm import Mapped
@@ -81,9 +83,19 @@ def _hours(session: Session, start: Mapped[dt.datetime], end: Mapped[dt.datetime
     return cast(func.extract("epoch", end - start), Float(asdecimal=False)) / 3600.0
 
 
+def _local_day(session: Session, column: Any, tz: str) -> Any:
+    """The calendar day of a UTC timestamp in the display time zone, in SQL."""
+    if session.get_bind().dialect.name == "sqlite":
+        offset = dt.datetime.now(ZoneInfo(tz)).utcoffset() or dt.timedelta()
+        return func.date(column, f"{offset.total_seconds() / 3600:+g} hours")
+    return func.date(func.timezone(tz, column))
+
+
 def operator_dashboard(
-    *, session: Session, user: User, start: dt.datetime, end: dt.datetime, cluster_id: int | None = None
+    *, session: Session, user: User, start: dt.datetime, end: dt.datetime, cluster_id: int | None = None,
+    tz: str = "Asia/Shanghai",
 ) -> Dashboard:
+    """Days are calendar days in ``tz`` (the display time zone)."""
     if is_admin(user):
         clusters = list(session.exec(select(Cluster).order_by(col(Cluster.id))).all())
     else:
@@ -101,7 +113,7 @@ def operator_dashboard(
 
     w_hours = _hours(session, col(AvailabilityWindow.start_at), col(AvailabilityWindow.end_at))
     b_hours = _hours(session, col(Booking.start_at), col(Booking.end_at))
-    day = func.date(AvailabilityWindow.start_at)
+    day = _local_day(session, AvailabilityWindow.start_at, tz)
     rows: dict[str, ProcessRow] = {}
     family_of = dict(session.exec(select(Process.key, Process.family)).all())
     heat_offered: dict[tuple[int, str], float] = defaultdict(float)
@@ -122,7 +134,7 @@ def operator_dashboard(
         idle[(cluster, process)] += float(hours or 0)
         heat_offered[(cluster, process)] += float(hours or 0)
         day_offered[(str(when), process)] += float(hours or 0)
-    bday = func.date(Booking.start_at)
+    bday = _local_day(session, Booking.start_at, tz)
     for process, cluster, when, state, hours, gmv in session.exec(
         # sqlmodel's select() stubs stop at four columns; at run time it takes any number
         select(Machine.process_key, Machine.cluster_id, bday, Booking.state, func.sum(b_hours), func.sum(Booking.price_fen))  # type: ignore[call-overload]

@@ -100,6 +100,13 @@ def get_own_machine_or_raise(*, session: Session, user: User, machine_id: int) -
     return machine
 
 
+def lock_machine(session: Session, machine_id: int) -> None:
+    """Serialize the commands that change one machine's offered time or bookings
+    (PostgreSQL row lock until commit; SQLite's write lock already does this), so a
+    window cannot be withdrawn while a lease inside it is being written."""
+    session.exec(select(Machine.id).where(Machine.id == machine_id).with_for_update()).first()
+
+
 def create_machine(
     *, session: Session, user: User, data: MachineCreate, commit: bool = True
 ) -> tuple[Machine, str]:

@@ -271,8 +271,8 @@ def _calendar_page(request: Request, session: SessionDep, user: User, t: T, mach
     first = now.astimezone(t.tz).replace(hour=0, minute=0, second=0, microsecond=0)
     start, end = first.astimezone(dt.UTC), (first + dt.timedelta(days=CALENDAR_DAYS)).astimezone(dt.UTC)
     windows = availability.list_windows(session=session, user=user, machine_id=machine_id, start=start, end=end)
-    rows, _ = bookings.list_bookings(session=session, user=user, machine_id=machine_id, limit=1000)
-    held = [b for b in rows if b.state in ACTIVE_STATES and b.end_at > start and b.start_at < end]
+    rows, _ = bookings.list_bookings(session=session, user=user, machine_id=machine_id, start=start, end=end, limit=1000)
+    held = [b for b in rows if b.state in ACTIVE_STATES]
     page = max(page, 1)
     pages = max(1, -(-len(windows) // PAGE))
     if values is None:

@@ -179,8 +179,9 @@ def _machine_page(
     now = utcnow()
     windows = availability.list_windows(session=session, user=user, machine_id=machine_id, start=now, end=now + dt.timedelta(days=14))
     rules = availability.list_rules(session=session, user=user, machine_id=machine_id)
-    held, _ = bookings.list_bookings(session=session, user=user, machine_id=machine_id, limit=500)
-    gantt = _gantt(t, now, now + dt.timedelta(days=14), windows, [b for b in held if b.end_at > now])
+    held, _ = bookings.list_bookings(session=session, user=user, machine_id=machine_id, start=now,
+                                     end=now + dt.timedelta(days=14), limit=500)  # fmt: skip
+    gantt = _gantt(t, now, now + dt.timedelta(days=14), windows, held)
     today = now.astimezone(t.tz).date()
     defaults = {"start_time": "20:00", "end_time": "08:00", "valid_from": today.isoformat(),
                 "valid_until": (today + dt.timedelta(days=27)).isoformat(), "weekdays": [0, 1, 2, 3, 4]}  # fmt: skip
@@ -412,8 +413,8 @@ async def lease(request: Request, session: SessionDep, payments: PaymentsDep, us
 def my_leases(request: Request, session: SessionDep, user: WebUser, t: T) -> HTMLResponse:
     from models import BookingKind
 
-    rows, _ = bookings.list_bookings(session=session, user=user, kind=BookingKind.lease, limit=200)
-    mine = [b for b in rows if b.org_id == user.org_id]
+    mine, _ = bookings.list_bookings(session=session, user=user, kind=BookingKind.lease, customer_org_id=user.org_id,
+                                     limit=200)  # fmt: skip
     names = machines.machine_names(session=session, machine_ids={b.machine_id for b in mine})
     return render(request, t, "leases.html", {"rows": mine, "names": names}, user=user)
 
@@ -429,7 +430,7 @@ def _period(t: T) -> tuple[dt.datetime, dt.datetime]:
 @router.get("/operator", response_class=HTMLResponse)
 def operator(request: Request, session: SessionDep, user: WebUser, t: T, cluster_id: int | None = None) -> HTMLResponse:
     start, end = _period(t)
-    d = dashboard.operator_dashboard(session=session, user=user, start=start, end=end, cluster_id=cluster_id)
+    d = dashboard.operator_dashboard(session=session, user=user, start=start, end=end, cluster_id=cluster_id, tz=t.tz.key)
     days = sorted({day for row in d.by_day.values() for day in row})
     cluster_names = sorted({c for row in d.heatmap.values() for c in row})
     runs, _ = matching_runs.list_match_runs(session=session, user=user, limit=1, offset=0)
@@ -445,7 +446,7 @@ def operator(request: Request, session: SessionDep, user: WebUser, t: T, cluster
 @router.get("/operator/export/{table}.csv")
 def operator_csv(request: Request, session: SessionDep, user: WebUser, t: T, table: str) -> Response:
     start, end = _period(t)
-    d = dashboard.operator_dashboard(session=session, user=user, start=start, end=end)
+    d = dashboard.operator_dashboard(session=session, user=user, start=start, end=end, tz=t.tz.key)
     buf = io.StringIO()
     w = csv.writer(buf)
     if table == "processes":

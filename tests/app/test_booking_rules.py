@@ -34,9 +34,7 @@ def test_owner_cancelling_late_refunds_the_whole_deposit(
     session: Session, market: Market, provider: PaymentsClient
 ) -> None:
     from models.booking import LeaseCreate
-    from tests.factories import make_window
 
-    make_window(session, machine=market.machine, start=hours_from_now(1), end=hours_from_now(10))
     lease = bookings.create_lease(session=session, user=market.buyer, payments=provider,
                                   data=LeaseCreate(machine_id=market.machine.id, start_at=hours_from_now(2),  # type: ignore[arg-type]
                                                    end_at=hours_from_now(5)))  # fmt: skip
