@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PLACEHOLDER_SECRET = "changethis"
+PLACEHOLDER_SECRET = "changethis-development-only-not-a-secret"  # refused outside development
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
