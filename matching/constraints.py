@@ -14,6 +14,7 @@ sub-problems.
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -95,15 +96,19 @@ def add_slot_capacity(model: cp_model.CpModel, v: SlotVars) -> None:
         model.add(sum(v.entries[k].duration * v.x[k] for k in ks) <= t - s)
 
 
-def window_rows(v: SlotVars, max_points: int = 12) -> list[tuple[int, list[int], int]]:
+def window_rows(v: SlotVars, max_points: int = 12, stop_at: float | None = None,
+                ) -> list[tuple[int, list[int], int]]:
     """(slot, entry indices, capacity) rows: for checkpoint pairs a < b in a slot, the
     jobs whose in-slot window lies inside [a, b] must fit in b - a.  Valid for every
-    schedule, so adding them keeps the model a relaxation."""
+    schedule, so adding them keeps the model a relaxation (also when ``stop_at``, a
+    ``time.monotonic()`` instant, cuts the list short)."""
     per_slot: dict[int, list[int]] = defaultdict(list)
     for k, e in enumerate(v.entries):
         per_slot[e.slot].append(k)
     rows: list[tuple[int, list[int], int]] = []
     for si, ks in per_slot.items():
+        if stop_at is not None and time.monotonic() > stop_at:
+            break
         _m, s, t = v.slots[si]
         if len(ks) < 2 or sum(v.entries[k].duration for k in ks) <= t - s:
             continue
