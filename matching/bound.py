@@ -76,13 +76,53 @@ def mip_bound(cp: CompiledProblem, v: SlotVars, jobs: list[int], time_limit_s: f
     return max(0, math.floor(val - 1e-6 * abs(val) - 1.0))
 
 
+def mip_solve(cp: CompiledProblem, v: SlotVars, jobs: list[int], time_limit_s: float
+              ) -> tuple[int | None, list[int] | None, bool]:
+    """The 0-1 slot model solved by SCIP (one thread, no gap tolerance) for up to
+    ``time_limit_s``: (lower bound or None, entries chosen by its best solution or None,
+    proven optimal).  When every slot's entries may sit anywhere in it (knapsack-like
+    slots, see ``solver._slots_exact``) this is the whole problem, and SCIP's cuts and
+    branching often prove the optimum of small GAP-like components faster than CP-SAT.
+    Its path is deterministic (single thread); only the wall-clock limit is not."""
+    stop_at = time.monotonic() + time_limit_s
+    if time_limit_s < 2 * BUILD_S_PER_ENTRY * len(v.entries):
+        return None, None, False
+    solver = pywraplp.Solver.CreateSolver("SCIP")
+    if solver is None:  # pragma: no cover - depends on the ortools build
+        return None, None, False
+    solver.SetNumThreads(1)
+    xs: list[pywraplp.Variable] = []
+    obj = _slot_relaxation(solver, cp, v, jobs, None, integer=True, stop_at=stop_at, xs=xs)
+    rest = stop_at - time.monotonic()
+    if obj is None or rest <= 0.05:
+        return None, None, False
+    solver.SetTimeLimit(max(1, int(rest * 1000)))
+    params = pywraplp.MPSolverParameters()
+    params.SetDoubleParam(params.RELATIVE_MIP_GAP, 0.0)
+    status = solver.Solve(params)
+    if status not in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE):
+        return None, None, False
+    val = float(obj.BestBound())
+    bound = (max(0, math.floor(val - 1e-6 * abs(val) - 1.0)) if math.isfinite(val)
+             else None)
+    chosen = [k for k, x in enumerate(xs) if x.solution_value() > 0.5]
+    optimal = status == pywraplp.Solver.OPTIMAL
+    if optimal and math.isfinite(val):
+        # integer costs, gap 0: the optimum is the bound rounded up (tolerance aside)
+        bound = max(bound or 0, math.ceil(val - 1e-9 * abs(val) - 1e-6))
+    return bound, chosen, optimal
+
+
 def _slot_relaxation(solver: pywraplp.Solver, cp: CompiledProblem, v: SlotVars,
                      jobs: list[int], same: list[tuple[int, int]] | None, integer: bool,
-                     stop_at: float | None = None) -> pywraplp.Objective | None:
+                     stop_at: float | None = None,
+                     xs: list[pywraplp.Variable] | None = None) -> pywraplp.Objective | None:
     """Builds the relaxation; None when ``stop_at`` passes before its core rows are in
     (window rows are optional: the rows built by then are kept, still a relaxation)."""
     var = solver.BoolVar if integer else (lambda name: solver.NumVar(0.0, 1.0, name))
     x = [var("") for _ in v.entries]
+    if xs is not None:
+        xs.extend(x)
     u = {j: var("") for j in jobs}
     by_job: dict[int, list[int]] = defaultdict(list)
     per_slot: dict[int, list[int]] = defaultdict(list)

@@ -18,6 +18,12 @@ Pipeline (all within ``time_limit_s``):
      keep if not worse) for the rest.  Components above ``CHUNK_OPTIONS`` options skip
      the slot model and run LNS from the greedy.  Per component, the result is never
      worse than the greedy's part;
+   * knapsack-like components (single operations whose options may sit anywhere in
+     their free slots: no release/latest-end inside a slot, no tardiness, e.g. GAP):
+     the slot model is exact, so the 0-1 model goes to SCIP for
+     ``KNAPSACK_MIP_FRACTION`` of the share (its solution is kept when it proves it
+     optimal or it is better than the greedy), then CP-SAT on the slot model, hinted
+     with the best so far, for the rest; no LNS;
    * orders with several operations, or makespan mode: the exact *interval model*
      (windows tightened by precedence, :func:`matching.bound.chain_windows`), in cost
      mode for ``ORDER_MODEL_FRACTION`` of the share, then LNS over whole orders
@@ -62,6 +68,7 @@ from matching.bound import (
     lp_bound,
     makespan_lower_bound,
     mip_bound,
+    mip_solve,
     order_pairs,
 )
 from matching.compiled import CompiledProblem, compile_problem
@@ -420,6 +427,74 @@ def _solve_slot_chunks(cp: CompiledProblem, comp: list[int], hint: Solution, sha
     return part, bound, optimal
 
 
+def _slots_exact(cp: CompiledProblem, comp: list[int]) -> bool:
+    """True when the slot model is exact for ``comp``: every option fits in its slots
+    wherever it sits (release before the slot, latest end after it, no tardiness), so
+    any set of jobs within a slot's length runs back to back in it (a GAP-like
+    component: multiple knapsacks)."""
+    for j in comp:
+        job = cp.jobs[j]
+        for opt in job.options:
+            for s, e in cp.free[opt.machine]:
+                if opt.duration > e - s:
+                    continue
+                if job.release > s or opt.latest_end < e or (
+                        job.tardiness_per_min and opt.due < e):
+                    return False
+    return True
+
+
+# share of a knapsack-like component's time given to SCIP on its 0-1 model
+KNAPSACK_MIP_FRACTION = 0.5
+
+
+def _solve_knapsack_slots(cp: CompiledProblem, comp: list[int], hint: Solution, share: float,
+                          wall: float, seed: int, nworkers: int, deterministic: bool,
+                          cb: cp_model.CpSolverSolutionCallback | None,
+                          ) -> tuple[Solution, int, bool]:
+    """A component where the slot model is exact: SCIP on the 0-1 model first (it proves
+    small GAPs optimal fast), then, unless that settled it, CP-SAT on the slot model for
+    the rest of the time, hinted with the better of the greedy and SCIP's solution.
+    Returns (solution, lower bound, proven optimal)."""
+    t_start = time.monotonic()
+    slots, entries = C.slot_entries(cp, comp)
+    v = C.SlotVars(slots, entries)
+    mip_s = min(KNAPSACK_MIP_FRACTION * share, KNAPSACK_MIP_FRACTION * wall)
+    lb, chosen, mip_opt = mip_solve(cp, v, comp, mip_s)
+    best = dict(hint)
+    if chosen is not None:
+        by_slot: dict[int, list[tuple[int, int]]] = defaultdict(list)
+        for k in chosen:
+            by_slot[entries[k].slot].append((entries[k].job, entries[k].option))
+        got: Solution = {}
+        for si, items in sorted(by_slot.items()):
+            _m, s, t = slots[si]
+            placed, _dropped = sequence_slot(cp, s, t, items, exact_up_to=0)
+            for j, o, st in placed:
+                got[j] = (o, st)
+        got = repair(cp, got, comp)
+        if _comp_cost(cp, got, comp) <= _comp_cost(cp, best, comp):
+            best = got
+    bound = lb or 0
+    cost = _comp_cost(cp, best, comp)
+    if mip_opt and bound >= cost:
+        return best, cost, True
+    spent = time.monotonic() - t_start
+    rest_share = max(0.05, share - (mip_s if deterministic else spent))
+    chosen2, v2, cpb, lpb, optimal = _solve_slot_model(
+        cp, comp, best, rest_share, max(0.05, wall - spent), seed, nworkers, deterministic,
+        cb, with_lp=lb is None)
+    part: Solution = {}
+    for si, items in sorted(chosen2.items()):
+        _m, s, t = v2.slots[si]
+        placed, _dropped = sequence_slot(cp, s, t, items, exact_up_to=0)
+        for j, o, st in placed:
+            part[j] = (o, st)
+    if not chosen2 or _comp_cost(cp, best, comp) < _comp_cost(cp, part, comp):
+        part = best
+    return part, max(bound, cpb, lpb), optimal
+
+
 # -------------------------------------------------------------------- interval model
 
 
@@ -671,7 +746,15 @@ def solve_compiled(cp: CompiledProblem, *, time_limit_s: float = 10.0, seed: int
             use_lns = not cp.owner_spread_fen
             n_opts = sum(len(cp.jobs[j].options) for j in comp)
             floor = trivial_bound(cp, comp)
-            if use_lns and n_opts > CHUNK_OPTIONS:
+            exact = use_lns and n_opts <= CHUNK_OPTIONS and _slots_exact(cp, comp)
+            if exact:
+                # GAP-like (every option may sit anywhere in its slot): the slot model is
+                # the whole problem; SCIP, then CP-SAT on it, no LNS
+                part, cbound, optimal = _solve_knapsack_slots(
+                    cp, comp, hint, share, wall, seed, nworkers, deterministic, cb)
+                cbound = max(cbound, floor)
+                slot_share = share
+            elif use_lns and n_opts > CHUNK_OPTIONS:
                 # too large for the slot model within the time: LNS from the greedy
                 part, cbound, optimal, slot_share = dict(hint), floor, False, 0.0
             else:
@@ -684,7 +767,11 @@ def solve_compiled(cp: CompiledProblem, *, time_limit_s: float = 10.0, seed: int
                 part, cbound, optimal = _solve_slot_chunks(cp, comp, hint, slot_share, slot_wall,
                                                            seed, nworkers, deterministic, cb)
                 cbound = max(cbound, floor)
-            if use_lns and not optimal:
+            if exact:
+                part = repair(cp, part, comp)
+                if _comp_cost(cp, hint, comp) < _comp_cost(cp, part, comp):
+                    part = dict(hint)
+            elif use_lns and not optimal:
                 part = repair(cp, part, comp)
                 if _comp_cost(cp, hint, comp) < _comp_cost(cp, part, comp):
                     part = dict(hint)

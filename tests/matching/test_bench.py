@@ -116,6 +116,24 @@ class TestGap:
         rows = run_gap(shared / "benchmarks/gap/orlib/gap1.txt", time_limit_s=3, maximize=True)
         assert rows[0]["objective"] == 336  # OR-Library c515-1, maximisation
 
+    def test_knapsack_path_valid_deterministic(self, shared: Path) -> None:
+        from matching.bench.gap import gap_problem
+        from matching.bench.market import market_problem as mp
+        from matching.solver import _slots_exact, components
+
+        g = parse_gap((shared / "benchmarks/gap/orlib/gap8.txt").read_text(), "gap8")[0]
+        cp, _off = gap_problem(g, maximize=True)
+        assert _slots_exact(cp, list(range(len(cp.jobs))))
+        _name, gsol, _ = best_greedy(cp)
+        runs = [solve_compiled(cp, time_limit_s=2, seed=3) for _ in range(2)]
+        for sol, info in runs:
+            assert check_compiled(cp, sol) == [] and len(sol) == len(cp.jobs)
+            assert info["bound"] <= info["objective"] <= evaluate(cp, gsol)
+        assert runs[0] == runs[1]
+        # market components have time windows: not knapsack-like
+        market = mp(generate_market(n_jobs=40, n_machines=8, seed=2))
+        assert not any(_slots_exact(market, c) for c in components(market))
+
     def test_parse_chu_file(self, shared: Path) -> None:
         probs = parse_gap((shared / "benchmarks/gap/orlib/gapa.txt").read_text(), "gapa")
         assert [(len(p.cost), len(p.cost[0])) for p in probs][:2] == [(5, 100), (5, 200)]
