@@ -76,14 +76,16 @@ def mip_bound(cp: CompiledProblem, v: SlotVars, jobs: list[int], time_limit_s: f
     return max(0, math.floor(val - 1e-6 * abs(val) - 1.0))
 
 
-def mip_solve(cp: CompiledProblem, v: SlotVars, jobs: list[int], time_limit_s: float
-              ) -> tuple[int | None, list[int] | None, bool]:
+def mip_solve(cp: CompiledProblem, v: SlotVars, jobs: list[int], time_limit_s: float,
+              place_all: bool = False) -> tuple[int | None, list[int] | None, bool]:
     """The 0-1 slot model solved by SCIP (one thread, no gap tolerance) for up to
     ``time_limit_s``: (lower bound or None, entries chosen by its best solution or None,
     proven optimal).  When every slot's entries may sit anywhere in it (knapsack-like
     slots, see ``solver._slots_exact``) this is the whole problem, and SCIP's cuts and
     branching often prove the optimum of small GAP-like components faster than CP-SAT.
-    Its path is deterministic (single thread); only the wall-clock limit is not."""
+    Its path is deterministic (single thread); only the wall-clock limit is not.
+    ``place_all``: the caller knows that every optimum places all ``jobs`` (the model
+    has no unassigned variables then; SCIP is several times faster without them)."""
     stop_at = time.monotonic() + time_limit_s
     if time_limit_s < 2 * BUILD_S_PER_ENTRY * len(v.entries):
         return None, None, False
@@ -92,7 +94,8 @@ def mip_solve(cp: CompiledProblem, v: SlotVars, jobs: list[int], time_limit_s: f
         return None, None, False
     solver.SetNumThreads(1)
     xs: list[pywraplp.Variable] = []
-    obj = _slot_relaxation(solver, cp, v, jobs, None, integer=True, stop_at=stop_at, xs=xs)
+    obj = _slot_relaxation(solver, cp, v, jobs, None, integer=True, stop_at=stop_at, xs=xs,
+                           place_all=place_all)
     rest = stop_at - time.monotonic()
     if obj is None or rest <= 0.05:
         return None, None, False
@@ -116,14 +119,16 @@ def mip_solve(cp: CompiledProblem, v: SlotVars, jobs: list[int], time_limit_s: f
 def _slot_relaxation(solver: pywraplp.Solver, cp: CompiledProblem, v: SlotVars,
                      jobs: list[int], same: list[tuple[int, int]] | None, integer: bool,
                      stop_at: float | None = None,
-                     xs: list[pywraplp.Variable] | None = None) -> pywraplp.Objective | None:
+                     xs: list[pywraplp.Variable] | None = None,
+                     place_all: bool = False) -> pywraplp.Objective | None:
     """Builds the relaxation; None when ``stop_at`` passes before its core rows are in
     (window rows are optional: the rows built by then are kept, still a relaxation)."""
     var = solver.BoolVar if integer else (lambda name: solver.NumVar(0.0, 1.0, name))
     x = [var("") for _ in v.entries]
     if xs is not None:
         xs.extend(x)
-    u = {j: var("") for j in jobs}
+    # place_all: no unassigned variables (every job takes one of its entries)
+    u = {} if place_all else {j: var("") for j in jobs}
     by_job: dict[int, list[int]] = defaultdict(list)
     per_slot: dict[int, list[int]] = defaultdict(list)
     for k, e in enumerate(v.entries):
@@ -131,7 +136,8 @@ def _slot_relaxation(solver: pywraplp.Solver, cp: CompiledProblem, v: SlotVars,
         per_slot[e.slot].append(k)
     for j in jobs:
         ct = solver.Constraint(1.0, 1.0)
-        ct.SetCoefficient(u[j], 1.0)
+        if j in u:
+            ct.SetCoefficient(u[j], 1.0)
         for k in by_job.get(j, []):
             ct.SetCoefficient(x[k], 1.0)
     for a, b in same or ():
@@ -155,7 +161,7 @@ def _slot_relaxation(solver: pywraplp.Solver, cp: CompiledProblem, v: SlotVars,
     obj = solver.Objective()
     for k, e in enumerate(v.entries):
         obj.SetCoefficient(x[k], float(e.cost))
-    for j in jobs:
+    for j in u:
         obj.SetCoefficient(u[j], float(cp.jobs[j].penalty))
     obj.SetMinimization()
     return obj

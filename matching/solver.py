@@ -460,7 +460,15 @@ def _solve_knapsack_slots(cp: CompiledProblem, comp: list[int], hint: Solution, 
     slots, entries = C.slot_entries(cp, comp)
     v = C.SlotVars(slots, entries)
     mip_s = min(KNAPSACK_MIP_FRACTION * share, KNAPSACK_MIP_FRACTION * wall)
-    lb, chosen, mip_opt = mip_solve(cp, v, comp, mip_s)
+    # every optimum places all jobs if some complete solution exists (SCIP answers only
+    # with one) and any incomplete solution costs more than any complete one: at least
+    # the sum of cheapest option costs plus, for one job left out, its penalty minus
+    # its cheapest cost, against at most the sum of dearest option costs
+    cheapest = {j: min(o.cost for o in cp.jobs[j].options) for j in comp}
+    dearest = sum(max(o.cost for o in cp.jobs[j].options) for j in comp)
+    extra = [cp.jobs[j].penalty - cheapest[j] for j in comp]
+    place_all = min(extra) >= 0 and sum(cheapest.values()) + min(extra) > dearest
+    lb, chosen, mip_opt = mip_solve(cp, v, comp, mip_s, place_all=place_all)
     best = dict(hint)
     if chosen is not None:
         by_slot: dict[int, list[tuple[int, int]]] = defaultdict(list)
