@@ -15,7 +15,7 @@ import time
 from collections import defaultdict
 from dataclasses import replace
 
-from ortools.linear_solver import pywraplp
+from ortools.linear_solver import pywraplp  # type: ignore[import-untyped]
 
 from matching.compiled import CompiledProblem
 from matching.constraints import SlotVars, window_rows
@@ -304,6 +304,6 @@ def makespan_lower_bound(cp: CompiledProblem) -> int:
     for s in sorted(cands, key=lambda x: sorted(x)):
         work = sum(min(o.duration for o in cp.jobs[j].options) for j in jobs
                    if all(o.machine in s for o in cp.jobs[j].options))
-        t = _time_to_fit([cp.free[m] for m in sorted(s)], work)
-        best = max(best, min_pen if t is None else min(min_pen, t))
+        fit_t = _time_to_fit([cp.free[m] for m in sorted(s)], work)
+        best = max(best, min_pen if fit_t is None else min(min_pen, fit_t))
     return const + best

@@ -84,7 +84,7 @@ def minimize(model: cp_model.CpModel, terms: Iterable[tuple[int, cp_model.Linear
         if c:
             cs.append(c)
             vs.append(v)
-    expr = cp_model.LinearExpr.weighted_sum(vs, cs) if vs else 0
     for e in extra:
-        expr = expr + e
-    model.minimize(expr)
+        vs.append(e)
+        cs.append(1)
+    model.minimize(cp_model.LinearExpr.weighted_sum(vs, cs) if vs else 0)

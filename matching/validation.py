@@ -108,9 +108,10 @@ def check_result(problem: MatchProblem, result: MatchResult) -> list[Violation]:
             bad("all_or_nothing", f"order {order.id}: {n_placed} of {len(placed)} operations placed")
         total_price = 0
         prev = None
-        for k, (op, a) in enumerate(zip(order.operations, placed, strict=True)):
-            if a is None:
+        for k, (op, got) in enumerate(zip(order.operations, placed, strict=True)):
+            if got is None:
                 continue
+            a = got
             if a.order_id != order.id:
                 bad("coverage", f"operation {op.id} reported under order {a.order_id}")
             m = machines.get(a.machine_id)

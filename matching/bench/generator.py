@@ -71,7 +71,7 @@ def generate_market(*, n_jobs: int, n_machines: int, seed: int = 1, load: float 
     rng = random.Random(seed)
     nf = n_families or (2 if n_jobs <= 500 else 8)
     fams = FAMILIES[:nf]
-    machines = []
+    machines: list[dict[str, Any]] = []
     for mid in range(n_machines):
         fam = fams[mid % nf]
         city = rng.choice(CITIES)
