@@ -22,7 +22,7 @@ Pipeline (all within ``time_limit_s``):
      their free slots: no release/latest-end inside a slot, no tardiness, e.g. GAP):
      the slot model is exact, so the 0-1 model goes to SCIP for
      ``KNAPSACK_MIP_FRACTION`` of the share (its solution is kept when it proves it
-     optimal or it is better than the greedy), then CP-SAT on the slot model, hinted
+     optimal, or, not deterministic, when it is better than the greedy), then CP-SAT on the slot model, hinted
      with the best so far, for the rest; no LNS;
    * orders with several operations, or makespan mode: the exact *interval model*
      (windows tightened by precedence, :func:`matching.bound.chain_windows`), in cost
@@ -470,7 +470,9 @@ def _solve_knapsack_slots(cp: CompiledProblem, comp: list[int], hint: Solution, 
     place_all = min(extra) >= 0 and sum(cheapest.values()) + min(extra) > dearest
     lb, chosen, mip_opt = mip_solve(cp, v, comp, mip_s, place_all=place_all)
     best = dict(hint)
-    if chosen is not None:
+    # deterministic mode: SCIP's solution only when proven optimal (where a search
+    # stopped by the wall clock ends is not deterministic; its optimum is)
+    if chosen is not None and (mip_opt or not deterministic):
         by_slot: dict[int, list[tuple[int, int]]] = defaultdict(list)
         for k in chosen:
             by_slot[entries[k].slot].append((entries[k].job, entries[k].option))
