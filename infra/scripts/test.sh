@@ -8,8 +8,9 @@ cd "$(dirname "$0")/../.."
 PY=${PYTHON:-.venv/bin/python}
 PG_URL=${TEST_DATABASE_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test}
 
-echo "=== lint: ruff, and the import contracts (layers; matching stays pure) ==="
+echo "=== lint: ruff, mypy --strict, and the import contracts (layers; matching stays pure) ==="
 "$PY" -m ruff check .
+"$PY" -m mypy
 "$(dirname "$PY")/lint-imports" --no-cache
 
 echo "=== capshare tests on SQLite ==="
