@@ -777,6 +777,9 @@ def solve_compiled(cp: CompiledProblem, *, time_limit_s: float = 10.0, seed: int
                 part, cbound, optimal = _solve_slot_chunks(cp, comp, hint, slot_share, slot_wall,
                                                            seed, nworkers, deterministic, cb)
                 cbound = max(cbound, floor)
+                # the slot model's optimum is the schedule's only if sequencing inside the slots
+                # lost nothing; otherwise LNS still has work to do and "optimal" would be a claim
+                optimal = optimal and _comp_cost(cp, part, comp) <= cbound
             if exact:
                 part = repair(cp, part, comp)
                 if _comp_cost(cp, hint, comp) < _comp_cost(cp, part, comp):
