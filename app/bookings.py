@@ -23,7 +23,7 @@ from sqlmodel import Session, col, func, select
 
 from app import money, orders
 from app.accounts import is_admin
-from app.availability import offered_spans
+from app.availability import PAST_GRACE, offered_spans
 from app.db import begin_write
 from app.errors import (
     BookingNotFound,
@@ -50,7 +50,6 @@ from models.base import as_utc
 from models.booking import LeaseCreate
 
 MAX_LEASE = dt.timedelta(days=31)
-PAST_GRACE = dt.timedelta(minutes=5)
 
 
 @dataclass(frozen=True)

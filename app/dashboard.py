@@ -120,7 +120,6 @@ def operator_dashboard(
     heat_booked: dict[tuple[int, str], float] = defaultdict(float)
     day_offered: dict[tuple[str, str], float] = defaultdict(float)
     day_booked: dict[tuple[str, str], float] = defaultdict(float)
-    idle: dict[tuple[int, str], float] = defaultdict(float)
     for process, cluster, when, hours in session.exec(
         select(Machine.process_key, Machine.cluster_id, day, func.sum(w_hours))
         .join(Machine, col(Machine.id) == AvailabilityWindow.machine_id)
@@ -130,8 +129,6 @@ def operator_dashboard(
         assert cluster is not None  # in_scope keeps only machines of the listed clusters
         row = rows.setdefault(process, ProcessRow(process, family_of.get(process, "")))
         row.offered_h += float(hours or 0)
-        family = family_of.get(process, "")
-        idle[(cluster, process)] += float(hours or 0)
         heat_offered[(cluster, process)] += float(hours or 0)
         day_offered[(str(when), process)] += float(hours or 0)
     bday = _local_day(session, Booking.start_at, tz)
@@ -143,14 +140,12 @@ def operator_dashboard(
         .group_by(Machine.process_key, col(Machine.cluster_id), bday, Booking.state)
     ).all():
         hours = float(hours or 0)
-        family = family_of.get(process, "")
         if state == BookingState.proposed.value:
             d.proposed_h += hours
         if state not in HELD:
             continue
-        row = rows.setdefault(process, ProcessRow(process, family))
+        row = rows.setdefault(process, ProcessRow(process, family_of.get(process, "")))
         row.booked_h += hours
-        idle[(cluster, process)] -= hours
         d.gmv_fen += int(gmv or 0)
         heat_booked[(cluster, process)] += hours
         day_booked[(str(when), process)] += hours
@@ -182,7 +177,8 @@ def operator_dashboard(
     ).one()
     d.done_bookings, d.on_time_bookings = int(done[0] or 0), int(done[1] or 0)
     d.idle = sorted(
-        ((names.get(cluster, "?"), process, hours) for (cluster, process), hours in idle.items() if hours > 0),
+        ((names.get(cluster, "?"), process, offered - heat_booked[(cluster, process)])
+         for (cluster, process), offered in heat_offered.items() if offered > heat_booked[(cluster, process)]),
         key=lambda row: -row[2],
     )[:30]
     return d

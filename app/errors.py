@@ -101,3 +101,16 @@ class CapacityUnavailable(Conflict):
 
 class InvalidTransition(Conflict):
     pass
+
+
+def field_name(loc: tuple[object, ...] | list[object]) -> str | None:
+    """("body", "operations", 1, "quantity") -> "operations[1].quantity"."""
+    name = ""
+    for part in loc:
+        if part in ("body", "query", "path", "header", "form", "cookie") and not name:
+            continue
+        if isinstance(part, int):
+            name += f"[{part}]"
+        else:
+            name += f".{part}" if name else str(part)
+    return name or None

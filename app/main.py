@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DataError, IntegrityError
 
-from app.errors import MarketplaceError
+from app.errors import MarketplaceError, field_name
 
 log = logging.getLogger("capshare")
 
@@ -77,22 +77,9 @@ def _validation_error(request: Request, exc: RequestValidationError) -> JSONResp
     errors = exc.errors()
     field = None
     if errors:
-        field = _field_name(errors[0].get("loc", ()))
+        field = field_name(errors[0].get("loc", ()))
     cleaned = [{k: e.get(k) for k in ("loc", "msg", "type")} for e in errors]
     return _body(422, "InvalidInput", cleaned, field)
-
-
-def _field_name(loc: tuple[object, ...] | list[object]) -> str | None:
-    """("body", "operations", 1, "quantity") -> "operations[1].quantity"."""
-    name = ""
-    for part in loc:
-        if part in ("body", "query", "path", "header", "form", "cookie") and not name:
-            continue
-        if isinstance(part, int):
-            name += f"[{part}]"
-        else:
-            name += f".{part}" if name else str(part)
-    return name or None
 
 
 def _integrity_error(request: Request, exc: IntegrityError) -> JSONResponse:

@@ -594,7 +594,6 @@ def drive_payments(
     """Drive every pending payment (of one booking), oldest first; a few passes so that
     follow-ups (a payout after a capture, a refund after its deposit) go too."""
     counts: dict[str, int] = defaultdict(int)
-    seen_waiting: set[int] = set()
     for _ in range(passes):
         ids = pending_payment_ids(session, booking_id)
         progressed = False
@@ -603,8 +602,6 @@ def drive_payments(
             counts[status] += 1
             if status != PENDING:
                 progressed = True
-            else:
-                seen_waiting.add(pid)
         if not progressed:
             break
     return dict(counts)

@@ -149,15 +149,21 @@ def _add_operations(session: Session, order_id: int, operations: list[OperationC
         session.add(Operation.model_validate(op, update={"order_id": order_id, "seq": seq}))
 
 
+def check_draft(*, session: Session, data: OrderCreate, now: dt.datetime) -> None:
+    """Every rule a new order must meet (times, soft-due price, each operation's process
+    and material); a 422 naming the field. Used by orders and by instant quotes."""
+    _check_times(as_utc(data.release_at), as_utc(data.due_at), now)
+    if data.due_kind == DueKind.soft and data.tardiness_fen_per_hour <= 0:
+        raise InvalidInput("a soft due time needs a tardiness price", field="tardiness_fen_per_hour")
+    _check_operations(session, data.operations)
+
+
 def create_order(*, session: Session, user: User, data: OrderCreate, commit: bool = True) -> Order:
     begin_write(session)
     if not user.has_role(Role.buyer):
         raise PermissionDenied("only buyer organizations post orders")
+    check_draft(session=session, data=data, now=utcnow())
     release, due = as_utc(data.release_at), as_utc(data.due_at)
-    _check_times(release, due, utcnow())
-    if data.due_kind == DueKind.soft and data.tardiness_fen_per_hour <= 0:
-        raise InvalidInput("a soft due time needs a tardiness price", field="tardiness_fen_per_hour")
-    _check_operations(session, data.operations)
     org = session.get(Organization, user.org_id)
     assert org is not None
     order = Order.model_validate(

@@ -18,37 +18,19 @@ from dataclasses import replace
 
 from sqlmodel import Session
 
-from app.catalog import check_process_materials
 from app.config import Settings, get_settings
-from app.errors import InvalidInput, PermissionDenied
+from app.errors import PermissionDenied
 from app.matching_adapter import Horizon, load_machines, operation_spec, order_spec
+from app.orders import check_draft
 from matching import Assignment, MatchProblem, ObjectiveMode, Weights, check_result, solve
 from matching.domain import haversine_km, transport_fen, transport_minutes
 from models import Machine, Order, Organization, Role, User, utcnow
-from models.base import CURRENCY, as_utc
-from models.order import DueKind, OrderCreate
+from models.base import CURRENCY
+from models.order import OrderCreate
 from models.quote import QuoteOption, QuotePublic, QuoteStep
 
 DRAFT_KEY = "draft"
 NEAREST_FEN_PER_KM = 1_000_000  # distance dominates every price
-MAX_LEAD = dt.timedelta(days=366)
-
-
-def _check_draft(session: Session, data: OrderCreate, now: dt.datetime) -> None:
-    release, due = as_utc(data.release_at), as_utc(data.due_at)
-    if due <= release:
-        raise InvalidInput("due_at must be after release_at", field="due_at")
-    if due <= now:
-        raise InvalidInput("due_at is in the past", field="due_at")
-    if due - now > MAX_LEAD:
-        raise InvalidInput("due_at is more than a year ahead", field="due_at")
-    if data.due_kind == DueKind.soft and data.tardiness_fen_per_hour <= 0:
-        raise InvalidInput("a soft due time needs a tardiness price", field="tardiness_fen_per_hour")
-    for i, op in enumerate(data.operations):
-        check_process_materials(
-            session=session, process_key=op.process_key, materials=[op.material_key],
-            process_field=f"operations[{i}].process_key", material_field=f"operations[{i}].material_key",
-        )  # fmt: skip
 
 
 def create_quote(
@@ -60,7 +42,7 @@ def create_quote(
     if not user.has_role(Role.buyer):
         raise PermissionDenied("only buyer organizations ask for quotes")
     now = utcnow()
-    _check_draft(session, data, now)
+    check_draft(session=session, data=data, now=now)
     org = session.get(Organization, user.org_id)
     assert org is not None
     fields = data.model_dump(exclude={"operations"})

@@ -22,7 +22,7 @@ from app import availability, bookings, catalog, machines, money
 from app.errors import InvalidInput, MarketplaceError
 from app.machines import MachineQuery, MachineSort
 from frontend.i18n import parse_local
-from frontend.web import Csrf, SessionDep, T, WebUser, parse_yuan, redirect, render
+from frontend.web import Csrf, SessionDep, T, WebUser, errors_of, parse_yuan, redirect, render
 from models import ACTIVE_STATES, Machine, User, utcnow
 from models.machine import MachineCreate, MachineUpdate, WindowCreate
 
@@ -42,18 +42,7 @@ FALSE = {"", "0", "false", "no", "n", "off", "否"}
 
 def _errors(exc: MarketplaceError | ValidationError) -> dict[str, str]:
     """Field → message; the rate in fen is shown beside the rate in yuan."""
-    if isinstance(exc, MarketplaceError):
-        out = {exc.field or "form": exc.message}
-    else:
-        out = {}
-        for e in exc.errors():
-            name = str(e["loc"][0]) if e["loc"] else "form"
-            out.setdefault(name, e["msg"])
-    if "hourly_rate_fen" in out:
-        out["hourly_rate_yuan"] = out.pop("hourly_rate_fen")
-    if "machine_id" in out:
-        out["form"] = out.pop("machine_id")
-    return out
+    return errors_of(exc, {"hourly_rate_fen": "hourly_rate_yuan", "machine_id": "form"})
 
 
 def _yuan_to_fen(t: T, value: str) -> int:

@@ -39,6 +39,7 @@ from frontend.web import (
     SettingsDep,
     T,
     WebUser,
+    errors_of,
     optional_user,
     parse_yuan,
     redirect,
@@ -51,18 +52,6 @@ from models.order import OrderCreate
 
 router = APIRouter(include_in_schema=False)
 PAGE = 25
-
-
-def errors_of(exc: Exception) -> dict[str, str]:
-    if isinstance(exc, MarketplaceError):
-        return {exc.field or "form": exc.message}
-    if isinstance(exc, ValidationError):
-        out: dict[str, str] = {}
-        for e in exc.errors():
-            name = ".".join(str(p) for p in e["loc"]) or "form"
-            out.setdefault(name, e["msg"])
-        return out
-    raise exc
 
 
 def home_for(user: User) -> str:
@@ -146,9 +135,7 @@ async def create_machine(request: Request, session: SessionDep, user: WebUser, t
         })  # fmt: skip
         machine, _ = await _run(machines.create_machine, session=session, user=user, data=data)
     except (MarketplaceError, ValidationError) as exc:
-        errors = errors_of(exc)
-        if "hourly_rate_fen" in errors:
-            errors["hourly_rate_yuan"] = errors.pop("hourly_rate_fen")
+        errors = errors_of(exc, {"hourly_rate_fen": "hourly_rate_yuan"})
         return _machine_form(request, session, user, t, values, errors, status=422)
     return redirect(f"/owner/machines/{machine.id}", request, t.gettext("Machine listed."))
 

@@ -121,3 +121,25 @@ def parse_yuan(value: object, *, field: str, message: str) -> int:
     if not amount.is_finite() or amount < 0 or amount.as_tuple().exponent < -2 or amount > Decimal(10) ** 12:  # type: ignore[operator]
         raise InvalidInput(message, field=field)
     return int(amount * 100)
+
+
+def errors_of(exc: Exception, rename: dict[str, str] | None = None) -> dict[str, str]:
+    """Field → message for a form, from a domain error or a schema's validation error
+    (fields named as the API names them, e.g. ``operations[1].quantity``); ``rename``
+    maps a model field onto the form's input (``hourly_rate_fen`` → ``hourly_rate_yuan``)."""
+    from pydantic import ValidationError
+
+    from app.errors import MarketplaceError, field_name
+
+    if isinstance(exc, MarketplaceError):
+        out = {exc.field or "form": exc.message}
+    elif isinstance(exc, ValidationError):
+        out = {}
+        for e in exc.errors():
+            out.setdefault(field_name(e["loc"]) or "form", e["msg"])
+    else:
+        raise exc
+    for old, new in (rename or {}).items():
+        if old in out:
+            out[new] = out.pop(old)
+    return out

@@ -33,9 +33,18 @@ def test_demo_market_meets_the_brief(session: Session) -> None:
     assert {"cnc", "garment", "additive"} <= families
     multi = session.exec(select(Operation.order_id).where(Operation.seq == 2)).all()
     assert len(multi) == counts.multi_step_orders > 50
-    # leases lie inside the machines' offered time and never overlap
-    for b in session.exec(select(Booking)).all():
+    # leases lie inside one offered window of their machine and never overlap one another
+    from models import AvailabilityWindow
+
+    leases = session.exec(select(Booking).order_by(col(Booking.machine_id), col(Booking.start_at))).all()
+    for b in leases:
         assert b.start_at < b.end_at and b.price_fen > 0
+        inside = session.exec(select(AvailabilityWindow.id).where(
+            AvailabilityWindow.machine_id == b.machine_id, col(AvailabilityWindow.start_at) <= b.start_at,
+            col(AvailabilityWindow.end_at) >= b.end_at)).first()  # fmt: skip
+        assert inside is not None, b
+    for a, b in zip(leases, leases[1:], strict=False):
+        assert a.machine_id != b.machine_id or a.end_at <= b.start_at
     assert n(AvailabilityRule) == counts.rules
     beilun = session.exec(select(Cluster).where(Cluster.key == "ningbo-beilun")).one()
     assert (round(beilun.lat, 1), round(beilun.lon, 1)) == (29.9, 121.8)
