@@ -48,34 +48,6 @@ def lp_bound(cp: CompiledProblem, v: SlotVars, jobs: list[int], time_limit_s: fl
     return max(0, math.floor(val - 1e-7 * abs(val) - 1e-6))
 
 
-def mip_bound(cp: CompiledProblem, v: SlotVars, jobs: list[int], time_limit_s: float,
-              same: list[tuple[int, int]] | None = None) -> int | None:
-    """Dual bound of the 0-1 version of the same relaxation after ``time_limit_s``
-    (SCIP, one thread; its presolve and cuts (knapsack covers on the slot rows) lift
-    the LP bound by a few per cent within a second or two).  None when SCIP is not
-    available or stopped before its first bound."""
-    stop_at = time.monotonic() + time_limit_s
-    if time_limit_s < 2 * BUILD_S_PER_ENTRY * len(v.entries):
-        return None
-    solver = pywraplp.Solver.CreateSolver("SCIP")
-    if solver is None:  # pragma: no cover - depends on the ortools build
-        return None
-    solver.SetNumThreads(1)
-    obj = _slot_relaxation(solver, cp, v, jobs, same, integer=True, stop_at=stop_at)
-    rest = stop_at - time.monotonic()
-    if obj is None or rest <= 0.05:
-        return None
-    solver.SetTimeLimit(max(1, int(rest * 1000)))
-    status = solver.Solve()
-    if status not in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE):
-        return None
-    val = float(obj.BestBound())
-    if not math.isfinite(val):
-        return None
-    # SCIP's feasibility tolerance (1e-6) on the rows: shave a margin before flooring
-    return max(0, math.floor(val - 1e-6 * abs(val) - 1.0))
-
-
 def mip_solve(cp: CompiledProblem, v: SlotVars, jobs: list[int], time_limit_s: float,
               place_all: bool = False) -> tuple[int | None, list[int] | None, bool]:
     """The 0-1 slot model solved by SCIP (one thread, no gap tolerance) for up to

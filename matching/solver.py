@@ -15,7 +15,9 @@ Pipeline (all within ``time_limit_s``):
      ``SLOT_FRACTION`` of the share; then *LNS* on the actual schedule (:func:`lns`:
      free the jobs of a few related machines around a time, an unplaced job or a costly
      job, re-solve them exactly with the interval model in the residual free time,
-     keep if not worse) for the rest.  Components above ``CHUNK_OPTIONS`` options skip
+     keep if not worse) for the rest (and for the slot phase's unused time when SCIP
+     proves the slot model optimal before CP-SAT starts, or CP-SAT finishes early).
+     Components above ``CHUNK_OPTIONS`` options skip
      the slot model and run LNS from the greedy.  Per component, the result is never
      worse than the greedy's part;
    * knapsack-like components (single operations whose options may sit anywhere in
@@ -31,7 +33,8 @@ Pipeline (all within ``time_limit_s``):
 4. lower bound: per component the best of the CP-SAT bound of the (relaxed or exact)
    model, the LP relaxation of the slot model (GLOP; for chained orders on tightened
    windows with an order's operations placed all-or-nothing), its 0-1 version solved
-   briefly by SCIP (:func:`matching.bound.mip_bound`) and the trivial per-job bound; in
+   briefly by SCIP (:func:`matching.bound.mip_solve`, whose solution is taken when it proves
+   the slot model optimal) and the trivial per-job bound; in
    makespan mode also chain and machine-load bounds (:func:`matching.bound.makespan_lower_bound`);
 5. improvement passes (re-insertion of unplaced and costly jobs) while time is left.
 
@@ -67,7 +70,6 @@ from matching.bound import (
     chain_windows,
     lp_bound,
     makespan_lower_bound,
-    mip_bound,
     mip_solve,
     order_pairs,
 )
@@ -221,18 +223,33 @@ class _Progress(cp_model.CpSolverSolutionCallback):
 def _solve_slot_model(cp: CompiledProblem, jobs: list[int], hint: Solution, time_s: float,
                       wall_s: float, seed: int, workers: int, deterministic: bool,
                       cb: cp_model.CpSolverSolutionCallback | None, with_lp: bool = True,
-                      ) -> tuple[dict[int, list[tuple[int, int]]], C.SlotVars, int, int, bool]:
-    """Returns (slot -> [(job, option)], vars, cp bound, lp bound, proven optimal).
-    ``wall_s`` bounds the whole call (model building and LP included)."""
+                      ) -> tuple[dict[int, list[tuple[int, int]]], C.SlotVars, int, int, bool,
+                                 float]:
+    """Returns (slot -> [(job, option)], vars, cp bound, lp bound, proven optimal, time
+    charged).  ``wall_s`` bounds the whole call (model building and LP included).
+
+    The 0-1 version of the model first goes to SCIP for a small share of the time (for
+    its bound); when SCIP proves it optimal (and the objective has no owner-spread term,
+    which SCIP's version leaves out), its solution is the answer and CP-SAT does not run.  The time charged is deterministic: SCIP's allotment (its path is
+    deterministic when it proves optimality) plus CP-SAT's deterministic time, at most
+    ``time_s``; the caller gives what is left to the search on actual schedules."""
     stop_at = time.monotonic() + wall_s
     slots, entries = C.slot_entries(cp, jobs)
     v = C.SlotVars(slots, entries)
     lp = (lp_bound(cp, v, jobs, time_limit_s=max(0.02, 0.75 * (stop_at - time.monotonic())))
           if with_lp else None)
+    chosen: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    charged = 0.0
     if lp is not None and MIP_BOUND_FRACTION > 0:
         mip_s = min(MIP_BOUND_FRACTION * time_s, 0.25 * (stop_at - time.monotonic()))
         if mip_s >= MIP_BOUND_MIN_S:
-            lp = max(lp, mip_bound(cp, v, jobs, mip_s) or 0)
+            charged = mip_s
+            mlb, mchosen, mopt = mip_solve(cp, v, jobs, mip_s)
+            lp = max(lp, mlb or 0)
+            if mopt and mchosen is not None and mlb is not None and not cp.owner_spread_fen:
+                for k in mchosen:
+                    chosen[entries[k].slot].append((entries[k].job, entries[k].option))
+                return chosen, v, mlb, lp, True, charged
     model = cp_model.CpModel()
     v.x = [model.new_bool_var("") for _ in entries]
     v.u = {j: model.new_bool_var("") for j in jobs}
@@ -259,13 +276,17 @@ def _solve_slot_model(cp: CompiledProblem, jobs: list[int], hint: Solution, time
         model.add_hint(x, hinted.get(e.job) == k)
     for j in jobs:
         model.add_hint(v.u[j], j not in hinted)
-    chosen: dict[int, list[tuple[int, int]]] = defaultdict(list)
     rest = stop_at - time.monotonic()
     if rest < MIN_SOLVE_S:  # no time left to search: the caller falls back to the hint
-        return chosen, v, 0, lp if lp is not None else 0, False
+        return chosen, v, 0, lp if lp is not None else 0, False, time_s
     solver = cp_model.CpSolver()
     _params(solver, time_s, rest, seed, workers, deterministic)
     status = solver.solve(model, cb)
+    if deterministic:
+        charged = min(time_s, charged + solver.response_proto.deterministic_time
+                      / DTIME_PER_SECOND)
+    else:
+        charged = time_s
     if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         for e, x in zip(entries, v.x, strict=True):
             if solver.boolean_value(x):
@@ -273,7 +294,7 @@ def _solve_slot_model(cp: CompiledProblem, jobs: list[int], hint: Solution, time
         bound = int(solver.best_objective_bound)
     else:
         bound = 0
-    return chosen, v, bound, lp if lp is not None else 0, status == cp_model.OPTIMAL
+    return chosen, v, bound, lp if lp is not None else 0, status == cp_model.OPTIMAL, charged
 
 
 def sequence_slot(cp: CompiledProblem, s: int, t: int, items: list[tuple[int, int]],
@@ -363,9 +384,10 @@ CHUNK_OPTIONS = 25_000
 def _solve_slot_chunks(cp: CompiledProblem, comp: list[int], hint: Solution, share: float,
                        wall: float, seed: int, nworkers: int, deterministic: bool,
                        cb: cp_model.CpSolverSolutionCallback | None,
-                       ) -> tuple[Solution, int, bool]:
+                       ) -> tuple[Solution, int, bool, float]:
     """Slot model + exact in-slot sequencing for one component; time slices when large.
-    Returns (solution, lower bound, proven optimal)."""
+    Returns (solution, lower bound, proven optimal, time charged: see
+    :func:`_solve_slot_model`)."""
     n_opts = sum(len(cp.jobs[j].options) for j in comp)
     if n_opts <= CHUNK_OPTIONS:
         chunks = [comp]
@@ -385,7 +407,7 @@ def _solve_slot_chunks(cp: CompiledProblem, comp: list[int], hint: Solution, sha
     part: Solution = {}
     start = time.monotonic()
     if len(chunks) == 1:
-        chosen, v, cpb, lpb, optimal = _solve_slot_model(
+        chosen, v, cpb, lpb, optimal, charged = _solve_slot_model(
             cp, comp, hint, share, wall, seed, nworkers, deterministic, cb)
         bound = max(cpb, lpb)
         sub = cp
@@ -406,7 +428,7 @@ def _solve_slot_chunks(cp: CompiledProblem, comp: list[int], hint: Solution, sha
                 chunk_share = share * 0.75 / len(chunks)
             else:
                 chunk_share = share * 0.75 * (ci + 1) / len(chunks) - (time.monotonic() - start)
-            chosen, v, _cpb, _lpb, _opt = _solve_slot_model(
+            chosen, v, _cpb, _lpb, _opt, _charged = _solve_slot_model(
                 sub, chunk, hint, max(0.1, chunk_share),
                 max(0.1, wall - (time.monotonic() - start)),
                 seed, nworkers, deterministic, cb, with_lp=False)
@@ -417,14 +439,14 @@ def _solve_slot_chunks(cp: CompiledProblem, comp: list[int], hint: Solution, sha
                     part[j] = (o, st)
                     opt = cp.jobs[j].options[o]
                     free.take(opt.machine, st, st + opt.duration)
-        return part, bound, optimal
+        return part, bound, optimal, share
     for v, chosen in groups:
         for si, items in sorted(chosen.items()):
             _m, s, t = v.slots[si]
             placed, _dropped = sequence_slot(sub, s, t, items)
             for j, o, st in placed:
                 part[j] = (o, st)
-    return part, bound, optimal
+    return part, bound, optimal, charged
 
 
 def _slots_exact(cp: CompiledProblem, comp: list[int]) -> bool:
@@ -491,7 +513,7 @@ def _solve_knapsack_slots(cp: CompiledProblem, comp: list[int], hint: Solution, 
         return best, cost, True
     spent = time.monotonic() - t_start
     rest_share = max(0.05, share - (mip_s if deterministic else spent))
-    chosen2, v2, cpb, lpb, optimal = _solve_slot_model(
+    chosen2, v2, cpb, lpb, optimal, _charged = _solve_slot_model(
         cp, comp, best, rest_share, max(0.05, wall - spent), seed, nworkers, deterministic,
         cb, with_lp=lb is None)
     part: Solution = {}
@@ -774,8 +796,8 @@ def solve_compiled(cp: CompiledProblem, *, time_limit_s: float = 10.0, seed: int
                 # (and at most 3/4 of the component's wall time: LNS gains more per second)
                 slot_wall = max(0.05, min(0.75 * wall if use_lns else wall,
                                           slot_share * (3.0 if deterministic else 1.0)))
-                part, cbound, optimal = _solve_slot_chunks(cp, comp, hint, slot_share, slot_wall,
-                                                           seed, nworkers, deterministic, cb)
+                part, cbound, optimal, slot_share = _solve_slot_chunks(
+                    cp, comp, hint, slot_share, slot_wall, seed, nworkers, deterministic, cb)
                 cbound = max(cbound, floor)
                 # the slot model's optimum is the schedule's only if sequencing inside the slots
                 # lost nothing; otherwise LNS still has work to do and "optimal" would be a claim
