@@ -6,6 +6,7 @@ Mounted by the main CLI as a Typer sub-app; imports only ``matching`` and ``type
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -60,25 +61,29 @@ def market(
     as_json: AsJson = False,
     solutions: Annotated[Path | None, typer.Option(help="write solutions here")] = None,
     deterministic: Deterministic = True,
-    generate: Annotated[bool, typer.Option("--generate", help="write a generated market")] = False,
+    generate: Annotated[bool, typer.Option(
+        "--generate", help="also run on a market generated with --jobs, --machines, --seed")] = False,
     jobs: Annotated[int, typer.Option(help="--generate: number of jobs")] = 500,
     machines: Annotated[int, typer.Option(help="--generate: number of machines")] = 100,
-    out: Annotated[Path | None, typer.Option(help="--generate: output file")] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="--generate: keep the generated instance in this file")] = None,
 ) -> None:
-    """Greedy EDD, best greedy and the engine on capshare-market-v1 instances."""
-    if generate:
-        inst = generate_market(n_jobs=jobs, n_machines=machines, seed=seed)
-        path = out or Path(f"{inst['name']}.json.gz")
-        write_market(inst, path)
-        typer.echo(str(path))
-        if not files:
-            return
-    if not files:
+    """Greedy EDD, best greedy and the engine on capshare-market-v1 instances (files, and
+    with --generate a market from capshare's own generator), side by side."""
+    paths = list(files or [])
+    if not paths and not generate:
         raise typer.BadParameter("give instance files or --generate")
-    rows: list[dict[str, Any]] = []
-    for f in files:
-        rows += run_market(f, time_limit_s=time_limit, seed=seed, workers=workers,
-                           solutions_dir=solutions, deterministic=deterministic)
+    with tempfile.TemporaryDirectory() as tmp:
+        if generate:
+            inst = generate_market(n_jobs=jobs, n_machines=machines, seed=seed)
+            path = out or Path(tmp) / f"{inst['name']}.json.gz"
+            write_market(inst, path)
+            typer.echo(f"generated {inst['name']}" + (f" -> {out}" if out else ""), err=True)
+            paths.append(path)
+        rows: list[dict[str, Any]] = []
+        for f in paths:
+            rows += run_market(f, time_limit_s=time_limit, seed=seed, workers=workers,
+                               solutions_dir=solutions, deterministic=deterministic)
     _emit(rows, ["instance", "method", "objective", "placed", "tardiness_min", "bound",
                  "seconds", "peak_rss_mb"], as_json)
 

@@ -75,6 +75,22 @@ class TestGenerated:
         assert by["capshare"]["bound"] <= by["capshare"]["objective"]
         assert [r["objective"] for r in a] == [r["objective"] for r in b]
 
+    def test_cli_generate_runs_the_benchmark(self, shared: Path, tmp_path: Path) -> None:
+        keep = tmp_path / "g.json.gz"
+        out = CliRunner().invoke(bench_app, [
+            "market", "--generate", "--jobs", "40", "--machines", "8", "--seed", "2",
+            "--time-limit", "1", "--json", "--out", str(keep), "--solutions", str(tmp_path)])
+        assert out.exit_code == 0, out.output
+        rows = json.loads(out.stdout)  # the note about the generated file goes to stderr
+        assert [r["method"] for r in rows] == ["greedy-edd", "greedy-best", "capshare"]
+        ref = referee(shared)
+        inst = ref.load_json(str(keep))
+        assert inst == generate_market(n_jobs=40, n_machines=8, seed=2)
+        best = {r["method"]: r["objective"] for r in rows}
+        assert best["capshare"] <= best["greedy-best"]
+        sol = json.loads((tmp_path / f"{inst['name']}.capshare.json").read_text())
+        assert ref.evaluate(inst, sol)["objective_fen"] == best["capshare"]
+
     def test_generator_is_seeded(self) -> None:
         assert generate_market(n_jobs=30, n_machines=8, seed=2) == generate_market(
             n_jobs=30, n_machines=8, seed=2)
