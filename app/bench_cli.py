@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -27,6 +28,33 @@ AsJson = Annotated[bool, typer.Option("--json", help="print a JSON list")]
 Deterministic = Annotated[bool, typer.Option(
     "--deterministic/--no-deterministic",
     help="reproducible single-worker searches (default) or all workers, wall-clock limits")]
+
+
+def progress_printer(min_interval_s: float = 1.0) -> Callable[[dict[str, Any]], None]:
+    """A progress callback for the solver that writes one line per event to stderr:
+    every phase change, and the solver's improving solutions at most once per
+    ``min_interval_s`` (of solver time)."""
+    last = {"cp-sat": -min_interval_s}
+
+    def show(event: dict[str, Any]) -> None:
+        phase = str(event.get("phase", ""))
+        seconds = float(event.get("seconds", 0.0))
+        if phase == "cp-sat":
+            if seconds - last["cp-sat"] < min_interval_s:
+                return
+            last["cp-sat"] = seconds
+        parts = [f"{seconds:7.1f} s", "finished" if phase == "component" else phase]
+        for key in ("component", "jobs", "objective", "bound", "steps", "gain", "order"):
+            value = event.get(key)
+            if isinstance(value, float):
+                value = int(value)
+            if isinstance(value, int) and not isinstance(value, bool):
+                parts.append(f"{key} {value:,}")
+            elif value is not None:
+                parts.append(f"{key} {value}")
+        typer.echo("  … " + "  ".join(parts), err=True)
+
+    return show
 
 
 def _table(rows: list[dict[str, Any]], cols: list[str]) -> str:
@@ -67,6 +95,8 @@ def market(
     machines: Annotated[int, typer.Option(help="--generate: number of machines")] = 100,
     out: Annotated[Path | None, typer.Option(
         help="--generate: keep the generated instance in this file")] = None,
+    progress: Annotated[bool, typer.Option(
+        "--progress", help="show the engine's progress on stderr")] = False,
 ) -> None:
     """Greedy EDD, best greedy and the engine on capshare-market-v1 instances (files, and
     with --generate a market from capshare's own generator), side by side."""
@@ -83,7 +113,8 @@ def market(
         rows: list[dict[str, Any]] = []
         for f in paths:
             rows += run_market(f, time_limit_s=time_limit, seed=seed, workers=workers,
-                               solutions_dir=solutions, deterministic=deterministic)
+                               solutions_dir=solutions, deterministic=deterministic,
+                               progress=progress_printer() if progress else None)
     _emit(rows, ["instance", "method", "objective", "placed", "tardiness_min", "bound",
                  "seconds", "peak_rss_mb"], as_json)
 

@@ -119,10 +119,12 @@ def match(
     cluster: Annotated[str | None, typer.Option("--cluster", help="cluster key or id (default: the whole market)")] = None,
     time_limit: Annotated[float | None, typer.Option("--time-limit", help="solver seconds (1-120)")] = None,
     seed: Annotated[int, typer.Option(help="solver random seed")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", help="no progress lines while the solver runs")] = False,
 ) -> None:
-    """Run the matcher as the platform and write its proposals."""
+    """Run the matcher as the platform and write its proposals (progress on stderr)."""
     from sqlmodel import Session, select
 
+    from app.bench_cli import progress_printer
     from app.db import get_engine
     from app.matching_runs import list_unmatched, run_matching
     from models import Cluster
@@ -138,7 +140,10 @@ def match(
             if row is None:
                 raise typer.BadParameter(f"no cluster {cluster!r}", param_hint="--cluster")
             cluster_id = row.id
-        run = run_matching(session=session, user=None, cluster_id=cluster_id, time_limit_s=time_limit, seed=seed)
+        run = run_matching(
+            session=session, user=None, cluster_id=cluster_id, time_limit_s=time_limit, seed=seed,
+            progress=None if quiet else progress_printer(),
+        )
         typer.echo(
             f"match run {run.id} ({run.scope}{'' if run.cluster_id is None else f' {cluster}'}): {run.status}"
         )

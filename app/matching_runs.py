@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 
 from sqlmodel import Session, col, func, select
 
@@ -156,9 +157,12 @@ def run_matching(
     seed: int = 0,
     now: dt.datetime | None = None,
     settings: Settings | None = None,
+    progress: Callable[[dict[str, object]], None] | None = None,
 ) -> MatchRun:
     """Run the matcher over a cluster (or the market when ``cluster_id`` is None)
-    and write its proposals. Returns the run row: ``succeeded`` or ``failed``."""
+    and write its proposals. Returns the run row: ``succeeded`` or ``failed``.
+    ``progress`` receives the solver's progress events (phase, objective, bound,
+    seconds; see :func:`matching.solve`) while it runs."""
     settings = settings or get_settings()
     _check_may_run(session, user, cluster_id)
     limit = min(MAX_TIME_LIMIT_S, max(0.1, time_limit_s or settings.solver_time_limit_s))
@@ -175,7 +179,8 @@ def run_matching(
         triggered_by_user_id=user.id if user else None,
     )  # fmt: skip
     try:
-        result = solve(data.problem, time_limit_s=limit, seed=seed, workers=settings.solver_workers)
+        result = solve(data.problem, time_limit_s=limit, seed=seed, workers=settings.solver_workers,
+                       progress=progress)
         fields.update(
             solver_status=str(result.status), objective_fen=result.objective_fen,
             bound_fen=result.bound_fen, gap=result.gap, solve_seconds=round(result.seconds, 3),

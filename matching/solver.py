@@ -223,14 +223,16 @@ class _Progress(cp_model.CpSolverSolutionCallback):
 def _solve_slot_model(cp: CompiledProblem, jobs: list[int], hint: Solution, time_s: float,
                       wall_s: float, seed: int, workers: int, deterministic: bool,
                       cb: cp_model.CpSolverSolutionCallback | None, with_lp: bool = True,
+                      take_mip: bool = False,
                       ) -> tuple[dict[int, list[tuple[int, int]]], C.SlotVars, int, int, bool,
                                  float]:
     """Returns (slot -> [(job, option)], vars, cp bound, lp bound, proven optimal, time
     charged).  ``wall_s`` bounds the whole call (model building and LP included).
 
     The 0-1 version of the model first goes to SCIP for a small share of the time (for
-    its bound); when SCIP proves it optimal (and the objective has no owner-spread term,
-    which SCIP's version leaves out), its solution is the answer and CP-SAT does not run.  The time charged is deterministic: SCIP's allotment (its path is
+    its bound); with ``take_mip``, when SCIP proves it optimal (and the objective has no
+    owner-spread term, which SCIP's version leaves out), its solution is the answer and
+    CP-SAT does not run.  The time charged is deterministic: SCIP's allotment (its path is
     deterministic when it proves optimality) plus CP-SAT's deterministic time, at most
     ``time_s``; the caller gives what is left to the search on actual schedules."""
     stop_at = time.monotonic() + wall_s
@@ -246,7 +248,8 @@ def _solve_slot_model(cp: CompiledProblem, jobs: list[int], hint: Solution, time
             charged = mip_s
             mlb, mchosen, mopt = mip_solve(cp, v, jobs, mip_s)
             lp = max(lp, mlb or 0)
-            if mopt and mchosen is not None and mlb is not None and not cp.owner_spread_fen:
+            if (take_mip and mopt and mchosen is not None and mlb is not None
+                    and not cp.owner_spread_fen):
                 for k in mchosen:
                     chosen[entries[k].slot].append((entries[k].job, entries[k].option))
                 return chosen, v, mlb, lp, True, charged
@@ -408,7 +411,7 @@ def _solve_slot_chunks(cp: CompiledProblem, comp: list[int], hint: Solution, sha
     start = time.monotonic()
     if len(chunks) == 1:
         chosen, v, cpb, lpb, optimal, charged = _solve_slot_model(
-            cp, comp, hint, share, wall, seed, nworkers, deterministic, cb)
+            cp, comp, hint, share, wall, seed, nworkers, deterministic, cb, take_mip=True)
         bound = max(cpb, lpb)
         sub = cp
         groups = [(v, chosen)]

@@ -48,6 +48,19 @@ class TestRunMatching:
         states = session.exec(select(OrderEvent.state).where(OrderEvent.order_id == order.id)).all()
         assert "matched" in states and states.count("booking_proposed") == 2
 
+    def test_progress_events_reach_the_caller(self, session: Session, market: Market, settings: Settings) -> None:
+        make_order(session, buyer=market.buyer, operations=[{}, {"std_duration_min": 60}])
+        events: list[dict[str, object]] = []
+        run = run_matching(
+            session=session, user=market.operator, cluster_id=market.cluster.id, time_limit_s=2,
+            settings=settings, progress=events.append,
+        )
+        assert run.status == "succeeded"
+        phases = [e["phase"] for e in events]
+        assert phases[0] == "greedy" and phases[-1] == "done"
+        assert events[-1]["objective"] == run.objective_fen and events[-1]["bound"] == run.bound_fen
+        assert all(isinstance(e["seconds"], float) for e in events)
+
     def test_unmatched_reasons_are_recorded(self, session: Session, market: Market, settings: Settings) -> None:
         make_order(session, buyer=market.buyer, operations=[{"process_key": "turning", "material_key": "steel"}])
         make_order(session, buyer=market.buyer, budget_fen=100)

@@ -11,7 +11,7 @@ from types import ModuleType
 import pytest
 from typer.testing import CliRunner
 
-from app.bench_cli import bench_app
+from app.bench_cli import bench_app, progress_printer
 from matching.bench.fjsp import fjsp_problem, parse_fjsp, run_fjsp
 from matching.bench.gap import parse_gap, run_gap
 from matching.bench.generator import generate_market, write_market
@@ -61,6 +61,20 @@ class TestMarket:
         for r in rows:
             sol = json.loads((tmp_path / f"market-S1-seed1.{r['method']}.json").read_text())
             assert ref.evaluate(inst, sol)["objective_fen"] == r["objective"]
+
+
+def test_progress_printer_throttles_solver_events(capsys: pytest.CaptureFixture[str]) -> None:
+    show = progress_printer(min_interval_s=1.0)
+    show({"phase": "greedy", "seconds": 0.01, "objective": 1_234_567, "order": "edd"})
+    for k in range(10):  # ten improving solutions within 0.9 s: one line
+        show({"phase": "cp-sat", "seconds": 0.1 * k, "component": 0, "objective": 1000.0 - k})
+    show({"phase": "cp-sat", "seconds": 1.5, "component": 0, "objective": 900.0, "bound": 800.0})
+    show({"phase": "done", "seconds": 2.0, "objective": 900, "bound": 800})
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 4
+    assert "greedy" in err[0] and "objective 1,234,567" in err[0] and "order edd" in err[0]
+    assert "objective 1,000" in err[1] and "objective 900" in err[2] and "bound 800" in err[2]
+    assert "done" in err[3]
 
 
 class TestGenerated:
