@@ -13,8 +13,9 @@ Pipeline (all within ``time_limit_s``):
      (job, option, free slot), knapsack + window rows per slot), hinted with the greedy,
      then exact sequencing inside every slot and greedy repair of what did not fit, for
      ``SLOT_FRACTION`` of the share; then *LNS* on the actual schedule (:func:`lns`:
-     free the jobs of a few related machines around a time, an unplaced job or a costly
-     job, re-solve them exactly with the interval model in the residual free time,
+     free the jobs placed nearest a point in time on all the component's machines, or
+     on a few machines around an unplaced job, a costly job or a random machine and
+     those sharing its jobs, re-solve them exactly with the interval model in the residual free time,
      keep if not worse) for the rest (and for the slot phase's unused time when SCIP
      proves the slot model optimal before CP-SAT starts, or CP-SAT finishes early).
      Components above ``CHUNK_OPTIONS`` options skip
@@ -922,11 +923,13 @@ PARALLEL_COMPONENTS = True
 # the rest goes to LNS over whole orders (:func:`lns_orders`)
 ORDER_LNS, ORDER_MODEL_FRACTION = True, 0.4
 # share of a slot-model component's time given to the slot model; the rest goes to LNS
-SLOT_FRACTION = 0.5
+SLOT_FRACTION = 0.3
 # freed jobs per neighbourhood: start, bounds
 LNS_START, LNS_MIN, LNS_MAX = 30, 8, 120
-# share of LNS steps around a costly job (the rest: unplaced job / related machines)
-LNS_COSTLY = 0.2
+# LNS neighbourhoods: around an unplaced job in this share of the steps (while there is
+# one); otherwise around a costly job, on a band of time across all the component's
+# machines, or (the rest) on a few related machines
+LNS_UNPLACED, LNS_COSTLY, LNS_BAND = 0.35, 0.3, 0.6
 # deterministic-time charge per LNS step for Python model building, and per interval
 LNS_STEP_DTIME, LNS_VAR_DTIME = 0.04, 2e-5
 # deterministic-time limit of one LNS sub-problem
@@ -953,8 +956,9 @@ def _comp_cost(cp: CompiledProblem, sol: Solution, jobs: list[int]) -> int:
 def lns(cp: CompiledProblem, sol: Solution, comp: list[int], budget: float, wall_end: float,
         seed: int, workers: int, deterministic: bool) -> tuple[Solution, dict[str, int]]:
     """Improve the schedule of one component of single-job orders by large neighbourhood
-    search on actual schedules: free the jobs of a few related machines around a point in
-    time (or around an unplaced / costly job), re-solve them exactly with the interval
+    search on actual schedules: free the jobs placed nearest a point in time, on all the
+    component's machines (a band of time: jobs may trade machines) or on a few related
+    machines (around an unplaced / costly job), re-solve them exactly with the interval
     model in the free time the rest of the schedule leaves, keep the result when it is
     not worse.  ``budget`` is deterministic time (CP-SAT units plus a charge per step
     for model building), so equal inputs and seed give equal results unless
@@ -993,9 +997,9 @@ def lns(cp: CompiledProblem, sol: Solution, comp: list[int], budget: float, wall
     spent = 0.0
     while spent < budget and time.monotonic() < wall_end - 0.05:
         stats["steps"] += 1
-        kind = rng.random()
         unplaced = [j for j in comp if j not in sol]
-        if kind < 0.35 and unplaced:
+        kind = rng.random()
+        if unplaced and kind < LNS_UNPLACED:
             j0 = unplaced[rng.randrange(len(unplaced))]
             job0 = cp.jobs[j0]
             ms = sorted({o.machine for o in job0.options})
@@ -1004,7 +1008,7 @@ def lns(cp: CompiledProblem, sol: Solution, comp: list[int], budget: float, wall
             lo = job0.release
             hi = max(o.latest_end for o in job0.options)
             center = (lo + min(hi, lo + 4 * 1440)) // 2
-        elif kind < 0.35 + LNS_COSTLY and sol:
+        elif (kind := rng.random()) < LNS_COSTLY and sol:
             # a job placed far above its cheapest option: its machine and cheaper ones
             regret = sorted(sol, key=lambda j: (
                 -(placed_cost(cp.jobs[j], cp.jobs[j].options[sol[j][0]], sol[j][1])
@@ -1016,6 +1020,12 @@ def lns(cp: CompiledProblem, sol: Solution, comp: list[int], budget: float, wall
                              key=lambda o: (o.cost, o.machine))
             ms = [cur.machine, *(o.machine for o in cheaper[: rng.randint(1, 4)])]
             center = sol[j0][1]
+        elif kind < LNS_COSTLY + LNS_BAND and sol:
+            # a band of time across all the component's machines: the jobs placed
+            # nearest a point in time may trade machines with each other
+            placed_all = sorted(sol)
+            center = sol[placed_all[rng.randrange(len(placed_all))]][1]
+            ms = machines
         else:
             m0 = machines[rng.randrange(len(machines))]
             rel = related(m0)[:8]
