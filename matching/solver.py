@@ -15,18 +15,18 @@ Pipeline (all within ``time_limit_s``):
      ``SLOT_FRACTION`` of the share; then *LNS* on the actual schedule (:func:`lns`:
      free the jobs placed nearest a point in time on all the component's machines, or
      on a few machines around an unplaced job, a costly job or a random machine and
-     those sharing its jobs, re-solve them exactly with the interval model in the residual free time,
-     keep if not worse) for the rest (and for the slot phase's unused time when SCIP
-     proves the slot model optimal before CP-SAT starts, or CP-SAT finishes early).
-     Components above ``CHUNK_OPTIONS`` options skip
-     the slot model and run LNS from the greedy.  Per component, the result is never
+     those sharing its jobs, re-solve them exactly with the interval model in the
+     residual free time, keep if not worse) for the rest (and for the slot phase's
+     unused time when SCIP proves the slot model optimal before CP-SAT starts, or CP-SAT
+     finishes early).  Components above ``CHUNK_OPTIONS`` options skip the slot model
+     and run LNS from the greedy.  Per component, the result is never
      worse than the greedy's part;
    * knapsack-like components (single operations whose options may sit anywhere in
      their free slots: no release/latest-end inside a slot, no tardiness, e.g. GAP):
      the slot model is exact, so the 0-1 model goes to SCIP for
      ``KNAPSACK_MIP_FRACTION`` of the share (its solution is kept when it proves it
-     optimal, or, not deterministic, when it is better than the greedy), then CP-SAT on the slot model, hinted
-     with the best so far, for the rest; no LNS;
+     optimal, or, not deterministic, when it is better than the greedy), then CP-SAT
+     on the slot model, hinted with the best so far, for the rest; no LNS;
    * orders with several operations, or makespan mode: the exact *interval model*
      (windows tightened by precedence, :func:`matching.bound.chain_windows`), in cost
      mode for ``ORDER_MODEL_FRACTION`` of the share, then LNS over whole orders
