@@ -66,6 +66,9 @@ def test_owner_lists_a_machine_with_errors_beside_fields(client: TestClient, ses
     r = client.post("/owner/machines/new", data=body)
     assert r.status_code == 422 and "cheese" in r.text
     assert session.exec(select(func.count()).select_from(Machine)).one() == before
+    r = client.post("/owner/machines/new", data={**body, "process_key": "juggling"})
+    assert r.status_code == 422 and 'aria-describedby="process_key-error"' in r.text
+    assert 'id="process_key-error"' in r.text
     body["materials"] = "aluminium, steel"
     r = client.post("/owner/machines/new", data=body, follow_redirects=False)
     assert r.status_code == 303
