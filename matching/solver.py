@@ -953,6 +953,31 @@ def _comp_cost(cp: CompiledProblem, sol: Solution, jobs: list[int]) -> int:
     return total
 
 
+def _give_back(cp: CompiledProblem, sol: Solution, free: FreeTime, freed: list[int]) -> None:
+    """An LNS step frees these jobs' time (they stay in ``sol`` until :func:`_replace`)."""
+    for j in freed:
+        if j in sol:
+            oi, st = sol[j]
+            o = cp.jobs[j].options[oi]
+            free.give_back(o.machine, st, st + o.duration)
+
+
+def _replace(cp: CompiledProblem, sol: Solution, free: FreeTime,
+             on_machine: dict[int, set[int]], freed: list[int], new: Solution,
+             key: Callable[[int], int]) -> None:
+    """End an LNS step: the freed jobs leave ``sol`` and ``new`` (their kept placements)
+    takes its time; ``on_machine`` indexes ``key(job)`` (a job or its order) by machine."""
+    for j in freed:
+        if j in sol:
+            on_machine[cp.jobs[j].options[sol[j][0]].machine].discard(key(j))
+            del sol[j]
+    for j, (oi, st) in new.items():
+        o = cp.jobs[j].options[oi]
+        free.take(o.machine, st, st + o.duration)
+        sol[j] = (oi, st)
+        on_machine[o.machine].add(key(j))
+
+
 def lns(cp: CompiledProblem, sol: Solution, comp: list[int], budget: float, wall_end: float,
         seed: int, workers: int, deterministic: bool) -> tuple[Solution, dict[str, int]]:
     """Improve the schedule of one component of single-job orders by large neighbourhood
@@ -1050,11 +1075,7 @@ def lns(cp: CompiledProblem, sol: Solution, comp: list[int], budget: float, wall
         if not freed:
             spent += LNS_STEP_DTIME
             continue
-        for j in freed:
-            if j in sol:
-                oi, st = sol[j]
-                o = cp.jobs[j].options[oi]
-                free.give_back(o.machine, st, st + o.duration)
+        _give_back(cp, sol, free, freed)
         residual = tuple(tuple(zip(free.starts[m], free.ends[m], strict=True)) if m in mset
                          else () for m in range(len(cp.free)))
         sub = replace(cp, free=residual)
@@ -1078,15 +1099,7 @@ def lns(cp: CompiledProblem, sol: Solution, comp: list[int], budget: float, wall
                 if cost < before:
                     stats["improved"] += 1
                     stats["gain"] += before - cost
-        for j in freed:
-            if j in sol:
-                on_machine[cp.jobs[j].options[sol[j][0]].machine].discard(j)
-                del sol[j]
-        for j, (oi, st) in new.items():
-            o = cp.jobs[j].options[oi]
-            free.take(o.machine, st, st + o.duration)
-            sol[j] = (oi, st)
-            on_machine[o.machine].add(j)
+        _replace(cp, sol, free, on_machine, freed, new, lambda j: j)
         size = min(LNS_MAX, size + 2) if optimal else max(LNS_MIN, size - 3)
     return sol, stats
 
@@ -1151,11 +1164,7 @@ def lns_orders(cp: CompiledProblem, sol: Solution, comp: list[int], budget: floa
 
         freed_orders = [o0, *sorted(near, key=dist)[: size - 1]]
         freed = sorted(j for o in freed_orders for j in cp.orders[o].jobs)
-        for j in freed:
-            if j in sol:
-                oi, st = sol[j]
-                o = cp.jobs[j].options[oi]
-                free.give_back(o.machine, st, st + o.duration)
+        _give_back(cp, sol, free, freed)
         residual = tuple(tuple(zip(free.starts[m], free.ends[m], strict=True))
                          for m in range(len(cp.free)))
         sub = chain_windows(replace(cp, free=residual), freed)
@@ -1177,14 +1186,6 @@ def lns_orders(cp: CompiledProblem, sol: Solution, comp: list[int], budget: floa
                 if cost < before:
                     stats["improved"] += 1
                     stats["gain"] += before - cost
-        for j in freed:
-            if j in sol:
-                on_machine[cp.jobs[j].options[sol[j][0]].machine].discard(cp.jobs[j].order)
-                del sol[j]
-        for j, (oi, st) in new.items():
-            o = cp.jobs[j].options[oi]
-            free.take(o.machine, st, st + o.duration)
-            sol[j] = (oi, st)
-            on_machine[o.machine].add(cp.jobs[j].order)
+        _replace(cp, sol, free, on_machine, freed, new, lambda j: cp.jobs[j].order)
         size = min(OLNS_MAX, size + 1) if optimal else max(OLNS_MIN, size - 1)
     return sol, stats
