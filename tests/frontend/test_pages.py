@@ -100,6 +100,15 @@ def test_owner_adds_a_night_shift_rule(client: TestClient, session: Session) -> 
     assert client.get(feed.group(1).replace(".ics", "x.ics")).status_code == 404
 
 
+def order_form(client: TestClient) -> tuple[str, str, str]:
+    """The new-order form: (CSRF token, its default release and due times)."""
+    form = client.get("/buyer/orders/new?lang=en")
+    release = re.search(r'name="release_at" type="datetime-local" value="([^"]+)"', form.text)
+    due = re.search(r'name="due_at" type="datetime-local" value="([^"]+)"', form.text)
+    assert release and due
+    return csrf(form.text), release.group(1), due.group(1)
+
+
 def test_buyer_posts_a_two_step_order_sees_quotes_and_confirms(client: TestClient, session: Session) -> None:
     owner = make_user(session, roles=(Role.owner,))
     for process, materials in (("milling_3axis", ["aluminium"]), ("anodizing", ["aluminium"])):
@@ -107,11 +116,8 @@ def test_buyer_posts_a_two_step_order_sees_quotes_and_confirms(client: TestClien
         make_window(session, machine=machine, start=hours_from_now(20), end=hours_from_now(24 * 6))
     buyer = make_user(session, roles=(Role.buyer,))
     sign_in(client, buyer.email)
-    form = client.get("/buyer/orders/new?lang=en")
-    release = re.search(r'name="release_at" type="datetime-local" value="([^"]+)"', form.text)
-    due = re.search(r'name="due_at" type="datetime-local" value="([^"]+)"', form.text)
-    assert release and due
-    data = {"csrf_token": csrf(form.text), "title": "Brackets", "release_at": release.group(1), "due_at": due.group(1),
+    token, release_at, due_at = order_form(client)
+    data = {"csrf_token": token, "title": "Brackets", "release_at": release_at, "due_at": due_at,
             "budget_yuan": "3000", "op0_process": "milling_3axis", "op0_material": "aluminium", "op0_quantity": "50",
             "op0_minutes": "240", "op1_process": "anodizing", "op1_material": "aluminium", "op1_quantity": "50", "op1_minutes": "120"}  # fmt: skip
     bad_file = {"attachment": ("virus.exe", b"MZ", "application/x-msdownload")}
@@ -205,11 +211,8 @@ def test_rule_errors_stand_beside_their_fields(client: TestClient, session: Sess
 def test_an_order_and_its_file_are_written_together_or_not_at_all(client: TestClient, session: Session) -> None:
     buyer = make_user(session, roles=(Role.buyer,))
     sign_in(client, buyer.email)
-    form = client.get("/buyer/orders/new?lang=en")
-    release = re.search(r'name="release_at" type="datetime-local" value="([^"]+)"', form.text)
-    due = re.search(r'name="due_at" type="datetime-local" value="([^"]+)"', form.text)
-    assert release and due
-    data = {"csrf_token": csrf(form.text), "title": "Pins", "release_at": release.group(1), "due_at": due.group(1),
+    token, release_at, due_at = order_form(client)
+    data = {"csrf_token": token, "title": "Pins", "release_at": release_at, "due_at": due_at,
             "op0_process": "turning", "op0_material": "brass", "op0_minutes": "60"}  # fmt: skip
     for budget in ("inf", "1e400", "12.345", "-5"):
         r = client.post("/buyer/orders/new", data={**data, "budget_yuan": budget})
