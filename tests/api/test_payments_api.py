@@ -15,7 +15,7 @@ from api.deps import get_payments
 from app import bookings, money
 from app.config import Settings
 from app.payments import PaymentsClient, compute_signature
-from models import LedgerEntry, Payment, PaymentEvent, Role
+from models import Booking, LedgerEntry, Payment, PaymentEvent, Role
 from tests.factories import auth, make_user
 from tests.money_fixtures import (  # noqa: F401
     STUB_KEY,
@@ -86,15 +86,23 @@ class TestWebhookInbox:
         assert (payout.status, payout.amount_fen) == ("pending", 38_000)
 
 
+def delivered(client: TestClient, session: Session, settings: Settings, market: Market, provider: PaymentsClient,
+              price_fen: int) -> tuple[Booking, dict[str, str], dict[str, str]]:
+    """A service booking the owner accepted, started and completed over HTTP (the app
+    talking to ``provider``): (booking, owner's headers, buyer's headers)."""
+    client.app.dependency_overrides[get_payments] = lambda: provider  # type: ignore[attr-defined]
+    booking = make_service_booking(session, market, price_fen=price_fen)
+    owner_h, buyer_h = auth(settings, market.owner), auth(settings, market.buyer)
+    for action in ("accept", "start", "complete"):
+        assert client.post(f"/api/v1/bookings/{booking.id}/{action}", headers=owner_h).status_code == 200
+    return booking, owner_h, buyer_h
+
+
 class TestMoneyViews:
     def test_delivery_accepted_over_http_and_views_are_scoped(
         self, client: TestClient, session: Session, settings: Settings, market: Market, provider: PaymentsClient
     ) -> None:
-        client.app.dependency_overrides[get_payments] = lambda: provider  # type: ignore[attr-defined]
-        booking = make_service_booking(session, market, price_fen=20_000)
-        owner_h, buyer_h = auth(settings, market.owner), auth(settings, market.buyer)
-        for action in ("accept", "start", "complete"):
-            assert client.post(f"/api/v1/bookings/{booking.id}/{action}", headers=owner_h).status_code == 200
+        booking, owner_h, buyer_h = delivered(client, session, settings, market, provider, 20_000)
         assert client.get(f"/api/v1/bookings/{booking.id}/payments", headers=buyer_h).json()["money_status"] == "authorized"
         assert client.post(f"/api/v1/bookings/{booking.id}/delivery/accept", headers=owner_h).status_code == 403
         r = client.post(f"/api/v1/bookings/{booking.id}/delivery/accept", headers=buyer_h)
@@ -121,11 +129,7 @@ class TestMoneyViews:
     def test_dispute_over_http_and_only_an_admin_resolves(
         self, client: TestClient, session: Session, settings: Settings, market: Market, provider: PaymentsClient
     ) -> None:
-        client.app.dependency_overrides[get_payments] = lambda: provider  # type: ignore[attr-defined]
-        booking = make_service_booking(session, market, price_fen=10_000)
-        owner_h, buyer_h = auth(settings, market.owner), auth(settings, market.buyer)
-        for action in ("accept", "start", "complete"):
-            client.post(f"/api/v1/bookings/{booking.id}/{action}", headers=owner_h)
+        booking, owner_h, buyer_h = delivered(client, session, settings, market, provider, 10_000)
         r = client.post(f"/api/v1/bookings/{booking.id}/delivery/dispute", json={"note": "scratched"}, headers=buyer_h)
         assert r.status_code == 200 and r.json()["money_status"] == "disputed"
         resolve = f"/api/v1/bookings/{booking.id}/delivery/resolve"
