@@ -49,7 +49,9 @@ sizes only), and up to ``workers`` components run side by side in threads; equal
 inputs, seed and worker count give equal answers as long as the wall-clock safety net
 is not what stops a search (on a loaded machine it can be: each component's safety net
 is its fair part of the time left).  Bounds are not deterministic (GLOP/SCIP stop on
-wall time), answers are.  ``deterministic=False`` gives CP-SAT all ``workers`` per
+wall time), answers are, with one more exception: SCIP has no deterministic clock, so
+whether it proves a slot model optimal within its allotment (and its optimum is taken)
+is, when the proof takes about as long as the allotment, machine-dependent too.  ``deterministic=False`` gives CP-SAT all ``workers`` per
 component and plain wall-clock limits: usually better answers in the same time, but a
 repeat run may differ.
 """
@@ -233,9 +235,10 @@ def _solve_slot_model(cp: CompiledProblem, jobs: list[int], hint: Solution, time
     The 0-1 version of the model first goes to SCIP for a small share of the time (for
     its bound); with ``take_mip``, when SCIP proves it optimal (and the objective has no
     owner-spread term, which SCIP's version leaves out), its solution is the answer and
-    CP-SAT does not run.  The time charged is deterministic: SCIP's allotment (its path is
-    deterministic when it proves optimality) plus CP-SAT's deterministic time, at most
-    ``time_s``; the caller gives what is left to the search on actual schedules."""
+    CP-SAT does not run (whether the proof fits in the allotment is wall-clock, the optimum
+    is not).  The time charged is deterministic: SCIP's allotment plus CP-SAT's
+    deterministic time, at most ``time_s``; the caller gives what is left to the search on
+    actual schedules."""
     stop_at = time.monotonic() + wall_s
     slots, entries = C.slot_entries(cp, jobs)
     v = C.SlotVars(slots, entries)
