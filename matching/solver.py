@@ -45,15 +45,20 @@ its model, model building stops at the limit, and a reserve is kept for the fina
 
 Determinism (``deterministic=True``, the default): every CP-SAT run is single-worker
 with a deterministic-time limit derived from the time share (shares come from problem
-sizes only), and up to ``workers`` components run side by side in threads; equal
-inputs, seed and worker count give equal answers as long as the wall-clock safety net
-is not what stops a search (on a loaded machine it can be: each component's safety net
-is its fair part of the time left).  Bounds are not deterministic (GLOP/SCIP stop on
-wall time), answers are, with one more exception: SCIP has no deterministic clock, so
+sizes only; with components on two threads at once, a second of share buys what one
+thread does at the measured ``PARALLEL_SEARCH_SPEED`` / ``PARALLEL_LNS_SPEED``; LNS
+steps are charged for their set-up too), and up to ``workers`` components run side by
+side in threads; equal inputs, seed and worker count give equal answers as long as the
+wall-clock safety net is not what stops a search (on a loaded machine, or where the
+slot phase's model building and LP take long, as on 2,000-job markets, it can be: each
+component's safety net is its fair part of the time left; LNS reports
+``budget_left_pct`` > 0 then).  Bounds are not deterministic (GLOP/SCIP stop on wall
+time), answers are, with one more exception: SCIP has no deterministic clock, so
 whether it proves a slot model optimal within its allotment (and its optimum is taken)
-is, when the proof takes about as long as the allotment, machine-dependent too.  ``deterministic=False`` gives CP-SAT all ``workers`` per
-component and plain wall-clock limits: usually better answers in the same time, but a
-repeat run may differ.
+is, when the proof takes about as long as the allotment, machine-dependent too.
+``deterministic=False`` gives CP-SAT all ``workers`` per component and plain
+wall-clock limits: usually better answers in the same time, but a repeat run may
+differ.
 """
 
 from __future__ import annotations
@@ -94,7 +99,7 @@ Solution = dict[int, tuple[int, int]]
 
 # share of the slot model's time given to the 0-1 relaxation bound (SCIP), and the least
 # time worth starting it for
-MIP_BOUND_FRACTION, MIP_BOUND_MIN_S = 0.2, 0.3
+MIP_BOUND_FRACTION, MIP_BOUND_MIN_S = 0.3, 0.3
 # deterministic mode: least fraction of the time left that a component's wall-clock
 # safety net allows (see solve_compiled)
 WALL_FAIR_MIN = 0.25
@@ -103,6 +108,10 @@ MIN_SOLVE_S = 0.02
 # CP-SAT deterministic time units granted per second of time share (measured on the
 # 2-core reference machine: a single-worker search spends about one unit per second)
 DTIME_PER_SECOND = 1.0
+# deterministic mode, components on two or more threads at once: the part of a lone
+# thread's speed each gets, for CP-SAT searches and for LNS steps (measured on the
+# reference machine), so that the deterministic limits, not the wall clock, end them
+PARALLEL_SEARCH_SPEED, PARALLEL_LNS_SPEED = 0.65, 0.8
 
 
 def solve(problem: MatchProblem, *, time_limit_s: float = 10.0, seed: int = 0,
@@ -776,6 +785,12 @@ def solve_compiled(cp: CompiledProblem, *, time_limit_s: float = 10.0, seed: int
             wall = max(0.05, (left() - reserve) * max(frac, WALL_FAIR_MIN))
         else:
             wall = max(0.05, min(share, left() - reserve))
+        # deterministic-time units per second of this component's share, for CP-SAT
+        # searches and for LNS
+        if deterministic and min(workers, len(comps)) > 1:
+            search_rate, lns_rate = PARALLEL_SEARCH_SPEED, PARALLEL_LNS_SPEED
+        else:
+            search_rate = lns_rate = 1.0
         hint = {j: gsol[j] for j in comp if j in gsol}
         cb = _Progress(progress, ci, t0) if progress is not None else None
         single = all(len(cp.orders[cp.jobs[j].order].jobs) == 1 for j in comp)
@@ -790,7 +805,8 @@ def solve_compiled(cp: CompiledProblem, *, time_limit_s: float = 10.0, seed: int
                 # GAP-like (every option may sit anywhere in its slot): the slot model is
                 # the whole problem; SCIP, then CP-SAT on it, no LNS
                 part, cbound, optimal = _solve_knapsack_slots(
-                    cp, comp, hint, share, wall, seed, nworkers, deterministic, cb)
+                    cp, comp, hint, share * search_rate, wall, seed, nworkers, deterministic,
+                    cb)
                 cbound = max(cbound, floor)
                 slot_share = share
             elif use_lns and n_opts > CHUNK_OPTIONS:
@@ -803,8 +819,10 @@ def solve_compiled(cp: CompiledProblem, *, time_limit_s: float = 10.0, seed: int
                 # (and at most 3/4 of the component's wall time: LNS gains more per second)
                 slot_wall = max(0.05, min(0.75 * wall if use_lns else wall,
                                           slot_share * (3.0 if deterministic else 1.0)))
-                part, cbound, optimal, slot_share = _solve_slot_chunks(
-                    cp, comp, hint, slot_share, slot_wall, seed, nworkers, deterministic, cb)
+                part, cbound, optimal, charged = _solve_slot_chunks(
+                    cp, comp, hint, slot_share * search_rate, slot_wall, seed, nworkers,
+                    deterministic, cb)
+                slot_share = charged / search_rate
                 cbound = max(cbound, floor)
                 # the slot model's optimum is the schedule's only if sequencing inside the slots
                 # lost nothing; otherwise LNS still has work to do and "optimal" would be a claim
@@ -819,7 +837,7 @@ def solve_compiled(cp: CompiledProblem, *, time_limit_s: float = 10.0, seed: int
                     part = dict(hint)
                 t_lns = time.monotonic()
                 if deterministic:
-                    lns_budget = (share - slot_share) * DTIME_PER_SECOND
+                    lns_budget = (share - slot_share) * lns_rate * DTIME_PER_SECOND
                     lns_end = t_comp + wall
                 else:
                     lns_budget = float("inf")
@@ -829,7 +847,8 @@ def solve_compiled(cp: CompiledProblem, *, time_limit_s: float = 10.0, seed: int
 
                 part, lstats = lns(cp, part, comp, lns_budget, lns_end, seed, nworkers,
                                    deterministic)
-                report(phase="lns", component=ci, slot_s=round(t_lns - t_comp, 2), **lstats)
+                report(phase="lns", component=ci, slot_s=round(t_lns - t_comp, 2),
+                       slot_charged=round(slot_share, 2), **lstats)
         else:
             t_comp = time.monotonic()
             tight = chain_windows(cp, comp)
@@ -847,7 +866,7 @@ def solve_compiled(cp: CompiledProblem, *, time_limit_s: float = 10.0, seed: int
             if ORDER_LNS and not coupled:
                 model_wall *= ORDER_MODEL_FRACTION
             got, cbound, optimal = _solve_interval_model(
-                tight, comp, hint, model_share, max(0.05, model_wall), seed,
+                tight, comp, hint, model_share * search_rate, max(0.05, model_wall), seed,
                 nworkers, deterministic, cb)
             cbound = max(cbound, lpb)
             part = got if got is not None else {}
@@ -855,7 +874,8 @@ def solve_compiled(cp: CompiledProblem, *, time_limit_s: float = 10.0, seed: int
                 part = dict(hint)  # never worse than the greedy's part of the component
             if not coupled and not optimal and ORDER_LNS:
                 if deterministic:
-                    olns_budget = share * (1.0 - ORDER_MODEL_FRACTION) * DTIME_PER_SECOND
+                    olns_budget = (share * (1.0 - ORDER_MODEL_FRACTION) * lns_rate
+                                   * DTIME_PER_SECOND)
                 else:
                     olns_budget = float("inf")
                 part, lstats = lns_orders(cp, part, comp, olns_budget, t_comp + wall, seed,
@@ -933,8 +953,10 @@ LNS_START, LNS_MIN, LNS_MAX = 30, 8, 120
 # one); otherwise around a costly job, on a band of time across all the component's
 # machines, or (the rest) on a few related machines
 LNS_UNPLACED, LNS_COSTLY, LNS_BAND = 0.35, 0.3, 0.6
-# deterministic-time charge per LNS step for Python model building, and per interval
-LNS_STEP_DTIME, LNS_VAR_DTIME = 0.04, 2e-5
+# deterministic-time charge per LNS step, and per interval, for what CP-SAT's own
+# deterministic time leaves out (model building in Python, CP-SAT's set-up and presolve:
+# on the reference machine a step costs about 3e-4 s per interval besides its search)
+LNS_STEP_DTIME, LNS_VAR_DTIME = 0.005, 3.2e-4
 # deterministic-time limit of one LNS sub-problem
 LNS_STEP_LIMIT = 0.05
 
@@ -1104,6 +1126,8 @@ def lns(cp: CompiledProblem, sol: Solution, comp: list[int], budget: float, wall
                     stats["gain"] += before - cost
         _replace(cp, sol, free, on_machine, freed, new, lambda j: j)
         size = min(LNS_MAX, size + 2) if optimal else max(LNS_MIN, size - 3)
+    # more than 0: the wall clock, not the deterministic budget, ended the search
+    stats["budget_left_pct"] = round(100 * max(0.0, budget - spent) / budget)
     return sol, stats
 
 
