@@ -13,10 +13,11 @@ from typing import Annotated, Any
 
 import typer
 
-from matching.bench.fjsp import run_fjsp
-from matching.bench.gap import run_gap
+from matching.bench.common import load_json
+from matching.bench.fjsp import parse_fjsp, run_fjsp
+from matching.bench.gap import parse_gap, run_gap
 from matching.bench.generator import generate_market, write_market
-from matching.bench.market import run_market
+from matching.bench.market import market_problem, run_market
 
 bench_app = typer.Typer(help="Benchmarks for the matcher, side by side with greedy baselines.",
                         no_args_is_help=True)
@@ -57,6 +58,22 @@ def progress_printer(min_interval_s: float = 1.0) -> Callable[[dict[str, Any]], 
     return show
 
 
+def _check_files(files: list[Path], what: str, parse: Callable[[Path], object]) -> None:
+    """Read every file before running anything, so that a bad one in a list stops the
+    command at once with its name, not with a traceback minutes later."""
+    for f in files:
+        try:
+            parse(f)
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, IndexError) as exc:
+            raise typer.BadParameter(f"{f}: not a readable {what} file ({exc})",
+                                     param_hint="FILES") from exc
+
+
+def _parse_gap_file(f: Path) -> None:
+    if not parse_gap(f.read_text(), f.stem):
+        raise ValueError("no problem in it")
+
+
 def _table(rows: list[dict[str, Any]], cols: list[str]) -> str:
     def fmt(v: Any) -> str:
         if v is None:
@@ -82,7 +99,8 @@ def _emit(rows: list[dict[str, Any]], cols: list[str], as_json: bool) -> None:
 
 @bench_app.command()
 def market(
-    files: Annotated[list[Path] | None, typer.Argument(help="capshare-market-v1 files")] = None,
+    files: Annotated[list[Path] | None, typer.Argument(
+        exists=True, dir_okay=False, readable=True, help="capshare-market-v1 files")] = None,
     time_limit: TimeLimit = 10.0,
     seed: Annotated[int, typer.Option(help="solver seed; with --generate the generator's")] = 0,
     workers: Workers = 2,
@@ -103,6 +121,7 @@ def market(
     paths = list(files or [])
     if not paths and not generate:
         raise typer.BadParameter("give instance files or --generate")
+    _check_files(paths, "capshare-market-v1", lambda f: market_problem(load_json(f)))
     with tempfile.TemporaryDirectory() as tmp:
         if generate:
             inst = generate_market(n_jobs=jobs, n_machines=machines, seed=seed)
@@ -121,7 +140,8 @@ def market(
 
 @bench_app.command()
 def fjsp(
-    files: Annotated[list[Path], typer.Argument(help="FJSP text files (.fjs/.txt)")],
+    files: Annotated[list[Path], typer.Argument(
+        exists=True, dir_okay=False, readable=True, help="FJSP text files (.fjs/.txt)")],
     time_limit: TimeLimit = 10.0,
     seed: Seed = 0,
     workers: Workers = 2,
@@ -131,6 +151,7 @@ def fjsp(
     deterministic: Deterministic = True,
 ) -> None:
     """Flexible job shop, makespan mode, through the same engine."""
+    _check_files(files, "FJSP", lambda f: parse_fjsp(f.read_text()))
     rows = [run_fjsp(f, time_limit_s=time_limit, seed=seed, workers=workers, bks=bks,
                      deterministic=deterministic) for f in files]
     _emit(rows, ["instance", "objective", "bound", "best_known", "seconds", "status"], as_json)
@@ -138,7 +159,8 @@ def fjsp(
 
 @bench_app.command()
 def gap(
-    files: Annotated[list[Path], typer.Argument(help="OR-Library / Yagiura GAP files")],
+    files: Annotated[list[Path], typer.Argument(
+        exists=True, dir_okay=False, readable=True, help="OR-Library / Yagiura GAP files")],
     time_limit: TimeLimit = 10.0,
     seed: Seed = 0,
     workers: Workers = 2,
@@ -151,6 +173,7 @@ def gap(
     deterministic: Deterministic = True,
 ) -> None:
     """Generalized assignment through the same engine (time limit per problem)."""
+    _check_files(files, "GAP", _parse_gap_file)
     rows: list[dict[str, Any]] = []
     for f in files:
         rows += run_gap(f, time_limit_s=time_limit, seed=seed, workers=workers,

@@ -198,3 +198,22 @@ def test_time_slices_give_valid_answers(monkeypatch: pytest.MonkeyPatch, tmp_pat
     assert check_compiled(cp, sol) == []
     assert info["objective"] <= evaluate(cp, gsol)
     assert info["bound"] <= info["objective"]
+
+
+@pytest.mark.parametrize("suite", ["market", "fjsp", "gap"])
+def test_cli_refuses_unreadable_files_before_running(suite: str, shared: Path,
+                                                     tmp_path: Path) -> None:
+    good = {"market": shared / "benchmarks/market/market-S1-seed1.json.gz",
+            "fjsp": shared / "benchmarks/fjsp/kacem/kacem1.txt",
+            "gap": shared / "benchmarks/gap/orlib/gap1.txt"}[suite]
+    bad = tmp_path / "bad.txt"
+    bad.write_text("not an instance\n")
+    # a bad file after a good one: refused at once, naming it, nothing solved
+    wide = {"COLUMNS": "1000"}  # the error box must not wrap the file's path
+    out = CliRunner().invoke(bench_app, [suite, str(good), str(bad), "-t", "30", "--json"],
+                             env=wide)
+    assert out.exit_code == 2
+    assert f"{bad}: not a readable" in out.output
+    assert "objective" not in out.output
+    missing = CliRunner().invoke(bench_app, [suite, str(tmp_path / "missing.json")], env=wide)
+    assert missing.exit_code == 2 and "missing.json' does not exist" in missing.output
