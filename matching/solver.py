@@ -893,10 +893,9 @@ def solve_compiled(cp: CompiledProblem, *, time_limit_s: float = 10.0, seed: int
         cap = budget * max(1, workers)
         shares = [min(budget, cap * sz / total) for sz in sizes]
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            # largest first (results do not depend on the thread used): with shares in
-            # proportion to size, the threads then finish together, where a large
-            # component started last would run past the others' end into its safety net
-            by_size = sorted(range(len(comps)), key=lambda ci: (-sizes[ci], ci))
+            # smallest first: a large component slowed down by its wall-clock limit then
+            # cannot starve the small ones (results do not depend on the thread used)
+            by_size = sorted(range(len(comps)), key=lambda ci: (sizes[ci], ci))
             futures = {ci: pool.submit(run, ci, shares[ci], 1) for ci in by_size}
             results = [futures[ci].result() for ci in range(len(comps))]
     else:
@@ -967,6 +966,9 @@ LNS_UNPLACED, LNS_COSTLY, LNS_BAND = 0.35, 0.3, 0.6
 # deterministic time leaves out (model building in Python, CP-SAT's set-up and presolve:
 # on the reference machine a step costs about 3e-4 s per interval besides its search)
 LNS_STEP_DTIME, LNS_VAR_DTIME = 0.005, 3.2e-4
+# the same for LNS over whole orders (:func:`lns_orders`: fewer, larger steps whose
+# search dominates)
+ORDER_LNS_STEP_DTIME, ORDER_LNS_VAR_DTIME = 0.04, 2e-5
 # deterministic-time limit of one LNS sub-problem
 LNS_STEP_LIMIT = 0.05
 
@@ -1214,7 +1216,7 @@ def lns_orders(cp: CompiledProblem, sol: Solution, comp: list[int], budget: floa
         got, _b, optimal, dtime, nvars = _solve_interval_model(
             sub, freed, hint, step, max(0.05, step_wall), seed + stats["steps"], workers,
             deterministic, None, with_stats=True)
-        spent += dtime + LNS_STEP_DTIME + LNS_VAR_DTIME * nvars
+        spent += dtime + ORDER_LNS_STEP_DTIME + ORDER_LNS_VAR_DTIME * nvars
         new = hint
         if got is not None:
             cost = _orders_cost(cp, got, freed_orders)
