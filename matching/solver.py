@@ -105,8 +105,10 @@ MIP_BOUND_FRACTION, MIP_BOUND_MIN_S = 0.3, 0.3
 WALL_FAIR_MIN, WALL_FAIR_SLACK = 0.25, 1.5
 # below this much wall time, a CP-SAT search is not started (its set-up alone overruns)
 MIN_SOLVE_S = 0.02
-# CP-SAT deterministic time units granted per second of time share (measured on the
-# 2-core reference machine: a single-worker search spends about one unit per second)
+# CP-SAT deterministic time units granted per second of time share (on the 2-core
+# reference machine a single-worker search spends 0.3 to 1 unit per second depending on
+# the model: slot models of 2,000-job markets are at the low end, where the wall-clock
+# safety net may end a search first)
 DTIME_PER_SECOND = 1.0
 # deterministic mode, components on two or more threads at once: the part of a lone
 # thread's speed each gets, for CP-SAT searches and for LNS steps (measured on the
@@ -1023,7 +1025,8 @@ def lns(cp: CompiledProblem, sol: Solution, comp: list[int], budget: float, wall
     machines (around an unplaced / costly job), re-solve them exactly with the interval
     model in the free time the rest of the schedule leaves, keep the result when it is
     not worse.  ``budget`` is deterministic time (CP-SAT units plus a charge per step
-    for model building), so equal inputs and seed give equal results unless
+    and per interval for model building and CP-SAT's set-up), so equal inputs and seed
+    give equal results unless
     ``wall_end`` (wall clock) stops the loop first."""
     import random
 
