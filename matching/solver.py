@@ -64,6 +64,7 @@ differ.
 from __future__ import annotations
 
 import itertools
+import math
 import threading
 import time
 from collections import defaultdict
@@ -1141,8 +1142,9 @@ def lns(cp: CompiledProblem, sol: Solution, comp: list[int], budget: float, wall
                     stats["gain"] += before - cost
         _replace(cp, sol, free, on_machine, freed, new, lambda j: j)
         size = min(LNS_MAX, size + 2) if optimal else max(LNS_MIN, size - 3)
-    # more than 0: the wall clock, not the deterministic budget, ended the search
-    stats["budget_left_pct"] = round(100 * max(0.0, budget - spent) / budget)
+    if math.isfinite(budget):
+        # more than 0: the wall clock, not the deterministic budget, ended the search
+        stats["budget_left_pct"] = round(100 * max(0.0, budget - spent) / budget)
     return sol, stats
 
 
