@@ -18,7 +18,24 @@ def load_json(path: str | Path) -> Any:
         return json.load(f)
 
 
+def reset_peak_rss() -> None:
+    """Start a new peak-memory measurement (Linux: resets the process's VmHWM), so that
+    an instance run after a larger one, or after the command read every file, reports
+    its own peak.  Elsewhere the peak stays the process's since it started."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
 def peak_rss_mb() -> float:
+    """Peak resident memory since :func:`reset_peak_rss` (or since the start), in MB."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     # kilobytes on Linux, bytes on macOS
     return round(rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024, 1)

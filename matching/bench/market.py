@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from matching.bench.common import load_json, peak_rss_mb
+from matching.bench.common import load_json, peak_rss_mb, reset_peak_rss
 from matching.compiled import CompiledProblem, Job, Option, single_job_orders
 from matching.domain import ObjectiveMode, Reason
 from matching.greedy import best_greedy, greedy, priority_orders
@@ -68,6 +68,7 @@ def run_market(path: str | Path, *, time_limit_s: float, seed: int = 0, workers:
                solutions_dir: str | Path | None = None, progress: Any = None,
                deterministic: bool = True) -> list[dict[str, Any]]:
     """Greedy EDD, best greedy and the engine on one instance, side by side."""
+    reset_peak_rss()
     inst = load_json(path)
     cp = market_problem(inst)
     rows = []

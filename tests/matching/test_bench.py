@@ -217,3 +217,16 @@ def test_cli_refuses_unreadable_files_before_running(suite: str, shared: Path,
     assert "objective" not in out.output
     missing = CliRunner().invoke(bench_app, [suite, str(tmp_path / "missing.json")], env=wide)
     assert missing.exit_code == 2 and "missing.json' does not exist" in missing.output
+
+
+def test_peak_rss_is_measured_per_instance() -> None:
+    from matching.bench.common import peak_rss_mb, reset_peak_rss
+
+    if not Path("/proc/self/clear_refs").exists():
+        pytest.skip("peak reset needs Linux's /proc/self/clear_refs")
+    block = bytearray(200 * 1024 * 1024)  # touched: 200 MB resident
+    high = peak_rss_mb()
+    del block
+    reset_peak_rss()
+    # a later instance does not inherit the earlier peak
+    assert peak_rss_mb() < high - 150
