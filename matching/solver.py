@@ -765,6 +765,13 @@ def solve_compiled(cp: CompiledProblem, *, time_limit_s: float = 10.0, seed: int
     parallel = not deterministic and PARALLEL_COMPONENTS and len(comps) >= max(2, workers)
     stats: dict[str, object] = {"greedy": gvals, "components": len(comps)}
 
+    # deterministic-time units per second of a component's share, for CP-SAT searches and
+    # for LNS: lower when components run on several threads at once
+    if deterministic and min(workers, len(comps)) > 1:
+        search_rate, lns_rate = PARALLEL_SEARCH_SPEED, PARALLEL_LNS_SPEED
+    else:
+        search_rate = lns_rate = 1.0
+
     # sizes of the components not finished yet (for the fair wall-clock cap below)
     pending = {"size": float(total)}
     lock = threading.Lock()
@@ -789,12 +796,6 @@ def solve_compiled(cp: CompiledProblem, *, time_limit_s: float = 10.0, seed: int
                        * min(1.0, max(frac * WALL_FAIR_SLACK, WALL_FAIR_MIN)))
         else:
             wall = max(0.05, min(share, left() - reserve))
-        # deterministic-time units per second of this component's share, for CP-SAT
-        # searches and for LNS
-        if deterministic and min(workers, len(comps)) > 1:
-            search_rate, lns_rate = PARALLEL_SEARCH_SPEED, PARALLEL_LNS_SPEED
-        else:
-            search_rate = lns_rate = 1.0
         hint = {j: gsol[j] for j in comp if j in gsol}
         cb = _Progress(progress, ci, t0) if progress is not None else None
         single = all(len(cp.orders[cp.jobs[j].order].jobs) == 1 for j in comp)
