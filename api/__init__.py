@@ -13,8 +13,10 @@ from api.routes import (
     payments,
     quotes,
     webhooks,
+    windows,
 )
 
 router = APIRouter(prefix="/api/v1")
-for module in (health, accounts, catalog, machines, orders, bookings, matching, quotes, payments, webhooks):
+for module in (health, accounts, catalog, machines, orders, bookings, matching, quotes, payments, webhooks,
+               windows):
     router.include_router(module.router)

@@ -15,12 +15,30 @@ from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from app.accounts import is_admin
 from app.db import begin_write
-from app.errors import Conflict, InvalidInput, NotFound, WindowOverlap
+from app.errors import (
+    Conflict,
+    InvalidInput,
+    MarketplaceError,
+    NotFound,
+    PermissionDenied,
+    RowsRejected,
+    WindowOverlap,
+)
 from app.machines import get_machine_or_raise, get_own_machine_or_raise, lock_machine
-from models import ACTIVE_STATES, AvailabilityRule, AvailabilityWindow, Booking, User, utcnow
+from models import (
+    ACTIVE_STATES,
+    AvailabilityRule,
+    AvailabilityWindow,
+    Booking,
+    Machine,
+    Role,
+    User,
+    utcnow,
+)
 from models.base import as_utc
-from models.machine import RuleCreate, WindowCreate
+from models.machine import RuleCreate, WindowCreate, WindowImportRow
 
 MAX_WINDOW = dt.timedelta(days=31)
 PAST_GRACE = dt.timedelta(minutes=5)
@@ -130,6 +148,93 @@ def create_window(
     _commit(session, "start_at")
     session.refresh(window)
     return window
+
+
+def import_windows(
+    *, session: Session, user: User, rows: list[WindowImportRow]
+) -> tuple[int, int]:
+    """Offer many single windows, on any of the caller's machines, in one transaction:
+    all of them or none. Each row is checked like a single window (its machine, end after
+    start, not in the past, at most 31 days) and against the machine's offered windows
+    and the file's other rows. A row identical to a window already offered is skipped,
+    so an exported file, or a retried import, is accepted again. Every bad row is
+    reported (``RowsRejected``). Returns (windows created, rows already offered)."""
+    if not is_admin(user) and not user.has_role(Role.owner):
+        raise PermissionDenied("only owners offer machine time")
+    begin_write(session)
+    now = utcnow()
+    problems: list[tuple[int, str, str, int]] = []
+    mine: set[int] = set()
+    for machine_id in sorted({row.machine_id for row in rows}):  # one lock order: no deadlock
+        try:
+            get_own_machine_or_raise(session=session, user=user, machine_id=machine_id)
+        except NotFound:
+            continue
+        lock_machine(session, machine_id)
+        mine.add(machine_id)
+    spans: dict[int, list[tuple[int, dt.datetime, dt.datetime]]] = {}
+    for i, row in enumerate(rows):
+        if row.machine_id not in mine:
+            problems.append((i, "machine_id", f"no machine {row.machine_id} of yours", 404))
+            continue
+        spans.setdefault(row.machine_id, []).append((i, as_utc(row.start_at), as_utc(row.end_at)))
+    created: list[tuple[int, dt.datetime, dt.datetime]] = []
+    already = 0
+    for machine_id, wanted in spans.items():
+        lo, hi = min(s for _, s, _ in wanted), max(e for _, _, e in wanted)
+        existing = {(w.start_at, w.end_at) for w in session.exec(select(AvailabilityWindow).where(
+            AvailabilityWindow.machine_id == machine_id,
+            col(AvailabilityWindow.start_at) < hi, col(AvailabilityWindow.end_at) > lo)).all()}  # fmt: skip
+        accepted: list[tuple[int, dt.datetime, dt.datetime]] = []
+        for i, start, end in sorted(wanted, key=lambda w: (w[1], w[0])):
+            if (start, end) in existing:
+                already += 1
+                continue
+            try:
+                _check_window(start, end, now)
+            except MarketplaceError as exc:
+                problems.append((i, exc.field or "start_at", exc.message, exc.status_code))
+                continue
+            clash = next(((s, e) for s, e in existing if s < end and start < e), None)
+            if clash is not None:
+                problems.append((i, "start_at", "overlaps the offered window "
+                                 f"{clash[0].isoformat()} – {clash[1].isoformat()}", 409))  # fmt: skip
+                continue
+            twin = next((j for j, s, e in accepted if s < end and start < e), None)
+            if twin is not None:
+                if (accepted[-1][1], accepted[-1][2]) == (start, end):
+                    already += 1  # the same window twice in one file
+                else:
+                    problems.append((i, "start_at", f"overlaps row {twin} of this import", 409))
+                continue
+            accepted.append((i, start, end))
+        created += [(machine_id, s, e) for _, s, e in accepted]
+    if problems:  # nothing was added: the caller's session ends the transaction
+        raise RowsRejected(sorted(problems), rows="windows")
+    session.add_all(
+        AvailabilityWindow(machine_id=m, rule_id=None, start_at=s, end_at=e) for m, s, e in created
+    )
+    _commit(session, "windows")
+    return len(created), already
+
+
+def list_own_windows(
+    *, session: Session, user: User, after: dt.datetime, limit: int = 100_000
+) -> list[tuple[Machine, AvailabilityWindow]]:
+    """The offered windows of the caller's organization's machines that end after
+    ``after``, by machine and start (the windows export)."""
+    if not is_admin(user) and not user.has_role(Role.owner):
+        raise PermissionDenied("only owners offer machine time")
+    return [
+        (m, w)
+        for m, w in session.exec(
+            select(Machine, AvailabilityWindow)
+            .join(AvailabilityWindow, col(AvailabilityWindow.machine_id) == col(Machine.id))
+            .where(Machine.owner_org_id == user.org_id, col(AvailabilityWindow.end_at) > as_utc(after))
+            .order_by(col(Machine.id), col(AvailabilityWindow.start_at))
+            .limit(limit)
+        ).all()
+    ]
 
 
 def delete_window(*, session: Session, user: User, machine_id: int, window_id: int) -> None:

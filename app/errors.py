@@ -9,7 +9,8 @@ one field is to blame, that field's name.
     ├── PermissionDenied (403)
     ├── InvalidInput (422)          a value is wrong; ``field`` names it
     │   ├── UnknownProcess, UnknownMaterial
-    │   └── AttachmentRejected (413 / 415)
+    │   ├── AttachmentRejected (413 / 415)
+    │   └── RowsRejected (422 / 409) a bulk change refused, with a problem per row
     └── Conflict (409)
         ├── AlreadyExists
         ├── WindowOverlap
@@ -81,6 +82,21 @@ class AttachmentRejected(InvalidInput):
     def __init__(self, message: str, *, field: str | None = "file", status_code: int = 415) -> None:
         super().__init__(message, field=field)
         self.status_code = status_code
+
+
+class RowsRejected(InvalidInput):
+    """A bulk change refused as a whole. ``problems`` holds (row index, field, message,
+    status) for every bad row; ``field`` names the first as ``<rows>[i].<field>``. The
+    status is 409 when every problem is a conflict with existing data, else 422."""
+
+    def __init__(self, problems: list[tuple[int, str, str, int]], *, rows: str) -> None:
+        first = problems[0]
+        shown = "; ".join(f"{rows}[{i}].{f}: {m}" for i, f, m, _ in problems[:5])
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        super().__init__(f"{len(problems)} rows refused, nothing written: {shown}{more}",
+                         field=f"{rows}[{first[0]}].{first[1]}")  # fmt: skip
+        self.problems = problems
+        self.status_code = 409 if all(p[3] == 409 for p in problems) else 422
 
 
 class Conflict(MarketplaceError):

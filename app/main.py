@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DataError, IntegrityError
 
-from app.errors import MarketplaceError, field_name
+from app.errors import MarketplaceError, RowsRejected, field_name
 
 log = logging.getLogger("capshare")
 
@@ -56,11 +56,11 @@ async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
             worker.stop()
 
 
-def _body(status: int, error: str, detail: object, field: str | None) -> JSONResponse:
+def _body(status: int, error: str, detail: object, field: str | None, **extra: object) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSONResponse(
         status_code=status,
-        content=jsonable_encoder({"error": error, "detail": detail, "field": field}),
+        content=jsonable_encoder({"error": error, "detail": detail, "field": field, **extra}),
         headers=headers,
     )
 
@@ -70,6 +70,9 @@ def _domain_error(request: Request, exc: MarketplaceError) -> Response:
         import frontend
 
         return frontend.render_error(request, exc)
+    if isinstance(exc, RowsRejected):  # every refused row, not only the first
+        problems = [{"row": i, "field": f, "message": m} for i, f, m, _ in exc.problems]
+        return _body(exc.status_code, type(exc).__name__, exc.message, exc.field, problems=problems)
     return _body(exc.status_code, type(exc).__name__, exc.message, exc.field)
 
 

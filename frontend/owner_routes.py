@@ -1,5 +1,5 @@
-"""Owner pages: edit and retire a machine, CSV import and export of machines,
-the availability calendar of one machine, earnings and payouts.
+"""Owner pages: edit and retire a machine, CSV import and export of machines and of
+offered windows, the availability calendar of one machine, earnings and payouts.
 
 Form posts redirect (post-redirect-get) or re-render with the error beside its
 field (422, or the status of the domain error)."""
@@ -19,12 +19,18 @@ from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 from app import availability, bookings, catalog, machines, money
-from app.errors import InvalidInput, MarketplaceError
+from app.errors import InvalidInput, MarketplaceError, RowsRejected
 from app.machines import MachineQuery, MachineSort
 from frontend.i18n import parse_local
 from frontend.web import Csrf, SessionDep, T, WebUser, errors_of, parse_yuan, redirect, render
 from models import ACTIVE_STATES, Machine, User, utcnow
-from models.machine import MachineCreate, MachineUpdate, WindowCreate
+from models.machine import (
+    MAX_WINDOW_IMPORT_ROWS,
+    MachineCreate,
+    MachineUpdate,
+    WindowCreate,
+    WindowImportRow,
+)
 
 router = APIRouter(include_in_schema=False)
 
@@ -36,6 +42,7 @@ CSV_COLUMNS = (
     "name", "make_model", "process_key", "materials", "envelope_x_mm", "envelope_y_mm", "envelope_z_mm",
     "tolerance_mm", "speed_factor", "hourly_rate_yuan", "min_booking_minutes", "leasable",
 )  # fmt: skip
+WINDOW_COLUMNS = ("machine_id", "start", "end")  # required; the export adds machine_name and source
 TRUE = {"1", "true", "yes", "y", "on", "是"}
 FALSE = {"", "0", "false", "no", "n", "off", "否"}
 
@@ -185,22 +192,27 @@ def parse_machines_csv(session: Session, t: T, text: str) -> tuple[list[MachineC
 
 @router.get("/owner/machines/import", response_class=HTMLResponse)
 def import_form(request: Request, user: WebUser, t: T) -> HTMLResponse:
-    return render(request, t, "owner_import.html", {"columns": CSV_COLUMNS, "report": None, "errors": {}}, user=user)
+    return render(request, t, "owner_import.html", {"kind": "machines", "columns": CSV_COLUMNS, "report": None, "errors": {}}, user=user)
+
+
+async def _read_csv(request: Request, t: T) -> tuple[str | None, dict[str, str]]:
+    """The uploaded file's text, or an error for the file field."""
+    form = await request.form()
+    upload = form.get("file")
+    raw = await upload.read(MAX_IMPORT_BYTES + 1) if upload is not None and not isinstance(upload, str) else b""
+    if not raw or len(raw) > MAX_IMPORT_BYTES:
+        return None, {"file": t.gettext("Choose a CSV file (at most 2 MB).")}
+    try:
+        return raw.decode("utf-8-sig"), {}
+    except UnicodeDecodeError:
+        return None, {"file": t.gettext("The file is not UTF-8 text.")}
 
 
 @router.post("/owner/machines/import", response_class=HTMLResponse, dependencies=[Csrf])
 async def import_machines(request: Request, session: SessionDep, user: WebUser, t: T) -> Response:
-    form = await request.form()
-    upload = form.get("file")
-    ctx: dict[str, Any] = {"columns": CSV_COLUMNS, "report": None, "errors": {}}
-    raw = await upload.read(MAX_IMPORT_BYTES + 1) if upload is not None and not isinstance(upload, str) else b""
-    if not raw or len(raw) > MAX_IMPORT_BYTES:
-        ctx["errors"] = {"file": t.gettext("Choose a CSV file (at most 2 MB).")}
-        return render(request, t, "owner_import.html", ctx, user=user, status_code=422)
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        ctx["errors"] = {"file": t.gettext("The file is not UTF-8 text.")}
+    ctx: dict[str, Any] = {"kind": "machines", "columns": CSV_COLUMNS, "report": None, "errors": {}}
+    text, ctx["errors"] = await _read_csv(request, t)
+    if text is None:
         return render(request, t, "owner_import.html", ctx, user=user, status_code=422)
     rows, report = await run_in_threadpool(lambda: parse_machines_csv(session, t, text))
     if report:
@@ -227,6 +239,93 @@ def export_machines(session: SessionDep, user: WebUser) -> Response:
                     "true" if m.leasable else "false"])  # fmt: skip
     return Response(buf.getvalue(), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": 'attachment; filename="machines.csv"'})  # fmt: skip
+
+
+def _csv_time(value: str, tz: dt.tzinfo) -> dt.datetime:
+    """"2026-12-01 09:00" in the display time zone, or ISO 8601 with an offset."""
+    parsed = dt.datetime.fromisoformat(value.strip())
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)).astimezone(dt.UTC)
+
+
+def _csv_local(t: T, value: dt.datetime) -> str:
+    local = value.astimezone(t.tz).replace(tzinfo=None)
+    return local.isoformat(sep=" ", timespec="minutes" if not (local.second or local.microsecond) else "auto")
+
+
+def parse_windows_csv(t: T, text: str) -> tuple[list[WindowImportRow], list[int], list[RowError]]:
+    """Rows read and typed (nothing checked against the database): the rows, the file
+    line of each, and the problems found."""
+    reader = csv.DictReader(io.StringIO(text))
+    header = [h.strip() for h in reader.fieldnames or []]
+    missing = [c for c in WINDOW_COLUMNS if c not in header]
+    if missing:
+        return [], [], [RowError(1, ", ".join(missing), t.gettext("Missing columns in the header row."))]
+    reader.fieldnames = header
+    rows: list[WindowImportRow] = []
+    lines: list[int] = []
+    errors: list[RowError] = []
+    for i, row in enumerate(reader, start=2):
+        if len(rows) + len(errors) >= MAX_WINDOW_IMPORT_ROWS:
+            errors.append(RowError(i, "-", t.gettext("At most {n} rows per file.", n=MAX_WINDOW_IMPORT_ROWS)))
+            break
+        if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
+            continue
+        found: list[RowError] = []
+        machine_id = (row.get("machine_id") or "").strip()
+        if not machine_id.isdigit() or not 1 <= int(machine_id) < 2**31:
+            found.append(RowError(i, "machine_id", t.gettext("Write the machine's number, as in the export.")))
+        times: dict[str, dt.datetime] = {}
+        for name in ("start", "end"):
+            try:
+                times[name] = _csv_time(row.get(name) or "", t.tz)
+            except ValueError:
+                found.append(RowError(i, name, t.gettext("Write a time as 2026-12-01 09:00 (Beijing time).")))
+        if found:
+            errors += found
+            continue
+        rows.append(WindowImportRow(machine_id=int(machine_id), start_at=times["start"], end_at=times["end"]))
+        lines.append(i)
+    if not rows and not errors:
+        errors.append(RowError(2, "-", t.gettext("The file has no window rows.")))
+    return rows, lines, errors
+
+
+@router.get("/owner/windows/import", response_class=HTMLResponse)
+def windows_import_form(request: Request, user: WebUser, t: T) -> HTMLResponse:
+    return render(request, t, "owner_import.html", {"kind": "windows", "columns": WINDOW_COLUMNS, "report": None, "errors": {}}, user=user)
+
+
+@router.post("/owner/windows/import", response_class=HTMLResponse, dependencies=[Csrf])
+async def import_windows(request: Request, session: SessionDep, user: WebUser, t: T) -> Response:
+    ctx: dict[str, Any] = {"kind": "windows", "columns": WINDOW_COLUMNS, "report": None, "errors": {}}
+    text, ctx["errors"] = await _read_csv(request, t)
+    if text is None:
+        return render(request, t, "owner_import.html", ctx, user=user, status_code=422)
+    rows, lines, report = parse_windows_csv(t, text)
+    if report:
+        ctx["report"] = report
+        return render(request, t, "owner_import.html", ctx, user=user, status_code=422)
+    try:
+        created, already = await run_in_threadpool(lambda: availability.import_windows(session=session, user=user, rows=rows))
+    except RowsRejected as exc:
+        ctx["report"] = [RowError(lines[i], {"start_at": "start", "end_at": "end"}.get(f, f), m) for i, f, m, _ in exc.problems]
+        return render(request, t, "owner_import.html", ctx, user=user, status_code=exc.status_code)
+    except MarketplaceError as exc:
+        ctx["errors"] = {"file": exc.message}
+        return render(request, t, "owner_import.html", ctx, user=user, status_code=exc.status_code)
+    return redirect("/owner/machines", request, t.gettext("{n} windows offered ({k} were offered already).", n=created, k=already))
+
+
+@router.get("/owner/windows/export.csv")
+def export_windows(session: SessionDep, user: WebUser, t: T) -> Response:
+    """Offered windows of my machines that have not ended, in Beijing time."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(("machine_id", "machine_name", "start", "end", "source"))
+    for m, win in availability.list_own_windows(session=session, user=user, after=utcnow()):
+        w.writerow([m.id, m.name, _csv_local(t, win.start_at), _csv_local(t, win.end_at), "rule" if win.rule_id else "single"])
+    return Response(buf.getvalue(), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": 'attachment; filename="windows.csv"'})  # fmt: skip
 
 
 # ----------------------------------------------------------------- availability calendar

@@ -133,6 +133,26 @@ class WindowCreate(SQLModel):
     end_at: dt.datetime
 
 
+MAX_WINDOW_IMPORT_ROWS = 5000
+
+
+class WindowImportRow(SQLModel):
+    machine_id: int = Field(ge=1, le=MAX_ID)
+    start_at: dt.datetime
+    end_at: dt.datetime
+
+
+class WindowImport(SQLModel):
+    """Many single windows at once, on any of the caller's machines: all or none."""
+
+    windows: list[WindowImportRow] = Field(min_length=1, max_length=MAX_WINDOW_IMPORT_ROWS)
+
+
+class WindowsImported(SQLModel):
+    created: int = Field(description="windows added")
+    already_offered: int = Field(description="rows identical to a window already offered, skipped")
+
+
 class WindowPublic(SQLModel):
     id: int
     machine_id: int

@@ -159,3 +159,86 @@ class TestRules:
             r = client.post(f"/api/v1/machines/{machine.id}/rules", json={**base, **change}, headers=auth(settings, owner))
             assert (r.status_code, r.json()["field"]) == (422, field), change
         assert count_windows(session, machine.id) == 0  # type: ignore[arg-type]
+
+
+class TestWindowImport:
+    URL = "/api/v1/windows/import"
+
+    @staticmethod
+    def row(machine_id: int, start_h: float, end_h: float) -> dict[str, object]:
+        return {"machine_id": machine_id, "start_at": hours_from_now(start_h).isoformat(),
+                "end_at": hours_from_now(end_h).isoformat()}  # fmt: skip
+
+    def test_imports_over_several_machines_and_a_repeat_only_skips(
+        self, client: TestClient, session: Session, settings: Settings
+    ) -> None:
+        owner = make_user(session, roles=(Role.owner,))
+        a, b = make_machine(session, owner=owner), make_machine(session, owner=owner)
+        assert a.id is not None and b.id is not None
+        body = {"windows": [self.row(a.id, 2, 10), self.row(a.id, 10, 20), self.row(b.id, 2, 10)]}
+        r = client.post(self.URL, json=body, headers=auth(settings, owner))
+        assert r.status_code == 201, r.text
+        assert r.json() == {"created": 3, "already_offered": 0}
+        assert (count_windows(session, a.id), count_windows(session, b.id)) == (2, 1)
+        again = client.post(self.URL, json=body, headers=auth(settings, owner))
+        assert again.status_code == 201 and again.json() == {"created": 0, "already_offered": 3}
+        assert (count_windows(session, a.id), count_windows(session, b.id)) == (2, 1)
+        # the touching windows stay two rows, and the machine's listing shows them
+        listed = client.get(f"/api/v1/machines/{a.id}/windows", headers=auth(settings, owner)).json()
+        assert [w["end_at"] for w in listed][0] == listed[1]["start_at"]
+
+    def test_every_bad_row_is_reported_and_nothing_is_written(
+        self, client: TestClient, session: Session, settings: Settings
+    ) -> None:
+        owner = make_user(session, roles=(Role.owner,))
+        mine = make_machine(session, owner=owner)
+        theirs = make_machine(session, owner=make_user(session, roles=(Role.owner,)))
+        assert mine.id is not None and theirs.id is not None
+        single = {"start_at": hours_from_now(50).isoformat(), "end_at": hours_from_now(60).isoformat()}
+        assert client.post(f"/api/v1/machines/{mine.id}/windows", json=single, headers=auth(settings, owner)).status_code == 201
+        assert count_windows(session, mine.id) == 1
+        body = {"windows": [
+            self.row(mine.id, 2, 10),      # 0: good
+            self.row(theirs.id, 2, 10),    # 1: another owner's machine
+            self.row(mine.id, 12, 11),     # 2: ends before it starts
+            self.row(mine.id, -48, -40),   # 3: in the past
+            self.row(mine.id, 55, 58),     # 4: inside the offered 50-60
+            self.row(mine.id, 5, 12),      # 5: overlaps row 0
+            self.row(mine.id, 100, 900),   # 6: longer than 31 days
+        ]}  # fmt: skip
+        r = client.post(self.URL, json=body, headers=auth(settings, owner))
+        assert r.status_code == 422, r.text
+        detail = r.json()
+        assert detail["field"] == "windows[1].machine_id" and detail["detail"].startswith("6 rows refused")
+        assert [(p["row"], p["field"]) for p in detail["problems"]] == [
+            (1, "machine_id"), (2, "end_at"), (3, "start_at"), (4, "start_at"), (5, "start_at"), (6, "end_at")]  # fmt: skip
+        assert "overlaps row 0" in detail["problems"][4]["message"]
+        assert count_windows(session, mine.id) == 1 and count_windows(session, theirs.id) == 0
+
+    def test_only_overlaps_is_a_conflict(self, client: TestClient, session: Session, settings: Settings) -> None:
+        owner = make_user(session, roles=(Role.owner,))
+        machine = make_machine(session, owner=owner)
+        assert machine.id is not None
+        first = client.post(self.URL, json={"windows": [self.row(machine.id, 2, 10)]}, headers=auth(settings, owner))
+        assert first.status_code == 201
+        r = client.post(self.URL, json={"windows": [self.row(machine.id, 3, 12), self.row(machine.id, 20, 30)]},
+                        headers=auth(settings, owner))  # fmt: skip
+        assert r.status_code == 409 and r.json()["field"] == "windows[0].start_at"
+        assert count_windows(session, machine.id) == 1
+
+    def test_refused_to_buyers_strangers_and_empty_lists(
+        self, client: TestClient, session: Session, settings: Settings
+    ) -> None:
+        owner = make_user(session, roles=(Role.owner,))
+        machine = make_machine(session, owner=owner)
+        assert machine.id is not None
+        body = {"windows": [self.row(machine.id, 2, 10)]}
+        buyer = make_user(session, roles=(Role.buyer,))
+        assert client.post(self.URL, json=body, headers=auth(settings, buyer)).status_code == 403
+        assert client.post(self.URL, json=body).status_code == 401
+        empty = client.post(self.URL, json={"windows": []}, headers=auth(settings, owner))
+        assert empty.status_code == 422 and empty.json()["field"] == "windows"
+        bad = client.post(self.URL, json={"windows": [{"machine_id": machine.id, "start_at": "soon"}]},
+                          headers=auth(settings, owner))  # fmt: skip
+        assert bad.status_code == 422 and bad.json()["field"].startswith("windows[0].")
+        assert count_windows(session, machine.id) == 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from typing import Any
+from zoneinfo import ZoneInfo
 
 from fastapi.testclient import TestClient
 from sqlmodel import Session, col, func, select
@@ -265,3 +267,67 @@ def test_owner_pages_are_chinese_by_default(client: TestClient, session: Session
         en = client.get(url + "?lang=en")
         assert '<html lang="en">' in en.text, url
         client.get(url + "?lang=zh")
+
+
+def upload_windows(client: TestClient, text: str) -> Any:
+    token = csrf(client.get("/owner/windows/import").text)
+    return client.post("/owner/windows/import", data={"csrf_token": token},
+                       files={"file": ("windows.csv", text.encode("utf-8"), "text/csv")})  # fmt: skip
+
+
+def test_windows_export_lists_only_mine_in_beijing_time_and_reimports_as_already_offered(
+    client: TestClient, session: Session
+) -> None:
+    owner = make_user(session, roles=(Role.owner,))
+    mill = make_machine(session, owner=owner, name="Mill, north bay")
+    start = hours_from_now(30).replace(minute=0)
+    make_window(session, machine=mill, start=start, end=start + dt.timedelta(hours=8))
+    make_window(session, machine=mill, start=hours_from_now(-30), end=hours_from_now(-20))  # ended: not exported
+    other = make_machine(session, owner=make_user(session, roles=(Role.owner,)), name="Not mine")
+    make_window(session, machine=other, start=start, end=start + dt.timedelta(hours=8))
+    sign_in(client, owner.email)
+    exported = client.get("/owner/windows/export.csv")
+    assert exported.status_code == 200 and exported.headers["content-type"].startswith("text/csv")
+    lines = exported.text.splitlines()
+    local = start.astimezone(ZoneInfo("Asia/Shanghai"))
+    assert lines[0] == "machine_id,machine_name,start,end,source" and len(lines) == 2
+    assert lines[1] == (f'{mill.id},"Mill, north bay",{local:%Y-%m-%d %H:%M},'
+                        f"{local + dt.timedelta(hours=8):%Y-%m-%d %H:%M},single")  # fmt: skip
+    day = (local + dt.timedelta(days=2)).date()
+    again = upload_windows(client, exported.text + f"{mill.id},,{day} 09:00,{day} 17:00,\n")
+    assert again.status_code == 200, again.text
+    assert "已开放 1 个时段（1 个此前已开放）" in again.text  # Chinese is the default language
+    rows = session.exec(select(AvailabilityWindow).where(AvailabilityWindow.machine_id == mill.id)
+                        .order_by(col(AvailabilityWindow.start_at))).all()  # fmt: skip
+    assert len(rows) == 3 and (rows[-1].start_at.hour, rows[-1].end_at.hour) == (1, 9)  # 09:00-17:00 Beijing = 01-09 UTC
+
+
+def test_windows_import_reports_every_bad_line_and_writes_nothing(client: TestClient, session: Session) -> None:
+    owner = make_user(session, roles=(Role.owner,))
+    mill = make_machine(session, owner=owner)
+    other = make_machine(session, owner=make_user(session, roles=(Role.owner,)))
+    make_window(session, machine=mill, start=hours_from_now(48), end=hours_from_now(56))
+    sign_in(client, owner.email)
+    page = client.get("/owner/windows/import?lang=en")
+    assert page.status_code == 200 and 'action="/owner/windows/import"' in page.text and "machine_id,start,end" in page.text
+    ok = hours_from_now(100).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    ok_end = hours_from_now(104).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    text = "\n".join([
+        "machine_id,start,end",
+        f"{mill.id},{ok},{ok_end}",                                             # line 2: fine (UTC with an offset)
+        f"abc,{ok},{ok_end}",                                                    # 3: not a machine number
+        f"{mill.id},tomorrow,{ok_end}",                                          # 4: not a time
+        f"{other.id},{ok},{ok_end}",                                             # 5: another owner's machine
+        f"{mill.id},{hours_from_now(50).isoformat()},{hours_from_now(52).isoformat()}",  # 6: overlaps offered time
+    ])  # fmt: skip
+    r = upload_windows(client, text)
+    assert r.status_code == 422
+    report = re.findall(r'<tr><td class="num">(\d+)</td><td><code>([^<]+)</code></td>', r.text)
+    assert report == [("3", "machine_id"), ("4", "start")]  # the file's own errors come first, alone
+    r = upload_windows(client, "\n".join(line for i, line in enumerate(text.split("\n")) if i not in (2, 3)))
+    assert r.status_code == 422
+    report = re.findall(r'<tr><td class="num">(\d+)</td><td><code>([^<]+)</code></td>', r.text)
+    assert report == [("3", "machine_id"), ("4", "start")]  # lines 5 and 6 of the first file, renumbered
+    assert session.exec(select(func.count()).select_from(AvailabilityWindow).where(AvailabilityWindow.machine_id == mill.id)).one() == 1
+    missing = upload_windows(client, "machine,start\n1,2030-01-01 09:00\n")
+    assert missing.status_code == 422 and "machine_id, end" in missing.text
