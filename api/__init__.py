@@ -12,11 +12,12 @@ from api.routes import (
     orders,
     payments,
     quotes,
+    telemetry,
     webhooks,
     windows,
 )
 
 router = APIRouter(prefix="/api/v1")
-for module in (health, accounts, catalog, machines, orders, bookings, matching, quotes, payments, webhooks,
-               windows):
+for module in (health, accounts, catalog, machines, orders, bookings, matching, quotes, payments, telemetry,
+               webhooks, windows):
     router.include_router(module.router)

@@ -15,6 +15,7 @@ from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from app import telemetry
 from app.accounts import is_admin
 from app.db import begin_write
 from app.errors import (
@@ -177,7 +178,12 @@ def import_windows(
         if row.machine_id not in mine:
             problems.append((i, "machine_id", f"no machine {row.machine_id} of yours", 404))
             continue
-        spans.setdefault(row.machine_id, []).append((i, as_utc(row.start_at), as_utc(row.end_at)))
+        try:
+            start, end = as_utc(row.start_at), as_utc(row.end_at)
+        except OverflowError:
+            problems.append((i, "start_at", "the time is out of range", 422))
+            continue
+        spans.setdefault(row.machine_id, []).append((i, start, end))
     created: list[tuple[int, dt.datetime, dt.datetime]] = []
     already = 0
     for machine_id, wanted in spans.items():
@@ -246,6 +252,7 @@ def delete_window(*, session: Session, user: User, machine_id: int, window_id: i
         raise NotFound("window not found", field="window_id")
     _refuse_if_booked(session, machine_id, window.start_at, window.end_at)
     session.delete(window)
+    telemetry.refresh_offered(session, machine_id, window.start_at, window.end_at)
     session.commit()
 
 
@@ -350,6 +357,9 @@ def delete_rule(*, session: Session, user: User, machine_id: int, rule_id: int) 
         _refuse_if_booked(session, machine_id, window.start_at, window.end_at)
     session.execute(delete(AvailabilityWindow).where(col(AvailabilityWindow.rule_id) == rule_id))
     session.delete(rule)
+    if windows:
+        spans = (min(w.start_at for w in windows), max(w.end_at for w in windows))
+        telemetry.refresh_offered(session, machine_id, *spans)
     session.commit()
 
 

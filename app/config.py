@@ -73,6 +73,11 @@ class Settings(BaseSettings):
     )
     attachment_link_minutes: int = 15
     planning_horizon_days: int = 90
+    # Telemetry: a reported state holds until the next report if that comes within this
+    # long (a device reports every change and at least this often while it is on);
+    # reports older than telemetry_max_age_days are refused.
+    telemetry_hold_minutes: int = Field(default=60, ge=1, le=24 * 60)
+    telemetry_max_age_days: int = Field(default=7, ge=1, le=90)
 
     @field_validator("database_url")
     @classmethod

@@ -1,5 +1,7 @@
 """The operator's view of its clusters: offered and booked hours, utilization,
-GMV, by process and by day, computed in SQL so it scales to large markets."""
+GMV, by process and by day, computed in SQL so it scales to large markets; and, from
+telemetry, the machine networking rate and the actual utilization (of the offered hours in
+which machines reported their state over the last week, the share they were running)."""
 
 from __future__ import annotations
 
@@ -9,8 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Float, case, cast, func
-from sqlalchemy.orm import Mapped
+from sqlalchemy import ColumnElement, Float, and_, case, cast, func, literal
 from sqlmodel import Session, col, select
 
 from app.accounts import is_admin, operated_cluster_ids
@@ -21,14 +22,20 @@ from models import (
     BookingState,
     Cluster,
     Machine,
+    MachineState,
+    MachineStateSpan,
     MachineStatus,
     Order,
     OrderStatus,
     Process,
     User,
+    UTCDateTime,
+    utcnow,
 )
 
 HELD = (BookingState.confirmed.value, BookingState.in_progress.value, BookingState.done.value)
+NETWORKED_WITHIN = dt.timedelta(hours=24)  # a machine is networked if it reported this recently
+ACTUAL_OVER = dt.timedelta(days=7)  # actual utilization looks back this far
 
 
 @dataclass
@@ -38,10 +45,16 @@ class ProcessRow:
     machines: int = 0
     offered_h: float = 0.0
     booked_h: float = 0.0
+    monitored_offered_h: float = 0.0  # offered hours in which machines reported a state (last week)
+    running_h: float = 0.0  # of those, the hours they reported running
 
     @property
     def utilization(self) -> float:
         return self.booked_h / self.offered_h if self.offered_h else 0.0
+
+    @property
+    def actual_utilization(self) -> float | None:
+        return self.running_h / self.monitored_offered_h if self.monitored_offered_h else None
 
 
 @dataclass
@@ -62,10 +75,24 @@ class Dashboard:
     by_day: dict[str, dict[str, float]] = field(default_factory=dict)  # process -> day -> utilization
     heatmap: dict[str, dict[str, float]] = field(default_factory=dict)  # process -> cluster -> utilization
     idle: list[tuple[str, str, float]] = field(default_factory=list)  # cluster, process, unbooked offered hours
+    networked: int = 0  # machines that reported in the last 24 h
+    actual_start: dt.datetime | None = None  # the week the actual utilization covers
+    actual_end: dt.datetime | None = None
+    monitored_machines: int = 0
+    monitored_offered_h: float = 0.0
+    running_h: float = 0.0
 
     @property
     def utilization(self) -> float:
         return self.booked_h / self.offered_h if self.offered_h else 0.0
+
+    @property
+    def networking_rate(self) -> float:
+        return self.networked / self.machines if self.machines else 0.0
+
+    @property
+    def actual_utilization(self) -> float | None:
+        return self.running_h / self.monitored_offered_h if self.monitored_offered_h else None
 
     @property
     def match_rate(self) -> float:
@@ -77,10 +104,65 @@ class Dashboard:
         return self.on_time_bookings / self.done_bookings if self.done_bookings else 0.0
 
 
-def _hours(session: Session, start: Mapped[dt.datetime], end: Mapped[dt.datetime]) -> ColumnElement[float]:
+def _hours(session: Session, start: Any, end: Any) -> ColumnElement[float]:
     if session.get_bind().dialect.name == "sqlite":
         return (func.julianday(end) - func.julianday(start)) * 24.0
     return cast(func.extract("epoch", end - start), Float(asdecimal=False)) / 3600.0
+
+
+def _least(session: Session, *values: Any) -> Any:
+    return func.min(*values) if session.get_bind().dialect.name == "sqlite" else func.least(*values)
+
+
+def _greatest(session: Session, *values: Any) -> Any:
+    return func.max(*values) if session.get_bind().dialect.name == "sqlite" else func.greatest(*values)
+
+
+def _telemetry(session: Session, d: Dashboard, in_scope: tuple[Any, ...], now: dt.datetime,
+               family_of: dict[str, str]) -> None:  # fmt: skip
+    """Networking rate; and, over the last week, of the offered hours in which machines
+    reported their state (time without reports is unknown, not idle), the share they
+    reported running. Spans keep their offered seconds; the few that began before the
+    week are clipped to it exactly, against the windows, in SQL."""
+    d.networked = session.exec(
+        select(func.count()).select_from(Machine).where(*in_scope, col(Machine.last_reported_at) >= now - NETWORKED_WITHIN)
+    ).one()
+    a, b = now - ACTUAL_OVER, now
+    d.actual_start, d.actual_end = a, b
+    d.monitored_machines = session.exec(
+        select(func.count()).select_from(Machine).where(*in_scope, col(Machine.last_reported_at) >= a)
+    ).one()
+    W, S = AvailabilityWindow, MachineStateSpan
+    rows = {r.process: r for r in d.by_process}
+
+    def add(process: str, state: str, hours: float) -> None:
+        r = rows.setdefault(process, ProcessRow(process, family_of.get(process, "")))
+        r.monitored_offered_h += hours
+        if state == MachineState.running.value:
+            r.running_h += hours
+
+    for process, state, seconds in session.exec(
+        select(Machine.process_key, S.state, func.sum(S.offered_s))
+        .join(Machine, col(Machine.id) == S.machine_id)
+        .where(*in_scope, col(S.offered_s) > 0, col(S.start_at) >= a, col(S.start_at) < b)
+        .group_by(Machine.process_key, S.state)
+    ).all():
+        add(process, state, int(seconds or 0) / 3600)
+    lo, hi = literal(a, UTCDateTime()), literal(b, UTCDateTime())
+    inside = _hours(session, _greatest(session, col(S.start_at), col(W.start_at), lo),
+                    _least(session, col(S.end_at), col(W.end_at), hi))  # fmt: skip
+    for process, state, hours in session.exec(
+        select(Machine.process_key, S.state, func.sum(inside))
+        .select_from(S)
+        .join(W, and_(col(W.machine_id) == S.machine_id, col(W.start_at) < S.end_at, col(W.end_at) > S.start_at))
+        .join(Machine, col(Machine.id) == S.machine_id)
+        .where(*in_scope, col(S.offered_s) > 0, col(S.start_at) < a, col(S.end_at) > a, col(W.end_at) > a)
+        .group_by(Machine.process_key, S.state)
+    ).all():
+        add(process, state, max(0.0, float(hours or 0)))
+    d.by_process = sorted(rows.values(), key=lambda r: (r.family, r.process))
+    d.monitored_offered_h = sum(r.monitored_offered_h for r in d.by_process)
+    d.running_h = sum(r.running_h for r in d.by_process)
 
 
 def _local_day(session: Session, column: Any, tz: str) -> Any:
@@ -93,9 +175,10 @@ def _local_day(session: Session, column: Any, tz: str) -> Any:
 
 def operator_dashboard(
     *, session: Session, user: User, start: dt.datetime, end: dt.datetime, cluster_id: int | None = None,
-    tz: str = "Asia/Shanghai",
+    tz: str = "Asia/Shanghai", now: dt.datetime | None = None,
 ) -> Dashboard:
-    """Days are calendar days in ``tz`` (the display time zone)."""
+    """Days are calendar days in ``tz`` (the display time zone). Telemetry figures look
+    back from ``now`` (default: the current time)."""
     if is_admin(user):
         clusters = list(session.exec(select(Cluster).order_by(col(Cluster.id))).all())
     else:
@@ -181,4 +264,5 @@ def operator_dashboard(
          for (cluster, process), offered in heat_offered.items() if offered > heat_booked[(cluster, process)]),
         key=lambda row: -row[2],
     )[:30]
+    _telemetry(session, d, in_scope, now or utcnow(), family_of)
     return d

@@ -34,6 +34,7 @@ from models import (
     BookingState,
     Cluster,
     Machine,
+    MachineStateSpan,
     Operation,
     Order,
     OrderEvent,
@@ -98,6 +99,9 @@ class DemoCounts:
     machines: int = 0
     rules: int = 0
     windows: int = 0
+    past_windows: int = 0
+    networked: int = 0  # machines that reported in the last 24 h
+    state_spans: int = 0
     orders: int = 0
     operations: int = 0
     multi_step_orders: int = 0
@@ -276,6 +280,9 @@ def seed_demo(
     session.execute(insert(AvailabilityWindow), windows)
     counts.windows = len(windows)
     progress(f"offered time: {counts.windows} windows, {counts.rules} recurring night-shift rules")
+    _telemetry_history(session, random.Random(seed + 1), machines, today, now, counts)
+    progress(f"last week: {counts.past_windows} offered windows; telemetry: {counts.state_spans} state spans, "
+             f"{counts.networked} machines reported in the last 24 h")  # fmt: skip
 
     # Buyer enterprises and their orders.
     buyer_orgs: list[tuple[Organization, User, Cluster]] = []
@@ -394,6 +401,53 @@ def seed_demo(
     progress(f"leases: {counts.leases}")
     session.commit()
     return counts
+
+
+def _telemetry_history(
+    session: Session, rng: random.Random, machines: list[Machine], today: dt.date, now: dt.datetime,
+    counts: DemoCounts,
+) -> None:  # fmt: skip
+    """The past week of the machines: the time each offered, and for four in five the
+    states they reported (running more often inside offered time when the market kept
+    them busy; a few went silent days ago), so that the operator's networking rate and
+    actual utilization have something to show. Its own random stream: the rest of the
+    demo does not change with it."""
+    first, last = today - dt.timedelta(days=7), today - dt.timedelta(days=1)
+    if now.astimezone(TZ).date() != today:  # seeded for another day: that day's midnight is "now"
+        now = dt.datetime.combine(today, dt.time(0, 0), TZ).astimezone(dt.UTC)
+    windows: list[dict[str, Any]] = []
+    spans: list[dict[str, Any]] = []
+    for m in machines:
+        past = _idle_blocks(rng, first, last) if rng.random() < 0.5 else _day_shifts(rng, first, last)
+        windows += [{"machine_id": m.id, "rule_id": None, "start_at": s, "end_at": e} for s, e in past]
+        if rng.random() < 0.2:
+            continue  # not networked
+        busy, own = rng.uniform(0.35, 0.85), rng.uniform(0.4, 0.8)
+        stop = now - dt.timedelta(minutes=rng.randint(1, 50))
+        if rng.random() < 0.1:
+            stop = now - dt.timedelta(hours=rng.randint(30, 120))  # went silent
+        t = dt.datetime.combine(first, dt.time(0, 0), TZ).astimezone(dt.UTC)
+        state = ""
+        while t < stop:
+            end = min(t + dt.timedelta(minutes=rng.randint(45, 240)), stop)
+            offered = any(s <= t < e for s, e in past)
+            r = rng.random()
+            running = rng.random() < (busy if offered else own)
+            state = "down" if r < 0.02 else "alarm" if r < 0.035 else "running" if running else "idle"
+            reports = max(1, int((end - t).total_seconds() // 1800))  # a heartbeat every half hour
+            inside = sum(max(0, int((min(end, e) - max(t, s)).total_seconds())) for s, e in past)
+            spans.append({"machine_id": m.id, "state": state, "start_at": t, "end_at": end, "reports": reports,
+                          "offered_s": inside})  # fmt: skip
+            t = end
+        if state:
+            m.last_reported_at, m.reported_state = stop, state
+            session.add(m)
+            counts.networked += stop >= now - dt.timedelta(hours=24)
+    if windows:
+        session.execute(insert(AvailabilityWindow), windows)
+    if spans:
+        session.execute(insert(MachineStateSpan), spans)
+    counts.past_windows, counts.state_spans = len(windows), len(spans)
 
 
 def _weekends(first: dt.date, last: dt.date) -> list[tuple[dt.datetime, dt.datetime]]:

@@ -306,7 +306,7 @@ def search_machines(
             distance = haversine_km(query.near_lat, query.near_lon, machine.lat, machine.lon)
             if query.within_km is not None and distance > query.within_km:
                 continue
-        results.append(machine_public(machine, owner_name=owner_name, distance_km=distance))
+        results.append(machine_public(machine, viewer=user, owner_name=owner_name, distance_km=distance))
     results.sort(key=_sort_key(query.sort))
     return results[query.offset : query.offset + query.limit], len(results)
 
@@ -324,13 +324,18 @@ def _sort_key(sort: MachineSort) -> Any:
 
 
 def machine_public(
-    machine: Machine, *, owner_name: str | None = None, distance_km: float | None = None
+    machine: Machine, *, viewer: User, owner_name: str | None = None, distance_km: float | None = None
 ) -> MachinePublic:
+    """The machine as ``viewer`` may see it: its reported state only for its own
+    organization and admins (whether a competitor's machine runs is the owner's business)."""
+    own = is_admin(viewer) or machine.owner_org_id == viewer.org_id
     return MachinePublic.model_validate(
         machine,
         update={
             "owner_name": owner_name,
             "distance_km": round(distance_km, 2) if distance_km is not None else None,
+            "reported_state": machine.reported_state if own else None,
+            "last_reported_at": machine.last_reported_at if own else None,
         },
     )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,7 @@ from pydantic import ValidationError
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
-from app import availability, bookings, catalog, machines, money
+from app import availability, bookings, catalog, machines, money, telemetry
 from app.errors import InvalidInput, MarketplaceError, RowsRejected
 from app.machines import MachineQuery, MachineSort
 from frontend.i18n import parse_local
@@ -138,6 +139,17 @@ def retire(request: Request, session: SessionDep, user: WebUser, t: T, machine_i
     return redirect("/owner/machines", request, t.gettext("Machine retired: {name}", name=m.name))
 
 
+@router.post("/owner/machines/{machine_id}/telemetry-token", response_class=HTMLResponse, dependencies=[Csrf])
+def new_telemetry_token(request: Request, session: SessionDep, user: WebUser, t: T, machine_id: int) -> HTMLResponse:
+    """A new token, shown once on this page (not redirected: it must not be kept anywhere)."""
+    token = telemetry.rotate_telemetry_token(session=session, user=user, machine_id=machine_id)
+    m = machines.get_own_machine_or_raise(session=session, user=user, machine_id=machine_id)
+    endpoint = str(request.base_url).rstrip("/") + "/api/v1/telemetry"
+    response = render(request, t, "owner_token.html", {"m": m, "token": token, "endpoint": endpoint}, user=user)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 # ----------------------------------------------------------------- CSV import and export
 
 
@@ -172,12 +184,15 @@ def parse_machines_csv(session: Session, t: T, text: str) -> tuple[list[MachineC
     reader.fieldnames = header
     rows: list[MachineCreate] = []
     errors: list[RowError] = []
-    for i, row in enumerate(reader, start=2):
-        if len(rows) + len(errors) >= MAX_IMPORT_ROWS:
-            errors.append(RowError(i, "-", t.gettext("At most {n} rows per file.", n=MAX_IMPORT_ROWS)))
-            break
+    seen = 0
+    for row in reader:
+        i = reader.line_num  # the file's line (where the row ends, if a quoted cell spans lines)
         if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
             continue  # a blank line
+        seen += 1
+        if seen > MAX_IMPORT_ROWS:
+            errors.append(RowError(i, "-", t.gettext("At most {n} rows per file.", n=MAX_IMPORT_ROWS)))
+            break
         try:
             data = _row_data(t, row)
             catalog.check_process_materials(session=session, process_key=data.process_key, materials=data.materials)
@@ -264,21 +279,24 @@ def parse_windows_csv(t: T, text: str) -> tuple[list[WindowImportRow], list[int]
     rows: list[WindowImportRow] = []
     lines: list[int] = []
     errors: list[RowError] = []
-    for i, row in enumerate(reader, start=2):
-        if len(rows) + len(errors) >= MAX_WINDOW_IMPORT_ROWS:
-            errors.append(RowError(i, "-", t.gettext("At most {n} rows per file.", n=MAX_WINDOW_IMPORT_ROWS)))
-            break
+    seen = 0
+    for row in reader:
+        i = reader.line_num
         if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
             continue
+        seen += 1
+        if seen > MAX_WINDOW_IMPORT_ROWS:
+            errors.append(RowError(i, "-", t.gettext("At most {n} rows per file.", n=MAX_WINDOW_IMPORT_ROWS)))
+            break
         found: list[RowError] = []
         machine_id = (row.get("machine_id") or "").strip()
-        if not machine_id.isdigit() or not 1 <= int(machine_id) < 2**31:
+        if not re.fullmatch(r"[0-9]{1,10}", machine_id) or not 1 <= int(machine_id) < 2**31:
             found.append(RowError(i, "machine_id", t.gettext("Write the machine's number, as in the export.")))
         times: dict[str, dt.datetime] = {}
         for name in ("start", "end"):
             try:
                 times[name] = _csv_time(row.get(name) or "", t.tz)
-            except ValueError:
+            except (ValueError, OverflowError):
                 found.append(RowError(i, name, t.gettext("Write a time as 2026-12-01 09:00 (Beijing time).")))
         if found:
             errors += found
@@ -292,12 +310,12 @@ def parse_windows_csv(t: T, text: str) -> tuple[list[WindowImportRow], list[int]
 
 @router.get("/owner/windows/import", response_class=HTMLResponse)
 def windows_import_form(request: Request, user: WebUser, t: T) -> HTMLResponse:
-    return render(request, t, "owner_import.html", {"kind": "windows", "columns": WINDOW_COLUMNS, "report": None, "errors": {}}, user=user)
+    return render(request, t, "owner_import.html", {"kind": "windows", "columns": WINDOW_COLUMNS, "report": None, "errors": {}, "max_rows": MAX_WINDOW_IMPORT_ROWS}, user=user)
 
 
 @router.post("/owner/windows/import", response_class=HTMLResponse, dependencies=[Csrf])
 async def import_windows(request: Request, session: SessionDep, user: WebUser, t: T) -> Response:
-    ctx: dict[str, Any] = {"kind": "windows", "columns": WINDOW_COLUMNS, "report": None, "errors": {}}
+    ctx: dict[str, Any] = {"kind": "windows", "columns": WINDOW_COLUMNS, "report": None, "errors": {}, "max_rows": MAX_WINDOW_IMPORT_ROWS}
     text, ctx["errors"] = await _read_csv(request, t)
     if text is None:
         return render(request, t, "owner_import.html", ctx, user=user, status_code=422)

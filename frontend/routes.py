@@ -437,9 +437,12 @@ def operator_csv(request: Request, session: SessionDep, user: WebUser, t: T, tab
     buf = io.StringIO()
     w = csv.writer(buf)
     if table == "processes":
-        w.writerow(["process", "family", "machines", "offered_h", "booked_h", "utilization"])
+        w.writerow(["process", "family", "machines", "offered_h", "booked_h", "utilization",
+                    "offered_h_reported_7d", "running_h_7d", "actual_utilization_7d"])  # fmt: skip
         for r in d.by_process:
-            w.writerow([r.process, r.family, r.machines, round(r.offered_h, 1), round(r.booked_h, 1), round(r.utilization, 4)])
+            actual = "" if r.actual_utilization is None else round(r.actual_utilization, 4)
+            w.writerow([r.process, r.family, r.machines, round(r.offered_h, 1), round(r.booked_h, 1), round(r.utilization, 4),
+                        round(r.monitored_offered_h, 1), round(r.running_h, 1), actual])  # fmt: skip
     elif table == "heatmap":
         w.writerow(["process", "cluster", "utilization"])
         for process, row in d.heatmap.items():

@@ -18,6 +18,7 @@ from models.payment import (
     ProviderAccount,
 )
 from models.taxonomy import Family, Material, Process, ProcessMaterial
+from models.telemetry import MachineState, MachineStateSpan
 
 __all__ = [
     "ACTIVE_STATES",
@@ -34,6 +35,8 @@ __all__ = [
     "LedgerEntry",
     "LedgerTransaction",
     "Machine",
+    "MachineState",
+    "MachineStateSpan",
     "MachineStatus",
     "MatchRun",
     "MatchRunStatus",

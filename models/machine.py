@@ -50,7 +50,9 @@ class Machine(MachineBase, table=True):
     lon: float
     currency: str = Field(default=CURRENCY, max_length=3)
     status: str = Field(default=MachineStatus.active.value, max_length=20, index=True)
-    telemetry_token_hash: str | None = Field(default=None, max_length=64)
+    telemetry_token_hash: str | None = Field(default=None, max_length=64, unique=True, index=True)
+    reported_state: str | None = Field(default=None, max_length=10)
+    last_reported_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
     created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
@@ -90,6 +92,8 @@ class MachinePublic(MachineBase):
     lon: float
     currency: str
     status: str
+    reported_state: str | None = Field(default=None, description="last state the machine reported (telemetry)")
+    last_reported_at: dt.datetime | None = None
     distance_km: float | None = None
     created_at: dt.datetime
     updated_at: dt.datetime
@@ -133,7 +137,7 @@ class WindowCreate(SQLModel):
     end_at: dt.datetime
 
 
-MAX_WINDOW_IMPORT_ROWS = 5000
+MAX_WINDOW_IMPORT_ROWS = 20_000
 
 
 class WindowImportRow(SQLModel):

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 
 from api.deps import CurrentUser, Id, IdFilter, Limit, Offset, SessionDep, SettingsDep
-from app import availability, machines
+from app import availability, machines, telemetry
 from app.machines import MachineQuery, MachineSort
 from models.base import Page
 from models.machine import (
@@ -20,6 +20,7 @@ from models.machine import (
     WindowCreate,
     WindowPublic,
 )
+from models.telemetry import TelemetryToken
 
 router = APIRouter(prefix="/machines", tags=["machines"])
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no such machine, or not visible to the caller"}}
@@ -75,7 +76,8 @@ def create_machine(session: SessionDep, user: CurrentUser, data: MachineCreate) 
 @router.get("/{machine_id}", response_model=MachinePublic, responses=NOT_FOUND)
 def get_machine(session: SessionDep, user: CurrentUser, machine_id: Id) -> MachinePublic:
     return machines.machine_public(
-        machines.get_machine_or_raise(session=session, user=user, machine_id=machine_id)
+        machines.get_machine_or_raise(session=session, user=user, machine_id=machine_id),
+        viewer=user,
     )
 
 
@@ -84,15 +86,25 @@ def update_machine(
     session: SessionDep, user: CurrentUser, machine_id: Id, data: MachineUpdate
 ) -> MachinePublic:
     return machines.machine_public(
-        machines.update_machine(session=session, user=user, machine_id=machine_id, data=data)
+        machines.update_machine(session=session, user=user, machine_id=machine_id, data=data),
+        viewer=user,
     )
 
 
 @router.post("/{machine_id}/retire", response_model=MachinePublic, responses=NOT_FOUND)
 def retire_machine(session: SessionDep, user: CurrentUser, machine_id: Id) -> MachinePublic:
     return machines.machine_public(
-        machines.retire_machine(session=session, user=user, machine_id=machine_id)
+        machines.retire_machine(session=session, user=user, machine_id=machine_id),
+        viewer=user,
     )
+
+
+@router.post("/{machine_id}/telemetry-token", response_model=TelemetryToken, responses=NOT_FOUND)
+def rotate_telemetry_token(session: SessionDep, user: CurrentUser, machine_id: Id) -> TelemetryToken:
+    """A new telemetry token, shown once; the old one, and the machine's iCalendar feed
+    URLs, stop working at once."""
+    token = telemetry.rotate_telemetry_token(session=session, user=user, machine_id=machine_id)
+    return TelemetryToken(machine_id=machine_id, telemetry_token=token)
 
 
 @router.get("/{machine_id}/windows", response_model=list[WindowPublic], responses=NOT_FOUND)

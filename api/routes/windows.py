@@ -19,7 +19,7 @@ REFUSED: dict[int | str, dict[str, Any]] = {
 
 @router.post("/import", response_model=WindowsImported, status_code=201, responses=REFUSED)
 def import_windows(session: SessionDep, user: CurrentUser, data: WindowImport) -> WindowsImported:
-    """Offer many windows in one transaction: all rows or none. A row identical to a
-    window already offered is skipped, so retrying an import is safe."""
+    """Offer up to 20,000 windows in one transaction: all rows or none. A row identical
+    to a window already offered is skipped, so retrying an import is safe."""
     created, already = availability.import_windows(session=session, user=user, rows=data.windows)
     return WindowsImported(created=created, already_offered=already)

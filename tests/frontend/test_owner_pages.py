@@ -331,3 +331,41 @@ def test_windows_import_reports_every_bad_line_and_writes_nothing(client: TestCl
     assert session.exec(select(func.count()).select_from(AvailabilityWindow).where(AvailabilityWindow.machine_id == mill.id)).one() == 1
     missing = upload_windows(client, "machine,start\n1,2030-01-01 09:00\n")
     assert missing.status_code == 422 and "machine_id, end" in missing.text
+
+
+def test_owner_issues_a_telemetry_token_and_the_machine_page_shows_what_it_reports(
+    client: TestClient, session: Session
+) -> None:
+    owner = make_user(session, roles=(Role.owner,))
+    machine = make_machine(session, owner=owner)
+    sign_in(client, owner.email)
+    page = client.get(f"/owner/machines/{machine.id}?lang=en")
+    assert f'action="/owner/machines/{machine.id}/telemetry-token"' in page.text and "not networked" in page.text
+    r = client.post(f"/owner/machines/{machine.id}/telemetry-token", data={"csrf_token": csrf(page.text)})
+    assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
+    token = re.search(r'id="token" readonly value="(mt_[^"]+)"', r.text)
+    assert token and "/api/v1/telemetry" in r.text
+    reported = client.post("/api/v1/telemetry", json={"state": "alarm"}, headers={"X-Machine-Token": token.group(1)})
+    assert reported.status_code == 200, reported.text
+    assert re.search(r'id="reported-state">alarm<', client.get(f"/owner/machines/{machine.id}").text)
+    second = client.post(f"/owner/machines/{machine.id}/telemetry-token", data={"csrf_token": csrf(page.text)})
+    assert second.status_code == 200
+    assert client.post("/api/v1/telemetry", json={"state": "idle"}, headers={"X-Machine-Token": token.group(1)}).status_code == 401
+    other = make_user(session, roles=(Role.owner,))
+    client.cookies.clear()
+    sign_in(client, other.email)
+    token_page = client.get("/login")
+    assert client.post(f"/owner/machines/{machine.id}/telemetry-token", data={"csrf_token": csrf(token_page.text)}).status_code == 404
+
+
+def test_windows_import_names_the_real_line_after_blank_lines_and_refuses_odd_numbers(
+    client: TestClient, session: Session
+) -> None:
+    owner = make_user(session, roles=(Role.owner,))
+    mill = make_machine(session, owner=owner)
+    sign_in(client, owner.email)
+    text = "machine_id,start,end\n\n\n²,2030-01-01 09:00,2030-01-01 10:00\n" f"{mill.id},0001-01-01 00:00,2030-01-01 10:00\n"
+    r = upload_windows(client, text)
+    assert r.status_code == 422
+    report = re.findall(r'<tr><td class="num">(\d+)</td><td><code>([^<]+)</code></td>', r.text)
+    assert report == [("4", "machine_id"), ("5", "start")]

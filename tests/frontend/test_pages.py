@@ -152,7 +152,9 @@ def test_operator_dashboard_is_scoped(client: TestClient, session: Session) -> N
     sign_in(client, operator.email)
     r = client.get("/operator")
     assert r.status_code == 200 and 'id="booked-hours"' in r.text
-    assert client.get("/operator/export/processes.csv").text.startswith("process,family")
+    assert 'id="networking-rate">0.0 %' in r.text and 'id="actual-utilization">—' in r.text  # nothing reported yet
+    header = client.get("/operator/export/processes.csv").text.splitlines()[0]
+    assert header.startswith("process,family") and header.endswith("running_h_7d,actual_utilization_7d")
     buyer = make_user(session, roles=(Role.buyer,))
     client.cookies.clear()
     sign_in(client, buyer.email)
