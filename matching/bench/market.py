@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from matching.bench.common import load_json, peak_rss_mb, reset_peak_rss
 from matching.compiled import CompiledProblem, Job, Option, single_job_orders
 from matching.domain import ObjectiveMode, Reason
 from matching.greedy import best_greedy, greedy, priority_orders
-from matching.objective import breakdown
+from matching.objective import breakdown, evaluate
 from matching.solver import solve_compiled
 
 FORMAT = "capshare-market-v1"
@@ -42,6 +43,50 @@ def market_problem(inst: dict[str, Any]) -> CompiledProblem:
     )
 
 
+def nominal_durations(cp: CompiledProblem, *, max_rounds: int = 30) -> list[float]:
+    """Each job's processing time on a machine of average speed (its "nominal" time).
+
+    The instances give only per-option durations; they are fitted as nominal(job) /
+    speed(machine), additively in logs, by alternating means (a two-way fit over the
+    job × machine table, which converges in a few rounds). Jobs without options get 0."""
+    logs = [[(o.machine, math.log(max(1, o.duration))) for o in job.options] for job in cp.jobs]
+    nominal = [sum(d for _, d in opts) / len(opts) if opts else 0.0 for opts in logs]
+    speed = [0.0] * len(cp.machine_keys)
+    for _ in range(max_rounds):
+        acc, cnt = [0.0] * len(speed), [0] * len(speed)
+        for j, opts in enumerate(logs):
+            for m, d in opts:
+                acc[m] += nominal[j] - d
+                cnt[m] += 1
+        speed = [a / c if c else 0.0 for a, c in zip(acc, cnt, strict=True)]
+        used = [v for v, c in zip(speed, cnt, strict=True) if c]
+        mean = sum(used) / len(used) if used else 0.0
+        speed = [v - mean for v in speed]
+        change = 0.0
+        for j, opts in enumerate(logs):
+            if opts:
+                new = sum(d + speed[m] for m, d in opts) / len(opts)
+                change = max(change, abs(new - nominal[j]))
+                nominal[j] = new
+        if change < 1e-9:
+            break
+    return [math.exp(v) if opts else 0.0 for v, opts in zip(nominal, logs, strict=True)]
+
+
+def reference_orders(cp: CompiledProblem) -> dict[str, list[int]]:
+    """The job orders of the benchmark README's "best greedy": due date, fewest options
+    (ties by due date), and longest nominal processing time first."""
+    engine = priority_orders(cp)
+    nominal = nominal_durations(cp)
+    work = {oi: sum(nominal[j] for j in cp.orders[oi].jobs) for oi in engine["edd"]}
+    due_rank = {oi: k for k, oi in enumerate(engine["edd"])}
+    return {
+        "edd": engine["edd"],
+        "fewest_options": engine["fewest_options"],
+        "longest_nominal": sorted(work, key=lambda oi: (-work[oi], due_rank[oi])),
+    }
+
+
 def solution_json(cp: CompiledProblem, sol: Solution) -> dict[str, Any]:
     rows = []
     for j in sorted(sol):
@@ -67,7 +112,9 @@ def _row(cp: CompiledProblem, method: str, sol: Solution, bound: int | None,
 def run_market(path: str | Path, *, time_limit_s: float, seed: int = 0, workers: int = 2,
                solutions_dir: str | Path | None = None, progress: Any = None,
                deterministic: bool = True) -> list[dict[str, Any]]:
-    """Greedy EDD, best greedy and the engine on one instance, side by side."""
+    """Side by side on one instance: greedy EDD; the best greedy as the benchmark's README
+    defines it (the best of three orders, see ``reference_orders``); the engine's own
+    best greedy, its warm start (more orders); and the engine."""
     reset_peak_rss()
     inst = load_json(path)
     cp = market_problem(inst)
@@ -76,8 +123,17 @@ def run_market(path: str | Path, *, time_limit_s: float, seed: int = 0, workers:
     edd = greedy(cp, priority_orders(cp)["edd"])
     rows.append(_row(cp, "greedy-edd", edd, None, time.monotonic() - t))
     t = time.monotonic()
-    _name, best, _vals = best_greedy(cp)
+    best: Solution = {}
+    best_val = None
+    for seq in reference_orders(cp).values():
+        cand = greedy(cp, seq)
+        val = evaluate(cp, cand)
+        if best_val is None or val < best_val:
+            best, best_val = cand, val
     rows.append(_row(cp, "greedy-best", best, None, time.monotonic() - t))
+    t = time.monotonic()
+    _name, hint, _vals = best_greedy(cp)  # the engine's own warm start: more orders
+    rows.append(_row(cp, "greedy-engine", hint, None, time.monotonic() - t))
     t = time.monotonic()
     sol, info = solve_compiled(cp, time_limit_s=time_limit_s, seed=seed, workers=workers,
                                progress=progress, deterministic=deterministic)
@@ -86,6 +142,6 @@ def run_market(path: str | Path, *, time_limit_s: float, seed: int = 0, workers:
     if solutions_dir is not None:
         out = Path(solutions_dir)
         out.mkdir(parents=True, exist_ok=True)
-        for method, s in (("greedy-edd", edd), ("greedy-best", best), ("capshare", sol)):
+        for method, s in (("greedy-edd", edd), ("greedy-best", best), ("greedy-engine", hint), ("capshare", sol)):
             (out / f"{cp.name}.{method}.json").write_text(json.dumps(solution_json(cp, s)))
     return rows

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import random
 from pathlib import Path
 from types import ModuleType
 
@@ -15,7 +16,15 @@ from app.bench_cli import bench_app, progress_printer
 from matching.bench.fjsp import fjsp_problem, parse_fjsp, run_fjsp
 from matching.bench.gap import parse_gap, run_gap
 from matching.bench.generator import generate_market, write_market
-from matching.bench.market import market_problem, run_market, solution_json
+from matching.bench.market import (
+    market_problem,
+    nominal_durations,
+    reference_orders,
+    run_market,
+    solution_json,
+)
+from matching.compiled import CompiledProblem, Job, Option, single_job_orders
+from matching.domain import ObjectiveMode
 from matching.greedy import best_greedy
 from matching.objective import evaluate
 from matching.solver import solve_compiled
@@ -53,7 +62,7 @@ class TestMarket:
                                              "--solutions", str(tmp_path)])
         assert out.exit_code == 0, out.output
         rows = json.loads(out.output)
-        assert [r["method"] for r in rows] == ["greedy-edd", "greedy-best", "capshare"]
+        assert [r["method"] for r in rows] == ["greedy-edd", "greedy-best", "greedy-engine", "capshare"]
         assert set(rows[0]) == {"instance", "method", "objective", "placed", "tardiness_min",
                                 "bound", "seconds", "peak_rss_mb"}
         ref = referee(shared)
@@ -96,14 +105,31 @@ class TestGenerated:
             "--time-limit", "1", "--json", "--out", str(keep), "--solutions", str(tmp_path)])
         assert out.exit_code == 0, out.output
         rows = json.loads(out.stdout)  # the note about the generated file goes to stderr
-        assert [r["method"] for r in rows] == ["greedy-edd", "greedy-best", "capshare"]
+        assert [r["method"] for r in rows] == ["greedy-edd", "greedy-best", "greedy-engine", "capshare"]
         ref = referee(shared)
         inst = ref.load_json(str(keep))
         assert inst == generate_market(n_jobs=40, n_machines=8, seed=2)
         best = {r["method"]: r["objective"] for r in rows}
-        assert best["capshare"] <= best["greedy-best"]
+        assert best["capshare"] <= min(best["greedy-best"], best["greedy-engine"])
         sol = json.loads((tmp_path / f"{inst['name']}.capshare.json").read_text())
         assert ref.evaluate(inst, sol)["objective_fen"] == best["capshare"]
+
+    def test_nominal_durations_recover_the_jobs_times_on_a_reference_machine(self) -> None:
+        rng = random.Random(5)
+        nominal = [rng.randint(30, 2000) for _ in range(60)]
+        speed = [rng.uniform(0.6, 1.6) for _ in range(9)]
+        jobs = [Job(key=str(j), order=j, release=0, tardiness_per_min=1, penalty=10, options=tuple(
+            Option(machine=m, duration=max(1, round(n / speed[m])), cost=1, latest_end=10**6, due=10**6)
+            for m in sorted(rng.sample(range(9), rng.randint(1, 5)))))
+            for j, n in enumerate(nominal)]  # fmt: skip
+        cp = CompiledProblem(name="n", machine_keys=tuple(str(m) for m in range(9)), free=tuple(((0, 10**6),) for _ in range(9)),
+                             jobs=tuple(jobs), orders=single_job_orders(jobs), mode=ObjectiveMode.COST)  # fmt: skip
+        fitted = nominal_durations(cp)
+        # up to one common factor (the average machine's speed), within the rounding of the minutes
+        scale = sum(fitted) / sum(nominal)
+        assert all(abs(f / scale - n) <= 0.02 * n + 1 for f, n in zip(fitted, nominal, strict=True))
+        longest = reference_orders(cp)["longest_nominal"]
+        assert [nominal[i] for i in longest[:5]] == sorted(nominal, reverse=True)[:5]
 
     def test_generator_is_seeded(self) -> None:
         assert generate_market(n_jobs=30, n_machines=8, seed=2) == generate_market(
