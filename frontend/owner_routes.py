@@ -319,7 +319,7 @@ async def import_windows(request: Request, session: SessionDep, user: WebUser, t
     text, ctx["errors"] = await _read_csv(request, t)
     if text is None:
         return render(request, t, "owner_import.html", ctx, user=user, status_code=422)
-    rows, lines, report = parse_windows_csv(t, text)
+    rows, lines, report = await run_in_threadpool(lambda: parse_windows_csv(t, text))
     if report:
         ctx["report"] = report
         return render(request, t, "owner_import.html", ctx, user=user, status_code=422)

@@ -485,8 +485,11 @@ def _slots_exact(cp: CompiledProblem, comp: list[int]) -> bool:
     return True
 
 
-# share of a knapsack-like component's time given to SCIP on its 0-1 model
+# share of a knapsack-like component's time given to SCIP on its 0-1 model, and the
+# wall-clock grace it gets beyond that to finish a proof (at most this many seconds, and
+# this fraction of the component's wall time)
 KNAPSACK_MIP_FRACTION = 0.5
+KNAPSACK_MIP_GRACE_S, KNAPSACK_MIP_GRACE_FRACTION = 1.0, 0.3
 
 
 def _solve_knapsack_slots(cp: CompiledProblem, comp: list[int], hint: Solution, share: float,
@@ -501,6 +504,10 @@ def _solve_knapsack_slots(cp: CompiledProblem, comp: list[int], hint: Solution, 
     slots, entries = C.slot_entries(cp, comp)
     v = C.SlotVars(slots, entries)
     mip_s = min(KNAPSACK_MIP_FRACTION * share, KNAPSACK_MIP_FRACTION * wall)
+    # SCIP's work before its first branching (presolve, root cuts) is a fixed cost that a
+    # short allotment may not cover on a slow machine, and its answer counts only when
+    # proven: it may run a little past its share (charged its share all the same)
+    mip_wall = mip_s + min(mip_s, KNAPSACK_MIP_GRACE_S, KNAPSACK_MIP_GRACE_FRACTION * wall)
     # every optimum places all jobs if some complete solution exists (SCIP answers only
     # with one) and any incomplete solution costs more than any complete one: at least
     # the sum of cheapest option costs plus, for one job left out, its penalty minus
@@ -509,7 +516,7 @@ def _solve_knapsack_slots(cp: CompiledProblem, comp: list[int], hint: Solution, 
     dearest = sum(max(o.cost for o in cp.jobs[j].options) for j in comp)
     extra = [cp.jobs[j].penalty - cheapest[j] for j in comp]
     place_all = min(extra) >= 0 and sum(cheapest.values()) + min(extra) > dearest
-    lb, chosen, mip_opt = mip_solve(cp, v, comp, mip_s, place_all=place_all)
+    lb, chosen, mip_opt = mip_solve(cp, v, comp, mip_wall, place_all=place_all)
     best = dict(hint)
     # deterministic mode: SCIP's solution only when proven optimal (where a search
     # stopped by the wall clock ends is not deterministic; its optimum is)
