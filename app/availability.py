@@ -8,6 +8,7 @@ morning.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 from zoneinfo import ZoneInfo
 
@@ -188,12 +189,14 @@ def import_windows(
     already = 0
     for machine_id, wanted in spans.items():
         lo, hi = min(s for _, s, _ in wanted), max(e for _, _, e in wanted)
-        existing = {(w.start_at, w.end_at) for w in session.exec(select(AvailabilityWindow).where(
+        existing = sorted((w.start_at, w.end_at) for w in session.exec(select(AvailabilityWindow).where(
             AvailabilityWindow.machine_id == machine_id,
-            col(AvailabilityWindow.start_at) < hi, col(AvailabilityWindow.end_at) > lo)).all()}  # fmt: skip
+            col(AvailabilityWindow.start_at) < hi, col(AvailabilityWindow.end_at) > lo)).all())  # fmt: skip
+        known = set(existing)
+        starts = [s for s, _ in existing]  # offered windows never overlap: sorted by start, by end too
         accepted: list[tuple[int, dt.datetime, dt.datetime]] = []
         for i, start, end in sorted(wanted, key=lambda w: (w[1], w[0])):
-            if (start, end) in existing:
+            if (start, end) in known:
                 already += 1
                 continue
             try:
@@ -201,17 +204,16 @@ def import_windows(
             except MarketplaceError as exc:
                 problems.append((i, exc.field or "start_at", exc.message, exc.status_code))
                 continue
-            clash = next(((s, e) for s, e in existing if s < end and start < e), None)
-            if clash is not None:
+            k = bisect.bisect_left(starts, end) - 1  # the last offered window starting before the end
+            if k >= 0 and existing[k][1] > start:
                 problems.append((i, "start_at", "overlaps the offered window "
-                                 f"{clash[0].isoformat()} – {clash[1].isoformat()}", 409))  # fmt: skip
+                                 f"{existing[k][0].isoformat()} – {existing[k][1].isoformat()}", 409))  # fmt: skip
                 continue
-            twin = next((j for j, s, e in accepted if s < end and start < e), None)
-            if twin is not None:
-                if (accepted[-1][1], accepted[-1][2]) == (start, end):
+            if accepted and accepted[-1][2] > start:  # rows come by start: only the last can overlap
+                if accepted[-1][1:] == (start, end):
                     already += 1  # the same window twice in one file
                 else:
-                    problems.append((i, "start_at", f"overlaps row {twin} of this import", 409))
+                    problems.append((i, "start_at", f"overlaps row {accepted[-1][0]} of this import", 409))
                 continue
             accepted.append((i, start, end))
         created += [(machine_id, s, e) for _, s, e in accepted]
