@@ -24,9 +24,10 @@ Pipeline (all within ``time_limit_s``):
    * knapsack-like components (single operations whose options may sit anywhere in
      their free slots: no release/latest-end inside a slot, no tardiness, e.g. GAP):
      the slot model is exact, so the 0-1 model goes to SCIP for
-     ``KNAPSACK_MIP_FRACTION`` of the share (its solution is kept when it proves it
-     optimal, or, not deterministic, when it is better than the greedy), then CP-SAT
-     on the slot model, hinted with the best so far, for the rest; no LNS;
+     ``KNAPSACK_MIP_FRACTION`` of the share plus a short grace to finish a proof (its
+     solution is kept when it proves it optimal, or, not deterministic, when it is
+     better than the greedy), then CP-SAT on the slot model, hinted with the best so
+     far, for the rest; no LNS;
    * orders with several operations, or makespan mode: the exact *interval model*
      (windows tightened by precedence, :func:`matching.bound.chain_windows`), in cost
      mode for ``ORDER_MODEL_FRACTION`` of the share, then LNS over whole orders
@@ -485,11 +486,12 @@ def _slots_exact(cp: CompiledProblem, comp: list[int]) -> bool:
     return True
 
 
-# share of a knapsack-like component's time given to SCIP on its 0-1 model, and the
-# wall-clock grace it gets beyond that to finish a proof (at most this many seconds, and
-# this fraction of the component's wall time)
+# share of a knapsack-like component's time given to SCIP on its 0-1 model, and the grace
+# it gets on top to finish a proof, taken from CP-SAT's part (at most this many seconds,
+# and this fraction of the component's share)
 KNAPSACK_MIP_FRACTION = 0.5
 KNAPSACK_MIP_GRACE_S, KNAPSACK_MIP_GRACE_FRACTION = 1.0, 0.3
+KNAPSACK_MIP_SKIP_PRESOLVE = True  # see matching.bound.mip_solve
 
 
 def _solve_knapsack_slots(cp: CompiledProblem, comp: list[int], hint: Solution, share: float,
@@ -506,8 +508,10 @@ def _solve_knapsack_slots(cp: CompiledProblem, comp: list[int], hint: Solution, 
     mip_s = min(KNAPSACK_MIP_FRACTION * share, KNAPSACK_MIP_FRACTION * wall)
     # SCIP's work before its first branching (presolve, root cuts) is a fixed cost that a
     # short allotment may not cover on a slow machine, and its answer counts only when
-    # proven: it may run a little past its share (charged its share all the same)
-    mip_wall = mip_s + min(mip_s, KNAPSACK_MIP_GRACE_S, KNAPSACK_MIP_GRACE_FRACTION * wall)
+    # proven: it gets a grace on top, taken from CP-SAT's part (computed from the share
+    # alone, so that CP-SAT's deterministic budget does not depend on the wall clock)
+    grace = min(mip_s, KNAPSACK_MIP_GRACE_S, KNAPSACK_MIP_GRACE_FRACTION * share)
+    mip_wall = min(mip_s + grace, wall)
     # every optimum places all jobs if some complete solution exists (SCIP answers only
     # with one) and any incomplete solution costs more than any complete one: at least
     # the sum of cheapest option costs plus, for one job left out, its penalty minus
@@ -516,7 +520,8 @@ def _solve_knapsack_slots(cp: CompiledProblem, comp: list[int], hint: Solution, 
     dearest = sum(max(o.cost for o in cp.jobs[j].options) for j in comp)
     extra = [cp.jobs[j].penalty - cheapest[j] for j in comp]
     place_all = min(extra) >= 0 and sum(cheapest.values()) + min(extra) > dearest
-    lb, chosen, mip_opt = mip_solve(cp, v, comp, mip_wall, place_all=place_all)
+    lb, chosen, mip_opt = mip_solve(cp, v, comp, mip_wall, place_all=place_all,
+                                    presolve=not KNAPSACK_MIP_SKIP_PRESOLVE)
     best = dict(hint)
     # deterministic mode: SCIP's solution only when proven optimal (where a search
     # stopped by the wall clock ends is not deterministic; its optimum is)
@@ -538,7 +543,7 @@ def _solve_knapsack_slots(cp: CompiledProblem, comp: list[int], hint: Solution, 
     if mip_opt and bound >= cost:
         return best, cost, True
     spent = time.monotonic() - t_start
-    rest_share = max(0.05, share - (mip_s if deterministic else spent))
+    rest_share = max(0.05, share - (mip_s + grace if deterministic else spent))
     chosen2, v2, cpb, lpb, optimal, _charged = _solve_slot_model(
         cp, comp, best, rest_share, max(0.05, wall - spent), seed, nworkers, deterministic,
         cb, with_lp=lb is None)

@@ -188,8 +188,8 @@ class TestGap:
         assert info["bound"] <= info["objective"] <= evaluate(cp, gsol)
         # SCIP's 0-1 solve stops on the wall clock, so whether it proves this one within
         # its allotment depends on the machine; pinned to "no proof" (its bound kept), the
-        # rest of the path (CP-SAT on deterministic time) must give equal answers: with
-        # time for CP-SAT to finish its search, not cut by the wall clock after SCIP's run
+        # rest of the path (CP-SAT on deterministic time) must give equal answers (a limit
+        # with room for CP-SAT's budget on a loaded machine: the wall clock is a safety net)
         real, calls = solver_mod.mip_solve, []
 
         def no_proof(*args: object, **kwargs: object) -> tuple[int | None, None, bool]:
