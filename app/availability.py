@@ -16,7 +16,6 @@ from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from app import telemetry
 from app.accounts import is_admin
 from app.db import begin_write
 from app.errors import (
@@ -35,6 +34,7 @@ from models import (
     AvailabilityWindow,
     Booking,
     Machine,
+    MachineStateSpan,
     Role,
     User,
     utcnow,
@@ -83,23 +83,63 @@ def _check_window(start: dt.datetime, end: dt.datetime, now: dt.datetime) -> Non
         raise InvalidInput("a single window is at most 31 days", field="end_at")
 
 
+def offered_between(
+    session: Session, machine_id: int, lo: dt.datetime, hi: dt.datetime
+) -> list[tuple[dt.datetime, dt.datetime]]:
+    """The machine's offered windows that overlap [lo, hi), by start (they never overlap
+    each other, so they are sorted by end too)."""
+    return [
+        (s, e)
+        for s, e in session.exec(
+            select(AvailabilityWindow.start_at, AvailabilityWindow.end_at)
+            .where(
+                AvailabilityWindow.machine_id == machine_id,
+                col(AvailabilityWindow.start_at) < hi,
+                col(AvailabilityWindow.end_at) > lo,
+            )
+            .order_by(col(AvailabilityWindow.start_at))
+        ).all()
+    ]
+
+
+def count_offered(session: Session, machine_id: int, spans: list[MachineStateSpan]) -> None:
+    """Set each telemetry span's seconds inside the machine's offered windows."""
+    if not spans:
+        return
+    windows = offered_between(
+        session, machine_id, min(sp.start_at for sp in spans), max(sp.end_at for sp in spans)
+    )
+    for sp in spans:
+        sp.offered_s = sum(
+            max(0, int((min(sp.end_at, e) - max(sp.start_at, s)).total_seconds())) for s, e in windows
+        )
+        session.add(sp)
+
+
+def _recount_spans(session: Session, machine_id: int, start: dt.datetime, end: dt.datetime) -> None:
+    """After offered time in [start, end) was withdrawn: recount the spans there (flushes;
+    the caller commits)."""
+    session.flush()
+    spans = session.exec(
+        select(MachineStateSpan).where(
+            MachineStateSpan.machine_id == machine_id,
+            col(MachineStateSpan.start_at) < end,
+            col(MachineStateSpan.end_at) > start,
+        )
+    ).all()
+    count_offered(session, machine_id, list(spans))
+
+
 def _overlapping(
     session: Session, machine_id: int, spans: list[tuple[dt.datetime, dt.datetime]]
-) -> AvailabilityWindow | None:
+) -> tuple[dt.datetime, dt.datetime] | None:
     if not spans:
         return None
     lo, hi = min(s for s, _ in spans), max(e for _, e in spans)
-    existing = session.exec(
-        select(AvailabilityWindow).where(
-            AvailabilityWindow.machine_id == machine_id,
-            col(AvailabilityWindow.start_at) < hi,
-            col(AvailabilityWindow.end_at) > lo,
-        )
-    ).all()
-    for window in existing:
+    for ws, we in offered_between(session, machine_id, lo, hi):
         for start, end in spans:
-            if window.start_at < end and start < window.end_at:
-                return window
+            if ws < end and start < we:
+                return ws, we
     return None
 
 
@@ -109,7 +149,7 @@ def _refuse_overlap(
     clash = _overlapping(session, machine_id, spans)
     if clash is not None:
         raise WindowOverlap(
-            f"overlaps the offered window {clash.start_at.isoformat()} – {clash.end_at.isoformat()}",
+            f"overlaps the offered window {clash[0].isoformat()} – {clash[1].isoformat()}",
             field=field,
         )
 
@@ -189,9 +229,7 @@ def import_windows(
     already = 0
     for machine_id, wanted in spans.items():
         lo, hi = min(s for _, s, _ in wanted), max(e for _, _, e in wanted)
-        existing = sorted((w.start_at, w.end_at) for w in session.exec(select(AvailabilityWindow).where(
-            AvailabilityWindow.machine_id == machine_id,
-            col(AvailabilityWindow.start_at) < hi, col(AvailabilityWindow.end_at) > lo)).all())  # fmt: skip
+        existing = offered_between(session, machine_id, lo, hi)
         known = set(existing)
         starts = [s for s, _ in existing]  # offered windows never overlap: sorted by start, by end too
         accepted: list[tuple[int, dt.datetime, dt.datetime]] = []
@@ -254,7 +292,7 @@ def delete_window(*, session: Session, user: User, machine_id: int, window_id: i
         raise NotFound("window not found", field="window_id")
     _refuse_if_booked(session, machine_id, window.start_at, window.end_at)
     session.delete(window)
-    telemetry.refresh_offered(session, machine_id, window.start_at, window.end_at)
+    _recount_spans(session, machine_id, window.start_at, window.end_at)
     session.commit()
 
 
@@ -361,7 +399,7 @@ def delete_rule(*, session: Session, user: User, machine_id: int, rule_id: int) 
     session.delete(rule)
     if windows:
         spans = (min(w.start_at for w in windows), max(w.end_at for w in windows))
-        telemetry.refresh_offered(session, machine_id, *spans)
+        _recount_spans(session, machine_id, *spans)
     session.commit()
 
 

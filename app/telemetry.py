@@ -15,11 +15,12 @@ import hashlib
 
 from sqlmodel import Session, col, select
 
+from app import availability
 from app.db import begin_write
 from app.errors import InvalidInput, NotAuthenticated, PermissionDenied
 from app.machines import get_own_machine_or_raise, lock_machine
 from app.security import new_machine_token
-from models import AvailabilityWindow, Machine, MachineStatus, User, utcnow
+from models import Machine, MachineStatus, User, utcnow
 from models.base import as_utc
 from models.telemetry import MachineState, MachineStateSpan, StateReport
 
@@ -73,7 +74,7 @@ def report_states(
     ).first()
     ignored = len(reports) - len(latest)
     applied = 0
-    touched: list[MachineStateSpan] = []
+    touched: dict[int, MachineStateSpan] = {}  # by identity: each recounted once
     for at, state in sorted(latest.items()):
         last = machine.last_reported_at
         if last is not None and at <= last:  # a resend, or older than what is known
@@ -84,53 +85,19 @@ def report_states(
             if span.state == state.value:
                 span.reports += 1
             else:
-                touched.append(span)
+                touched[id(span)] = span
                 span = MachineStateSpan(machine_id=machine.id, state=state.value, start_at=at, end_at=at)
         else:
             span = MachineStateSpan(machine_id=machine.id, state=state.value, start_at=at, end_at=at)
         session.add(span)
-        if not touched or touched[-1] is not span:
-            touched.append(span)
+        touched[id(span)] = span
         machine.last_reported_at, machine.reported_state = at, state.value
         applied += 1
-    _set_offered(session, machine.id, touched)
+    availability.count_offered(session, machine.id, list(touched.values()))
     session.add(machine)
     session.commit()
     session.refresh(machine)
     return machine, applied, ignored
-
-
-def _set_offered(session: Session, machine_id: int, spans: list[MachineStateSpan]) -> None:
-    """Each span's seconds inside the machine's offered windows (which never overlap)."""
-    if not spans:
-        return
-    lo, hi = min(sp.start_at for sp in spans), max(sp.end_at for sp in spans)
-    windows = session.exec(
-        select(AvailabilityWindow.start_at, AvailabilityWindow.end_at).where(
-            AvailabilityWindow.machine_id == machine_id,
-            col(AvailabilityWindow.start_at) < hi,
-            col(AvailabilityWindow.end_at) > lo,
-        )
-    ).all()
-    for sp in spans:
-        sp.offered_s = sum(
-            max(0, int((min(sp.end_at, e) - max(sp.start_at, s)).total_seconds())) for s, e in windows
-        )
-        session.add(sp)
-
-
-def refresh_offered(session: Session, machine_id: int, start: dt.datetime, end: dt.datetime) -> None:
-    """Recount the offered seconds of the machine's spans that overlap [start, end): for a
-    service that has just withdrawn offered time there (flushes; the caller commits)."""
-    session.flush()
-    spans = session.exec(
-        select(MachineStateSpan).where(
-            MachineStateSpan.machine_id == machine_id,
-            col(MachineStateSpan.start_at) < end,
-            col(MachineStateSpan.end_at) > start,
-        )
-    ).all()
-    _set_offered(session, machine_id, list(spans))
 
 
 def rotate_telemetry_token(*, session: Session, user: User, machine_id: int) -> str:
