@@ -256,12 +256,6 @@ def export_machines(session: SessionDep, user: WebUser) -> Response:
                     headers={"Content-Disposition": 'attachment; filename="machines.csv"'})  # fmt: skip
 
 
-def _csv_time(value: str, tz: dt.tzinfo) -> dt.datetime:
-    """"2026-12-01 09:00" in the display time zone, or ISO 8601 with an offset."""
-    parsed = dt.datetime.fromisoformat(value.strip())
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)).astimezone(dt.UTC)
-
-
 def _csv_local(t: T, value: dt.datetime) -> str:
     local = value.astimezone(t.tz).replace(tzinfo=None)
     return local.isoformat(sep=" ", timespec="minutes" if not (local.second or local.microsecond) else "auto")
@@ -295,7 +289,7 @@ def parse_windows_csv(t: T, text: str) -> tuple[list[WindowImportRow], list[int]
         times: dict[str, dt.datetime] = {}
         for name in ("start", "end"):
             try:
-                times[name] = _csv_time(row.get(name) or "", t.tz)
+                times[name] = parse_local(row.get(name) or "", t.tz)
             except (ValueError, OverflowError):
                 found.append(RowError(i, name, t.gettext("Write a time as 2026-12-01 09:00 (Beijing time).")))
         if found:
