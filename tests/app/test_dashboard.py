@@ -79,4 +79,3 @@ def test_networking_rate_and_actual_utilization_from_telemetry(session: Session)
     assert d.networked == 1 and round(d.networking_rate, 4) == round(1 / 3, 4)
     row = next(r for r in d.by_process if r.process == networked.process_key)
     assert row.actual_utilization is not None and round(row.actual_utilization, 4) == round(25 / 28, 4)
-    assert silent.last_reported_at is None

@@ -27,6 +27,11 @@ from tests.frontend.test_pages import csrf, sign_in
 HEADER = "name,make_model,process_key,materials,envelope_x_mm,envelope_y_mm,envelope_z_mm,tolerance_mm,speed_factor,hourly_rate_yuan,min_booking_minutes,leasable"
 
 
+def report_rows(html: str) -> list[tuple[str, str]]:
+    """(line, field) of each row of an import's problem report."""
+    return re.findall(r'<tr><td class="num">(\d+)</td><td><code>([^<]+)</code></td>', html)
+
+
 def count_machines(session: Session, owner: User) -> int:
     return session.exec(select(func.count()).select_from(Machine).where(Machine.owner_org_id == owner.org_id)).one()
 
@@ -124,7 +129,7 @@ def test_import_with_a_bad_row_reports_row_and_field_and_writes_nothing(client: 
     ])  # fmt: skip
     r = upload(client, text, csrf(page.text))
     assert r.status_code == 422  # type: ignore[attr-defined]
-    report = re.findall(r'<tr><td class="num">(\d+)</td><td><code>([^<]+)</code></td>', r.text)  # type: ignore[attr-defined]
+    report = report_rows(r.text)  # type: ignore[attr-defined]
     assert ("3", "materials") in report and ("4", "hourly_rate_yuan") in report
     assert ("5", "leasable") in report
     assert not any(row == "2" for row, _ in report)
@@ -322,11 +327,11 @@ def test_windows_import_reports_every_bad_line_and_writes_nothing(client: TestCl
     ])  # fmt: skip
     r = upload_windows(client, text)
     assert r.status_code == 422
-    report = re.findall(r'<tr><td class="num">(\d+)</td><td><code>([^<]+)</code></td>', r.text)
+    report = report_rows(r.text)
     assert report == [("3", "machine_id"), ("4", "start")]  # the file's own errors come first, alone
     r = upload_windows(client, "\n".join(line for i, line in enumerate(text.split("\n")) if i not in (2, 3)))
     assert r.status_code == 422
-    report = re.findall(r'<tr><td class="num">(\d+)</td><td><code>([^<]+)</code></td>', r.text)
+    report = report_rows(r.text)
     assert report == [("3", "machine_id"), ("4", "start")]  # lines 5 and 6 of the first file, renumbered
     assert session.exec(select(func.count()).select_from(AvailabilityWindow).where(AvailabilityWindow.machine_id == mill.id)).one() == 1
     missing = upload_windows(client, "machine,start\n1,2030-01-01 09:00\n")
@@ -367,5 +372,5 @@ def test_windows_import_names_the_real_line_after_blank_lines_and_refuses_odd_nu
     text = "machine_id,start,end\n\n\n²,2030-01-01 09:00,2030-01-01 10:00\n" f"{mill.id},0001-01-01 00:00,2030-01-01 10:00\n"
     r = upload_windows(client, text)
     assert r.status_code == 422
-    report = re.findall(r'<tr><td class="num">(\d+)</td><td><code>([^<]+)</code></td>', r.text)
+    report = report_rows(r.text)
     assert report == [("4", "machine_id"), ("5", "start")]
