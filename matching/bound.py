@@ -60,7 +60,7 @@ def mip_solve(cp: CompiledProblem, v: SlotVars, jobs: list[int], time_limit_s: f
     ``place_all``: the caller knows that every optimum places all ``jobs`` (the model
     has no unassigned variables then; SCIP is several times faster without them).
     ``presolve=False`` skips SCIP's presolving, which on small GAPs costs more than it
-    saves (gap8: 0.35-0.4 s to the proof instead of 0.9-1.3 s)."""
+    saves (gap8: 0.35-1.0 s to the proof instead of 0.9-1.6 s)."""
     stop_at = time.monotonic() + time_limit_s
     if time_limit_s < 2 * BUILD_S_PER_ENTRY * len(v.entries):
         return None, None, False

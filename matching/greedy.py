@@ -170,9 +170,11 @@ def greedy(cp: CompiledProblem, sequence: Sequence[int],
 
 def best_greedy(cp: CompiledProblem, names: Sequence[str] | None = None,
                 deadline: Callable[[], bool] | None = None,
+                orders: dict[str, list[int]] | None = None,
                 ) -> tuple[str, dict[int, tuple[int, int]], dict[str, int]]:
-    """Run several priority orders; return (name, solution, objective per order)."""
-    orders = priority_orders(cp)
+    """Run several priority orders (the engine's, unless ``orders`` are given); return
+    (name, solution, objective per order)."""
+    orders = orders if orders is not None else priority_orders(cp)
     best_name, best_sol, best_val = "", {}, None
     values: dict[str, int] = {}
     for name, seq in orders.items():

@@ -491,7 +491,6 @@ def _slots_exact(cp: CompiledProblem, comp: list[int]) -> bool:
 # and this fraction of the component's share)
 KNAPSACK_MIP_FRACTION = 0.5
 KNAPSACK_MIP_GRACE_S, KNAPSACK_MIP_GRACE_FRACTION = 1.0, 0.3
-KNAPSACK_MIP_SKIP_PRESOLVE = True  # see matching.bound.mip_solve
 
 
 def _solve_knapsack_slots(cp: CompiledProblem, comp: list[int], hint: Solution, share: float,
@@ -521,7 +520,7 @@ def _solve_knapsack_slots(cp: CompiledProblem, comp: list[int], hint: Solution, 
     extra = [cp.jobs[j].penalty - cheapest[j] for j in comp]
     place_all = min(extra) >= 0 and sum(cheapest.values()) + min(extra) > dearest
     lb, chosen, mip_opt = mip_solve(cp, v, comp, mip_wall, place_all=place_all,
-                                    presolve=not KNAPSACK_MIP_SKIP_PRESOLVE)
+                                    presolve=False)
     best = dict(hint)
     # deterministic mode: SCIP's solution only when proven optimal (where a search
     # stopped by the wall clock ends is not deterministic; its optimum is)
