@@ -18,6 +18,18 @@ from api.routes import (
 )
 
 router = APIRouter(prefix="/api/v1")
-for module in (health, accounts, catalog, machines, orders, bookings, matching, quotes, payments, telemetry,
-               webhooks, windows):
+for module in (
+    health,
+    accounts,
+    catalog,
+    machines,
+    orders,
+    bookings,
+    matching,
+    quotes,
+    payments,
+    telemetry,
+    webhooks,
+    windows,
+):
     router.include_router(module.router)

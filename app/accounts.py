@@ -63,7 +63,9 @@ def authenticate(*, session: Session, email: str, password: str) -> User | None:
     return user
 
 
-def issue_token(*, session: Session, settings: Settings, email: str, password: str) -> tuple[str, int]:
+def issue_token(
+    *, session: Session, settings: Settings, email: str, password: str
+) -> tuple[str, int]:
     user = authenticate(session=session, email=email, password=password)
     if user is None:
         raise NotAuthenticated("incorrect email or password")

@@ -72,7 +72,9 @@ def check_upload(*, settings: Settings, filename: str, content_type: str, size: 
         raise AttachmentRejected("the file is empty", field="file", status_code=422)
     if size is not None and size > settings.attachment_max_bytes:
         raise AttachmentRejected(
-            f"the file is larger than {settings.attachment_max_bytes} bytes", field="file", status_code=413
+            f"the file is larger than {settings.attachment_max_bytes} bytes",
+            field="file",
+            status_code=413,
         )
 
 
@@ -173,9 +175,7 @@ def create_download_link(
     return token, utcnow() + dt.timedelta(minutes=settings.attachment_link_minutes)
 
 
-def open_download(
-    *, session: Session, settings: Settings, token: str
-) -> tuple[Attachment, Path]:
+def open_download(*, session: Session, settings: Settings, token: str) -> tuple[Attachment, Path]:
     begin_write(session)
     try:
         data = _serializer(settings).loads(token, max_age=settings.attachment_link_minutes * 60)
@@ -208,7 +208,7 @@ def access_log(*, session: Session, user: User, order_id: int) -> list[Attachmen
 def _log(session: Session, attachment: Attachment, user: User, action: str) -> None:
     assert attachment.id is not None
     session.add(
-        AttachmentAccess(attachment_id=attachment.id, user_id=user.id, org_id=user.org_id, action=action)
+        AttachmentAccess(
+            attachment_id=attachment.id, user_id=user.id, org_id=user.org_id, action=action
+        )
     )
-
-

@@ -111,7 +111,8 @@ def count_offered(session: Session, machine_id: int, spans: list[MachineStateSpa
     )
     for sp in spans:
         sp.offered_s = sum(
-            max(0, int((min(sp.end_at, e) - max(sp.start_at, s)).total_seconds())) for s, e in windows
+            max(0, int((min(sp.end_at, e) - max(sp.start_at, s)).total_seconds()))
+            for s, e in windows
         )
         session.add(sp)
 
@@ -192,9 +193,7 @@ def create_window(
     return window
 
 
-def import_windows(
-    *, session: Session, user: User, rows: list[WindowImportRow]
-) -> tuple[int, int]:
+def import_windows(*, session: Session, user: User, rows: list[WindowImportRow]) -> tuple[int, int]:
     """Offer many single windows, on any of the caller's machines, in one transaction:
     all of them or none. Each row is checked like a single window (its machine, end after
     start, not in the past, at most 31 days) and against the machine's offered windows
@@ -231,7 +230,9 @@ def import_windows(
         lo, hi = min(s for _, s, _ in wanted), max(e for _, _, e in wanted)
         existing = offered_between(session, machine_id, lo, hi)
         known = set(existing)
-        starts = [s for s, _ in existing]  # offered windows never overlap: sorted by start, by end too
+        starts = [
+            s for s, _ in existing
+        ]  # offered windows never overlap: sorted by start, by end too
         accepted: list[tuple[int, dt.datetime, dt.datetime]] = []
         for i, start, end in sorted(wanted, key=lambda w: (w[1], w[0])):
             if (start, end) in known:
@@ -242,16 +243,22 @@ def import_windows(
             except MarketplaceError as exc:
                 problems.append((i, exc.field or "start_at", exc.message, exc.status_code))
                 continue
-            k = bisect.bisect_left(starts, end) - 1  # the last offered window starting before the end
+            k = (
+                bisect.bisect_left(starts, end) - 1
+            )  # the last offered window starting before the end
             if k >= 0 and existing[k][1] > start:
                 problems.append((i, "start_at", "overlaps the offered window "
                                  f"{existing[k][0].isoformat()} – {existing[k][1].isoformat()}", 409))  # fmt: skip
                 continue
-            if accepted and accepted[-1][2] > start:  # rows come by start: only the last can overlap
+            if (
+                accepted and accepted[-1][2] > start
+            ):  # rows come by start: only the last can overlap
                 if accepted[-1][1:] == (start, end):
                     already += 1  # the same window twice in one file
                 else:
-                    problems.append((i, "start_at", f"overlaps row {accepted[-1][0]} of this import", 409))
+                    problems.append(
+                        (i, "start_at", f"overlaps row {accepted[-1][0]} of this import", 409)
+                    )
                 continue
             accepted.append((i, start, end))
         created += [(machine_id, s, e) for _, s, e in accepted]
@@ -276,7 +283,9 @@ def list_own_windows(
         for m, w in session.exec(
             select(Machine, AvailabilityWindow)
             .join(AvailabilityWindow, col(AvailabilityWindow.machine_id) == col(Machine.id))
-            .where(Machine.owner_org_id == user.org_id, col(AvailabilityWindow.end_at) > as_utc(after))
+            .where(
+                Machine.owner_org_id == user.org_id, col(AvailabilityWindow.end_at) > as_utc(after)
+            )
             .order_by(col(Machine.id), col(AvailabilityWindow.start_at))
             .limit(limit)
         ).all()
@@ -340,8 +349,14 @@ def expand_rule(
 
 
 def create_rule(
-    *, session: Session, user: User, machine_id: int, data: RuleCreate, timezone: str,
-    horizon_days: int, commit: bool = True,
+    *,
+    session: Session,
+    user: User,
+    machine_id: int,
+    data: RuleCreate,
+    timezone: str,
+    horizon_days: int,
+    commit: bool = True,
 ) -> tuple[AvailabilityRule, int]:
     """Store a recurring rule and expand it into windows; all or nothing."""
     begin_write(session)
@@ -355,9 +370,7 @@ def create_rule(
     if data.valid_until < today:
         raise InvalidInput("the rule ends in the past", field="valid_until")
     if (data.valid_until - max(data.valid_from, today)).days > horizon_days:
-        raise InvalidInput(
-            f"a rule covers at most {horizon_days} days ahead", field="valid_until"
-        )
+        raise InvalidInput(f"a rule covers at most {horizon_days} days ahead", field="valid_until")
     spans = expand_rule(
         weekdays=data.weekdays,
         start_time=data.start_time,

@@ -19,16 +19,21 @@ from matching.bench.gap import parse_gap, run_gap
 from matching.bench.generator import generate_market, write_market
 from matching.bench.market import market_problem, run_market
 
-bench_app = typer.Typer(help="Benchmarks for the matcher, side by side with greedy baselines.",
-                        no_args_is_help=True)
+bench_app = typer.Typer(
+    help="Benchmarks for the matcher, side by side with greedy baselines.", no_args_is_help=True
+)
 
 TimeLimit = Annotated[float, typer.Option("--time-limit", "-t", help="seconds per instance")]
 Seed = Annotated[int, typer.Option(help="solver random seed")]
 Workers = Annotated[int, typer.Option(help="CP-SAT worker threads")]
 AsJson = Annotated[bool, typer.Option("--json", help="print a JSON list")]
-Deterministic = Annotated[bool, typer.Option(
-    "--deterministic/--no-deterministic",
-    help="reproducible single-worker searches (default) or all workers, wall-clock limits")]
+Deterministic = Annotated[
+    bool,
+    typer.Option(
+        "--deterministic/--no-deterministic",
+        help="reproducible single-worker searches (default) or all workers, wall-clock limits",
+    ),
+]
 
 
 def progress_printer(min_interval_s: float = 1.0) -> Callable[[dict[str, Any]], None]:
@@ -65,8 +70,9 @@ def _check_files(files: list[Path], what: str, parse: Callable[[Path], object]) 
         try:
             parse(f)
         except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, IndexError) as exc:
-            raise typer.BadParameter(f"{f}: not a readable {what} file ({exc})",
-                                     param_hint="FILES") from exc
+            raise typer.BadParameter(
+                f"{f}: not a readable {what} file ({exc})", param_hint="FILES"
+            ) from exc
 
 
 def _parse_gap_file(f: Path) -> None:
@@ -85,8 +91,13 @@ def _table(rows: list[dict[str, Any]], cols: list[str]) -> str:
     cells = [[fmt(r.get(c)) for c in cols] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True))]
-    lines += ["  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in
-                        enumerate(zip(row, widths, strict=True))) for row in cells]
+    lines += [
+        "  ".join(
+            v.rjust(w) if i else v.ljust(w)
+            for i, (v, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in cells
+    ]
     return "\n".join(lines)
 
 
@@ -99,22 +110,30 @@ def _emit(rows: list[dict[str, Any]], cols: list[str], as_json: bool) -> None:
 
 @bench_app.command()
 def market(
-    files: Annotated[list[Path] | None, typer.Argument(
-        exists=True, dir_okay=False, readable=True, help="capshare-market-v1 files")] = None,
+    files: Annotated[
+        list[Path] | None,
+        typer.Argument(exists=True, dir_okay=False, readable=True, help="capshare-market-v1 files"),
+    ] = None,
     time_limit: TimeLimit = 10.0,
     seed: Annotated[int, typer.Option(help="solver seed; with --generate the generator's")] = 0,
     workers: Workers = 2,
     as_json: AsJson = False,
     solutions: Annotated[Path | None, typer.Option(help="write solutions here")] = None,
     deterministic: Deterministic = True,
-    generate: Annotated[bool, typer.Option(
-        "--generate", help="also run on a market generated with --jobs, --machines, --seed")] = False,
+    generate: Annotated[
+        bool,
+        typer.Option(
+            "--generate", help="also run on a market generated with --jobs, --machines, --seed"
+        ),
+    ] = False,
     jobs: Annotated[int, typer.Option(help="--generate: number of jobs")] = 500,
     machines: Annotated[int, typer.Option(help="--generate: number of machines")] = 100,
-    out: Annotated[Path | None, typer.Option(
-        help="--generate: keep the generated instance in this file")] = None,
-    progress: Annotated[bool, typer.Option(
-        "--progress", help="show the engine's progress on stderr")] = False,
+    out: Annotated[
+        Path | None, typer.Option(help="--generate: keep the generated instance in this file")
+    ] = None,
+    progress: Annotated[
+        bool, typer.Option("--progress", help="show the engine's progress on stderr")
+    ] = False,
 ) -> None:
     """Greedy EDD, best greedy and the engine on capshare-market-v1 instances (files, and
     with --generate a market from capshare's own generator), side by side."""
@@ -131,51 +150,99 @@ def market(
             paths.append(path)
         rows: list[dict[str, Any]] = []
         for f in paths:
-            rows += run_market(f, time_limit_s=time_limit, seed=seed, workers=workers,
-                               solutions_dir=solutions, deterministic=deterministic,
-                               progress=progress_printer() if progress else None)
-    _emit(rows, ["instance", "method", "objective", "placed", "tardiness_min", "bound",
-                 "seconds", "peak_rss_mb"], as_json)
+            rows += run_market(
+                f,
+                time_limit_s=time_limit,
+                seed=seed,
+                workers=workers,
+                solutions_dir=solutions,
+                deterministic=deterministic,
+                progress=progress_printer() if progress else None,
+            )
+    _emit(
+        rows,
+        [
+            "instance",
+            "method",
+            "objective",
+            "placed",
+            "tardiness_min",
+            "bound",
+            "seconds",
+            "peak_rss_mb",
+        ],
+        as_json,
+    )
 
 
 @bench_app.command()
 def fjsp(
-    files: Annotated[list[Path], typer.Argument(
-        exists=True, dir_okay=False, readable=True, help="FJSP text files (.fjs/.txt)")],
+    files: Annotated[
+        list[Path],
+        typer.Argument(
+            exists=True, dir_okay=False, readable=True, help="FJSP text files (.fjs/.txt)"
+        ),
+    ],
     time_limit: TimeLimit = 10.0,
     seed: Seed = 0,
     workers: Workers = 2,
     as_json: AsJson = False,
-    bks: Annotated[Path | None, typer.Option(help="bks_scheduleopt.json (default: search "
-                                                  "upward from each file)")] = None,
+    bks: Annotated[
+        Path | None,
+        typer.Option(help="bks_scheduleopt.json (default: search upward from each file)"),
+    ] = None,
     deterministic: Deterministic = True,
 ) -> None:
     """Flexible job shop, makespan mode, through the same engine."""
     _check_files(files, "FJSP", lambda f: parse_fjsp(f.read_text()))
-    rows = [run_fjsp(f, time_limit_s=time_limit, seed=seed, workers=workers, bks=bks,
-                     deterministic=deterministic) for f in files]
+    rows = [
+        run_fjsp(
+            f,
+            time_limit_s=time_limit,
+            seed=seed,
+            workers=workers,
+            bks=bks,
+            deterministic=deterministic,
+        )
+        for f in files
+    ]
     _emit(rows, ["instance", "objective", "bound", "best_known", "seconds", "status"], as_json)
 
 
 @bench_app.command()
 def gap(
-    files: Annotated[list[Path], typer.Argument(
-        exists=True, dir_okay=False, readable=True, help="OR-Library / Yagiura GAP files")],
+    files: Annotated[
+        list[Path],
+        typer.Argument(
+            exists=True, dir_okay=False, readable=True, help="OR-Library / Yagiura GAP files"
+        ),
+    ],
     time_limit: TimeLimit = 10.0,
     seed: Seed = 0,
     workers: Workers = 2,
     as_json: AsJson = False,
-    maximize: Annotated[bool, typer.Option("--maximize", help="maximise (OR-Library gap1-12 "
-                                                               "sense); best_known is min-only")]
-    = False,
-    bks: Annotated[Path | None, typer.Option(help="bks_fontanf.csv (default: search upward)")]
-    = None,
+    maximize: Annotated[
+        bool,
+        typer.Option(
+            "--maximize", help="maximise (OR-Library gap1-12 sense); best_known is min-only"
+        ),
+    ] = False,
+    bks: Annotated[
+        Path | None, typer.Option(help="bks_fontanf.csv (default: search upward)")
+    ] = None,
     deterministic: Deterministic = True,
 ) -> None:
     """Generalized assignment through the same engine (time limit per problem)."""
     _check_files(files, "GAP", _parse_gap_file)
     rows: list[dict[str, Any]] = []
     for f in files:
-        rows += run_gap(f, time_limit_s=time_limit, seed=seed, workers=workers,
-                        maximize=maximize, bks=bks, deterministic=deterministic)
+        rows += run_gap(
+            f,
+            time_limit_s=time_limit,
+            seed=seed,
+            workers=workers,
+            maximize=maximize,
+            bks=bks,
+            deterministic=deterministic,
+        )
     _emit(rows, ["instance", "objective", "bound", "best_known", "seconds", "status"], as_json)

@@ -56,11 +56,16 @@ def build_market(session: Session, *, machines: int, bookings: int, seed: int = 
     for mid in ids:
         for d in range(14):
             start = now + dt.timedelta(days=d, hours=12)
-            windows.append({"machine_id": mid, "start_at": start, "end_at": start + dt.timedelta(hours=12)})
+            windows.append(
+                {"machine_id": mid, "start_at": start, "end_at": start + dt.timedelta(hours=12)}
+            )
     # the past week: 12 offered hours a day, and states reported by four machines in five
     spans: list[dict[str, Any]] = []
     for mid in ids:
-        past = [(now - dt.timedelta(days=d, hours=-12), now - dt.timedelta(days=d - 1)) for d in range(1, 8)]
+        past = [
+            (now - dt.timedelta(days=d, hours=-12), now - dt.timedelta(days=d - 1))
+            for d in range(1, 8)
+        ]
         windows += [{"machine_id": mid, "start_at": a, "end_at": b} for a, b in past]
         if rng.random() < 0.2:
             continue
@@ -88,7 +93,13 @@ def build_market(session: Session, *, machines: int, bookings: int, seed: int = 
     for i in range(0, len(rows), 20000):
         session.execute(insert(Booking), rows[i : i + 20000])
     assert op_org.id is not None  # flushed above
-    user = User(org_id=op_org.id, email="bench@op", full_name="bench", password_hash="x", roles=[Role.operator.value])
+    user = User(
+        org_id=op_org.id,
+        email="bench@op",
+        full_name="bench",
+        password_hash="x",
+        roles=[Role.operator.value],
+    )
     session.add(user)
     session.commit()
     return user
@@ -118,7 +129,9 @@ def run(*, url: str | None, machines: int, bookings: int, repeat: int) -> dict[s
             session.add(user)
             session.commit()
             build_s = time.perf_counter() - t0
-        with engine.connect() as conn:  # planner statistics, as autovacuum (or a DBA) would keep them
+        with (
+            engine.connect() as conn
+        ):  # planner statistics, as autovacuum (or a DBA) would keep them
             conn.exec_driver_sql("ANALYZE")
             conn.commit()
         engine.dispose()
@@ -130,7 +143,14 @@ def run(*, url: str | None, machines: int, bookings: int, repeat: int) -> dict[s
             form = client.get("/login").text
             token = re.search(r'name="csrf_token" value="([^"]+)"', form)
             assert token is not None
-            client.post("/login", data={"email": "bench@op", "password": "bench-password", "csrf_token": token.group(1)})
+            client.post(
+                "/login",
+                data={
+                    "email": "bench@op",
+                    "password": "bench-password",
+                    "csrf_token": token.group(1),
+                },
+            )
             for _ in range(repeat):
                 t0 = time.perf_counter()
                 page = client.get("/operator")

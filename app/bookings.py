@@ -163,7 +163,9 @@ def create_lease(
     if machine.owner_org_id == user.org_id:
         raise InvalidInput("an organization cannot lease its own machine", field="machine_id")
     if not machine.leasable:
-        raise InvalidInput("this machine is offered as a service only, not for lease", field="machine_id")
+        raise InvalidInput(
+            "this machine is offered as a service only, not for lease", field="machine_id"
+        )
     if machine.status != MachineStatus.active.value:
         raise InvalidInput(f"this machine is {machine.status}", field="machine_id")
     start, end = as_utc(data.start_at), as_utc(data.end_at)
@@ -202,7 +204,9 @@ def create_lease(
         session.flush()
     except IntegrityError as exc:
         session.rollback()
-        raise CapacityUnavailable("the slot collides with another booking", field="start_at") from exc
+        raise CapacityUnavailable(
+            "the slot collides with another booking", field="start_at"
+        ) from exc
     money.plan_booking_payments(session, booking=booking, action="create")  # the deposit
     commit_booking(session)
     session.refresh(booking)
@@ -219,7 +223,9 @@ def commit_booking(session: Session) -> None:
         session.commit()
     except IntegrityError as exc:
         session.rollback()
-        raise CapacityUnavailable("the slot collides with another booking", field="start_at") from exc
+        raise CapacityUnavailable(
+            "the slot collides with another booking", field="start_at"
+        ) from exc
 
 
 def transition_booking(
@@ -238,13 +244,17 @@ def transition_booking(
     transition = TRANSITIONS.get(action)
     if transition is None:
         raise InvalidInput(f"unknown action {action!r}", field="action")
-    booking = get_booking_or_raise(session=session, user=user, booking_id=booking_id, for_update=True)
+    booking = get_booking_or_raise(
+        session=session, user=user, booking_id=booking_id, for_update=True
+    )
     machine = session.get(Machine, booking.machine_id)
     assert machine is not None
     is_owner = machine.owner_org_id == user.org_id and user.has_role(Role.owner)
     is_customer = booking.org_id == user.org_id
-    allowed = is_admin(user) or (transition.by_owner and is_owner) or (
-        transition.by_customer and is_customer
+    allowed = (
+        is_admin(user)
+        or (transition.by_owner and is_owner)
+        or (transition.by_customer and is_customer)
     )
     if not allowed:
         raise PermissionDenied(f"you may not {action} this booking")
@@ -270,7 +280,9 @@ def transition_booking(
         )
     if booking.order_id is not None and action in ("start", "complete"):
         orders.record_progress(session=session, order_id=booking.order_id, user=user)
-    money.plan_booking_payments(session, booking=booking, action=action, by_customer=is_customer and not is_owner)
+    money.plan_booking_payments(
+        session, booking=booking, action=action, by_customer=is_customer and not is_owner
+    )
     session.commit()
     session.refresh(booking)
     if payments is not None:

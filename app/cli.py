@@ -68,12 +68,17 @@ def _seed_demo() -> None:
 
 @cli.command()
 def serve(
-    demo: Annotated[bool, typer.Option("--demo", help="migrate and seed a demo market first")] = False,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="migrate and seed a demo market first")
+    ] = False,
     host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
     workers: Annotated[int, typer.Option(help="worker processes")] = 1,
     payments_stub: Annotated[
-        bool, typer.Option(help="with --demo: run the offline payments stub at CAPSHARE_PAYMENTS_BASE_URL")
+        bool,
+        typer.Option(
+            help="with --demo: run the offline payments stub at CAPSHARE_PAYMENTS_BASE_URL"
+        ),
     ] = True,
 ) -> None:
     """Serve the web UI and the API."""
@@ -110,16 +115,24 @@ def _demo_payments_stub(host: str, port: int) -> Iterator[None]:
         webhook_url=f"http://{host}:{port}/api/v1/webhooks/payments",
     )
     with serve_in_thread(stub, parts.hostname or "127.0.0.1", parts.port or 8100) as url:
-        typer.echo(f"payments stub on {url} (webhooks to http://{host}:{port}/api/v1/webhooks/payments)")
+        typer.echo(
+            f"payments stub on {url} (webhooks to http://{host}:{port}/api/v1/webhooks/payments)"
+        )
         yield
 
 
 @cli.command()
 def match(
-    cluster: Annotated[str | None, typer.Option("--cluster", help="cluster key or id (default: the whole market)")] = None,
-    time_limit: Annotated[float | None, typer.Option("--time-limit", help="solver seconds (1-120)")] = None,
+    cluster: Annotated[
+        str | None, typer.Option("--cluster", help="cluster key or id (default: the whole market)")
+    ] = None,
+    time_limit: Annotated[
+        float | None, typer.Option("--time-limit", help="solver seconds (1-120)")
+    ] = None,
     seed: Annotated[int, typer.Option(help="solver random seed")] = 0,
-    quiet: Annotated[bool, typer.Option("--quiet", help="no progress lines while the solver runs")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", help="no progress lines while the solver runs")
+    ] = False,
 ) -> None:
     """Run the matcher as the platform and write its proposals (progress on stderr)."""
     from sqlmodel import Session, select
@@ -141,7 +154,11 @@ def match(
                 raise typer.BadParameter(f"no cluster {cluster!r}", param_hint="--cluster")
             cluster_id = row.id
         run = run_matching(
-            session=session, user=None, cluster_id=cluster_id, time_limit_s=time_limit, seed=seed,
+            session=session,
+            user=None,
+            cluster_id=cluster_id,
+            time_limit_s=time_limit,
+            seed=seed,
             progress=None if quiet else progress_printer(),
         )
         typer.echo(
@@ -181,13 +198,17 @@ def worker(
         if r.skipped:
             typer.echo("round skipped: another worker holds the lock")
         else:
-            typer.echo(f"expired {r.expired} proposal(s), captured {r.captured} delivery(ies), payments {r.payments}")
+            typer.echo(
+                f"expired {r.expired} proposal(s), captured {r.captured} delivery(ies), payments {r.payments}"
+            )
 
     settings = get_settings()
     if once:
         report(run_round(engine=get_engine(), settings=settings))
         return
-    Worker(engine=get_engine(), settings=settings, interval_s=interval, on_round=report).run_forever()
+    Worker(
+        engine=get_engine(), settings=settings, interval_s=interval, on_round=report
+    ).run_forever()
 
 
 @cli.command("expire-proposals")
@@ -251,12 +272,22 @@ def bench_quotes(
         release = now + __import__("datetime").timedelta(hours=rng.randint(1, 72))
         due = release + __import__("datetime").timedelta(days=rng.randint(2, 10))
         body = {
-            "title": "bench draft", "release_at": release.isoformat(), "due_at": due.isoformat(),
-            "budget_fen": template.budget_fen, "max_distance_km": template.max_distance_km,
+            "title": "bench draft",
+            "release_at": release.isoformat(),
+            "due_at": due.isoformat(),
+            "budget_fen": template.budget_fen,
+            "max_distance_km": template.max_distance_km,
             "operations": [
-                {"process_key": o.process_key, "material_key": o.material_key, "quantity": o.quantity,
-                 "part_x_mm": o.part_x_mm, "part_y_mm": o.part_y_mm, "part_z_mm": o.part_z_mm,
-                 "tolerance_mm": o.tolerance_mm, "std_duration_min": o.std_duration_min}
+                {
+                    "process_key": o.process_key,
+                    "material_key": o.material_key,
+                    "quantity": o.quantity,
+                    "part_x_mm": o.part_x_mm,
+                    "part_y_mm": o.part_y_mm,
+                    "part_z_mm": o.part_z_mm,
+                    "tolerance_mm": o.tolerance_mm,
+                    "std_duration_min": o.std_duration_min,
+                }
                 for o in ops[template.id]  # type: ignore[index]
             ],
         }
@@ -289,7 +320,9 @@ cli.add_typer(payments_cli, name="payments")
 
 @payments_cli.command("reconcile")
 def payments_reconcile(
-    release: Annotated[bool, typer.Option(help="first capture deliveries whose claim window passed")] = True,
+    release: Annotated[
+        bool, typer.Option(help="first capture deliveries whose claim window passed")
+    ] = True,
 ) -> None:
     """Compare the ledger with the provider; report every difference, repair what can be."""
     from sqlmodel import Session
@@ -299,7 +332,9 @@ def payments_reconcile(
 
     settings = get_settings()
     client = _client_for(
-        settings.payments_base_url, settings.payments_api_key.get_secret_value(), settings.payments_timeout_s
+        settings.payments_base_url,
+        settings.payments_api_key.get_secret_value(),
+        settings.payments_timeout_s,
     )
     with Session(get_engine()) as session:
         if release:
@@ -328,7 +363,10 @@ def payments_stub(
     host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="port to listen on")] = 8100,
     webhook_url: Annotated[
-        str | None, typer.Option(help="where to deliver webhooks, e.g. http://127.0.0.1:8000/api/v1/webhooks/payments")
+        str | None,
+        typer.Option(
+            help="where to deliver webhooks, e.g. http://127.0.0.1:8000/api/v1/webhooks/payments"
+        ),
     ] = None,
 ) -> None:
     """Serve the offline payments provider stub (API key and webhook secret from settings)."""
@@ -342,14 +380,14 @@ def payments_stub(
     )  # fmt: skip
 
 
-
-
 @cli.command("bench-dashboard")
 def bench_dashboard(
     machines: Annotated[int, typer.Option(help="machines in the generated market")] = 10_000,
     bookings: Annotated[int, typer.Option(help="bookings in the generated market")] = 200_000,
     repeat: Annotated[int, typer.Option(help="timed runs")] = 5,
-    url: Annotated[str | None, typer.Option(help="database URL (default: a temporary SQLite file)")] = None,
+    url: Annotated[
+        str | None, typer.Option(help="database URL (default: a temporary SQLite file)")
+    ] = None,
 ) -> None:
     """Time the operator dashboard (queries + page render) over a large market."""
     from app.bench_dashboard import run

@@ -45,8 +45,12 @@ class Settings(BaseSettings):
     platform_fee_bps: int = Field(default=500, ge=0, le=10_000)  # 5 % of each price
     claim_window_days: int = Field(default=7, ge=0)  # buyer may dispute a delivery this long
     free_cancel_hours: int = Field(default=24, ge=0)  # free cancellation until this before start
-    late_cancel_fee_bps: int = Field(default=2000, ge=0, le=10_000)  # 20 % of the price, to the owner
-    lease_deposit_bps: int = Field(default=3000, ge=0, le=10_000)  # a lease deposit: 30 % of its price
+    late_cancel_fee_bps: int = Field(
+        default=2000, ge=0, le=10_000
+    )  # 20 % of the price, to the owner
+    lease_deposit_bps: int = Field(
+        default=3000, ge=0, le=10_000
+    )  # a lease deposit: 30 % of its price
     solver_time_limit_s: float = 10.0
     solver_workers: int = 2
     match_horizon_days: int = 14
@@ -92,7 +96,11 @@ class Settings(BaseSettings):
         if self.environment != "development":
             for name in ("secret_key", "payments_api_key", "payments_webhook_secret"):
                 secret: SecretStr = getattr(self, name)
-                if secret.get_secret_value() in (PLACEHOLDER_SECRET, "sk_test_capshare", "whsec_capshare"):
+                if secret.get_secret_value() in (
+                    PLACEHOLDER_SECRET,
+                    "sk_test_capshare",
+                    "whsec_capshare",
+                ):
                     raise ValueError(
                         f"{name} is a development placeholder; set CAPSHARE_{name.upper()} "
                         "to a real secret outside development"

@@ -72,9 +72,15 @@ class Dashboard:
     done_bookings: int = 0
     on_time_bookings: int = 0
     by_process: list[ProcessRow] = field(default_factory=list)
-    by_day: dict[str, dict[str, float]] = field(default_factory=dict)  # process -> day -> utilization
-    heatmap: dict[str, dict[str, float]] = field(default_factory=dict)  # process -> cluster -> utilization
-    idle: list[tuple[str, str, float]] = field(default_factory=list)  # cluster, process, unbooked offered hours
+    by_day: dict[str, dict[str, float]] = field(
+        default_factory=dict
+    )  # process -> day -> utilization
+    heatmap: dict[str, dict[str, float]] = field(
+        default_factory=dict
+    )  # process -> cluster -> utilization
+    idle: list[tuple[str, str, float]] = field(
+        default_factory=list
+    )  # cluster, process, unbooked offered hours
     networked: int = 0  # machines that reported in the last 24 h
     actual_start: dt.datetime | None = None  # the week the actual utilization covers
     actual_end: dt.datetime | None = None
@@ -115,7 +121,9 @@ def _least(session: Session, *values: Any) -> Any:
 
 
 def _greatest(session: Session, *values: Any) -> Any:
-    return func.max(*values) if session.get_bind().dialect.name == "sqlite" else func.greatest(*values)
+    return (
+        func.max(*values) if session.get_bind().dialect.name == "sqlite" else func.greatest(*values)
+    )
 
 
 def _telemetry(session: Session, d: Dashboard, in_scope: tuple[Any, ...], now: dt.datetime,
@@ -125,12 +133,16 @@ def _telemetry(session: Session, d: Dashboard, in_scope: tuple[Any, ...], now: d
     reported running. Spans keep their offered seconds; the few that began before the
     week are clipped to it exactly, against the windows, in SQL."""
     d.networked = session.exec(
-        select(func.count()).select_from(Machine).where(*in_scope, col(Machine.last_reported_at) >= now - NETWORKED_WITHIN)
+        select(func.count())
+        .select_from(Machine)
+        .where(*in_scope, col(Machine.last_reported_at) >= now - NETWORKED_WITHIN)
     ).one()
     a, b = now - ACTUAL_OVER, now
     d.actual_start, d.actual_end = a, b
     d.monitored_machines = session.exec(
-        select(func.count()).select_from(Machine).where(*in_scope, col(Machine.last_reported_at) >= a)
+        select(func.count())
+        .select_from(Machine)
+        .where(*in_scope, col(Machine.last_reported_at) >= a)
     ).one()
     W, S = AvailabilityWindow, MachineStateSpan
     rows = {r.process: r for r in d.by_process}
@@ -154,9 +166,22 @@ def _telemetry(session: Session, d: Dashboard, in_scope: tuple[Any, ...], now: d
     for process, state, hours in session.exec(
         select(Machine.process_key, S.state, func.sum(inside))
         .select_from(S)
-        .join(W, and_(col(W.machine_id) == S.machine_id, col(W.start_at) < S.end_at, col(W.end_at) > S.start_at))
+        .join(
+            W,
+            and_(
+                col(W.machine_id) == S.machine_id,
+                col(W.start_at) < S.end_at,
+                col(W.end_at) > S.start_at,
+            ),
+        )
         .join(Machine, col(Machine.id) == S.machine_id)
-        .where(*in_scope, col(S.offered_s) > 0, col(S.start_at) < a, col(S.end_at) > a, col(W.end_at) > a)
+        .where(
+            *in_scope,
+            col(S.offered_s) > 0,
+            col(S.start_at) < a,
+            col(S.end_at) > a,
+            col(W.end_at) > a,
+        )
         .group_by(Machine.process_key, S.state)
     ).all():
         add(process, state, max(0.0, float(hours or 0)))
@@ -174,8 +199,14 @@ def _local_day(session: Session, column: Any, tz: str) -> Any:
 
 
 def operator_dashboard(
-    *, session: Session, user: User, start: dt.datetime, end: dt.datetime, cluster_id: int | None = None,
-    tz: str = "Asia/Shanghai", now: dt.datetime | None = None,
+    *,
+    session: Session,
+    user: User,
+    start: dt.datetime,
+    end: dt.datetime,
+    cluster_id: int | None = None,
+    tz: str = "Asia/Shanghai",
+    now: dt.datetime | None = None,
 ) -> Dashboard:
     """Days are calendar days in ``tz`` (the display time zone). Telemetry figures look
     back from ``now`` (default: the current time)."""
@@ -185,13 +216,20 @@ def operator_dashboard(
         ids = operated_cluster_ids(session=session, user=user)
         if not ids:
             raise PermissionDenied("only cluster operators see the cluster dashboard")
-        clusters = list(session.exec(select(Cluster).where(col(Cluster.id).in_(ids)).order_by(col(Cluster.id))).all())
+        clusters = list(
+            session.exec(
+                select(Cluster).where(col(Cluster.id).in_(ids)).order_by(col(Cluster.id))
+            ).all()
+        )
     if cluster_id is not None:
         clusters = [c for c in clusters if c.id == cluster_id]
     ids = [c.id for c in clusters if c.id is not None]
     names = {c.id: c.name_en for c in clusters}
     d = Dashboard(clusters=clusters, start=start, end=end)
-    in_scope = (col(Machine.cluster_id).in_(ids), col(Machine.status) != MachineStatus.retired.value)
+    in_scope = (
+        col(Machine.cluster_id).in_(ids),
+        col(Machine.status) != MachineStatus.retired.value,
+    )
     d.machines = session.exec(select(func.count()).select_from(Machine).where(*in_scope)).one()
 
     w_hours = _hours(session, col(AvailabilityWindow.start_at), col(AvailabilityWindow.end_at))
@@ -206,7 +244,11 @@ def operator_dashboard(
     for process, cluster, when, hours in session.exec(
         select(Machine.process_key, Machine.cluster_id, day, func.sum(w_hours))
         .join(Machine, col(Machine.id) == AvailabilityWindow.machine_id)
-        .where(*in_scope, col(AvailabilityWindow.start_at) >= start, col(AvailabilityWindow.start_at) < end)
+        .where(
+            *in_scope,
+            col(AvailabilityWindow.start_at) >= start,
+            col(AvailabilityWindow.start_at) < end,
+        )
         .group_by(Machine.process_key, col(Machine.cluster_id), day)
     ).all():
         assert cluster is not None  # in_scope keeps only machines of the listed clusters
@@ -217,7 +259,14 @@ def operator_dashboard(
     bday = _local_day(session, Booking.start_at, tz)
     for process, cluster, when, state, hours, gmv in session.exec(
         # sqlmodel's select() stubs stop at four columns; at run time it takes any number
-        select(Machine.process_key, Machine.cluster_id, bday, Booking.state, func.sum(b_hours), func.sum(Booking.price_fen))  # type: ignore[call-overload]
+        select(
+            Machine.process_key,
+            Machine.cluster_id,
+            bday,
+            Booking.state,
+            func.sum(b_hours),
+            func.sum(Booking.price_fen),
+        )  # type: ignore[call-overload]
         .join(Machine, col(Machine.id) == Booking.machine_id)
         .where(*in_scope, col(Booking.start_at) >= start, col(Booking.start_at) < end)
         .group_by(Machine.process_key, col(Machine.cluster_id), bday, Booking.state)
@@ -235,19 +284,29 @@ def operator_dashboard(
     for process, machines in session.exec(
         select(Machine.process_key, func.count()).where(*in_scope).group_by(Machine.process_key)
     ).all():
-        rows.setdefault(process, ProcessRow(process, family_of.get(process, ""))).machines = machines
+        rows.setdefault(
+            process, ProcessRow(process, family_of.get(process, ""))
+        ).machines = machines
     d.by_process = sorted(rows.values(), key=lambda r: (r.family, r.process))
     d.offered_h = sum(r.offered_h for r in d.by_process)
     d.booked_h = sum(r.booked_h for r in d.by_process)
-    for (cluster, process), offered in sorted(heat_offered.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        d.heatmap.setdefault(process, {})[names.get(cluster, "?")] = heat_booked[(cluster, process)] / offered
-    for (when, process), offered in sorted(day_offered.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+    for (cluster, process), offered in sorted(
+        heat_offered.items(), key=lambda kv: (kv[0][1], kv[0][0])
+    ):
+        d.heatmap.setdefault(process, {})[names.get(cluster, "?")] = (
+            heat_booked[(cluster, process)] / offered
+        )
+    for (when, process), offered in sorted(
+        day_offered.items(), key=lambda kv: (kv[0][1], kv[0][0])
+    ):
         d.by_day.setdefault(process, {})[when] = day_booked[(when, process)] / offered
 
     machine_ids = select(Machine.id).where(*in_scope)
     order_ids = select(Booking.order_id).where(col(Booking.machine_id).in_(machine_ids))
     d.matched_orders = session.exec(
-        select(func.count()).select_from(Order).where(col(Order.id).in_(order_ids), col(Order.status) != OrderStatus.open.value)
+        select(func.count())
+        .select_from(Order)
+        .where(col(Order.id).in_(order_ids), col(Order.status) != OrderStatus.open.value)
     ).one()
     # demand is market-wide: orders nobody has taken yet
     d.open_orders = session.exec(
@@ -260,8 +319,11 @@ def operator_dashboard(
     ).one()
     d.done_bookings, d.on_time_bookings = int(done[0] or 0), int(done[1] or 0)
     d.idle = sorted(
-        ((names.get(cluster, "?"), process, offered - heat_booked[(cluster, process)])
-         for (cluster, process), offered in heat_offered.items() if offered > heat_booked[(cluster, process)]),
+        (
+            (names.get(cluster, "?"), process, offered - heat_booked[(cluster, process)])
+            for (cluster, process), offered in heat_offered.items()
+            if offered > heat_booked[(cluster, process)]
+        ),
         key=lambda row: -row[2],
     )[:30]
     _telemetry(session, d, in_scope, now or utcnow(), family_of)

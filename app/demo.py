@@ -51,39 +51,113 @@ DATA = Path(__file__).parent / "demo_data.json"
 TZ = ZoneInfo("Asia/Shanghai")
 
 OWNER_WORDS = [
-    ("精密机械", "Precision Machinery"), ("模具", "Mould"), ("五金制品", "Hardware"),
-    ("智能装备", "Smart Equipment"), ("服饰", "Apparel"), ("针织", "Knitting"),
-    ("增材科技", "Additive Tech"), ("汽配", "Auto Parts"), ("精工", "Fine Works"),
-    ("制衣", "Garments"), ("表面处理", "Surface Finishing"), ("检测技术", "Testing"),
+    ("精密机械", "Precision Machinery"),
+    ("模具", "Mould"),
+    ("五金制品", "Hardware"),
+    ("智能装备", "Smart Equipment"),
+    ("服饰", "Apparel"),
+    ("针织", "Knitting"),
+    ("增材科技", "Additive Tech"),
+    ("汽配", "Auto Parts"),
+    ("精工", "Fine Works"),
+    ("制衣", "Garments"),
+    ("表面处理", "Surface Finishing"),
+    ("检测技术", "Testing"),
 ]
 BUYER_WORDS = [
-    ("电器", "Appliances"), ("汽车部件", "Automotive Components"), ("医疗器械", "Medical Devices"),
-    ("童装", "Kidswear"), ("运动用品", "Sporting Goods"), ("机器人", "Robotics"),
-    ("新能源", "New Energy"), ("鞋业", "Footwear"), ("家居", "Home Goods"), ("电子", "Electronics"),
+    ("电器", "Appliances"),
+    ("汽车部件", "Automotive Components"),
+    ("医疗器械", "Medical Devices"),
+    ("童装", "Kidswear"),
+    ("运动用品", "Sporting Goods"),
+    ("机器人", "Robotics"),
+    ("新能源", "New Energy"),
+    ("鞋业", "Footwear"),
+    ("家居", "Home Goods"),
+    ("电子", "Electronics"),
 ]
-NAME_PREFIX = ["恒", "华", "瑞", "锦", "宏", "鑫", "盛", "博", "远", "力", "精", "诚", "达", "泰", "嘉", "德"]
+NAME_PREFIX = [
+    "恒",
+    "华",
+    "瑞",
+    "锦",
+    "宏",
+    "鑫",
+    "盛",
+    "博",
+    "远",
+    "力",
+    "精",
+    "诚",
+    "达",
+    "泰",
+    "嘉",
+    "德",
+]
 NAME_SECOND = ["达", "盛", "创", "业", "丰", "信", "源", "通", "邦", "利", "新", "冠", "越", "安"]
 PINYIN = {
-    "恒": "Heng", "华": "Hua", "瑞": "Rui", "锦": "Jin", "宏": "Hong", "鑫": "Xin", "盛": "Sheng",
-    "博": "Bo", "远": "Yuan", "力": "Li", "精": "Jing", "诚": "Cheng", "达": "Da", "泰": "Tai",
-    "嘉": "Jia", "德": "De", "创": "Chuang", "业": "Ye", "丰": "Feng", "信": "Xin", "源": "Yuan",
-    "通": "Tong", "邦": "Bang", "利": "Li", "新": "Xin", "冠": "Guan", "越": "Yue", "安": "An",
+    "恒": "Heng",
+    "华": "Hua",
+    "瑞": "Rui",
+    "锦": "Jin",
+    "宏": "Hong",
+    "鑫": "Xin",
+    "盛": "Sheng",
+    "博": "Bo",
+    "远": "Yuan",
+    "力": "Li",
+    "精": "Jing",
+    "诚": "Cheng",
+    "达": "Da",
+    "泰": "Tai",
+    "嘉": "Jia",
+    "德": "De",
+    "创": "Chuang",
+    "业": "Ye",
+    "丰": "Feng",
+    "信": "Xin",
+    "源": "Yuan",
+    "通": "Tong",
+    "邦": "Bang",
+    "利": "Li",
+    "新": "Xin",
+    "冠": "Guan",
+    "越": "Yue",
+    "安": "An",
 }
 # Multi-step routes buyers order, by the family of their first step.
 ROUTES: dict[str, list[list[str]]] = {
     "cnc": [
-        ["milling_3axis"], ["turning"], ["milling_5axis"], ["laser_cutting", "sheet_bending"],
-        ["milling_3axis", "anodizing"], ["milling_3axis", "anodizing", "inspection_cmm"],
-        ["turning", "heat_treatment"], ["wire_edm"], ["milling_5axis", "inspection_cmm"],
-        ["laser_cutting", "sheet_bending", "powder_coating"], ["turn_mill"], ["sinker_edm"],
+        ["milling_3axis"],
+        ["turning"],
+        ["milling_5axis"],
+        ["laser_cutting", "sheet_bending"],
+        ["milling_3axis", "anodizing"],
+        ["milling_3axis", "anodizing", "inspection_cmm"],
+        ["turning", "heat_treatment"],
+        ["wire_edm"],
+        ["milling_5axis", "inspection_cmm"],
+        ["laser_cutting", "sheet_bending", "powder_coating"],
+        ["turn_mill"],
+        ["sinker_edm"],
     ],
     "garment": [
-        ["fabric_cutting", "lockstitch_line"], ["fabric_cutting", "lockstitch_line", "garment_finishing"],
-        ["flat_knitting"], ["sock_knitting"], ["embroidery"], ["fabric_cutting", "overlock_line"],
-        ["fabric_dyeing", "fabric_cutting", "lockstitch_line"], ["overlock_line", "garment_finishing"],
+        ["fabric_cutting", "lockstitch_line"],
+        ["fabric_cutting", "lockstitch_line", "garment_finishing"],
+        ["flat_knitting"],
+        ["sock_knitting"],
+        ["embroidery"],
+        ["fabric_cutting", "overlock_line"],
+        ["fabric_dyeing", "fabric_cutting", "lockstitch_line"],
+        ["overlock_line", "garment_finishing"],
     ],
     "additive": [
-        ["fdm"], ["sla"], ["sls"], ["mjf"], ["slm", "heat_treatment"], ["slm", "heat_treatment", "inspection_cmm"],
+        ["fdm"],
+        ["sla"],
+        ["sls"],
+        ["mjf"],
+        ["slm", "heat_treatment"],
+        ["slm", "heat_treatment", "inspection_cmm"],
         ["sla", "inspection_cmm"],
     ],
 }
@@ -110,7 +184,10 @@ class DemoCounts:
 
 
 def demo_present(session: Session) -> bool:
-    return session.exec(select(User.id).where(User.email == f"admin@{DEMO_DOMAIN}")).first() is not None
+    return (
+        session.exec(select(User.id).where(User.email == f"admin@{DEMO_DOMAIN}")).first()
+        is not None
+    )
 
 
 def seed_demo(
@@ -134,7 +211,9 @@ def seed_demo(
 
     def user(org: Organization, email: str, name: str, roles: list[str]) -> User:
         assert org.id is not None
-        u = User(org_id=org.id, email=email, full_name=name, password_hash=password_hash, roles=roles)
+        u = User(
+            org_id=org.id, email=email, full_name=name, password_hash=password_hash, roles=roles
+        )
         session.add(u)
         counts.users += 1
         return u
@@ -334,11 +413,17 @@ def seed_demo(
                 tolerance_mm=(round(spec["tolerance_mm"] * rng.choice([1, 2, 5]), 3) if spec["tolerance_mm"] else None),
                 std_duration_min=duration,
             ))  # fmt: skip
-        slack = dt.timedelta(minutes=total_min * rng.uniform(2.0, 6.0) + 24 * 60 * rng.randint(1, 4))
+        slack = dt.timedelta(
+            minutes=total_min * rng.uniform(2.0, 6.0) + 24 * 60 * rng.randint(1, 4)
+        )
         soft = rng.random() < 0.3
         rate = max(processes[p]["rate_cny"][1] for p in route)
         status = (
-            OrderStatus.draft if k % 10 == 0 else OrderStatus.cancelled if k % 37 == 0 else OrderStatus.open
+            OrderStatus.draft
+            if k % 10 == 0
+            else OrderStatus.cancelled
+            if k % 37 == 0
+            else OrderStatus.open
         )
         order = Order(
             buyer_org_id=org.id,
@@ -367,7 +452,9 @@ def seed_demo(
         if status != OrderStatus.draft:
             events.append({"order_id": order.id, "state": "open", "user_id": buyer.id, "at": now})
         if status == OrderStatus.cancelled:
-            events.append({"order_id": order.id, "state": "cancelled", "user_id": buyer.id, "at": now})
+            events.append(
+                {"order_id": order.id, "state": "cancelled", "user_id": buyer.id, "at": now}
+            )
         counts.orders += 1
     session.flush()
     session.execute(insert(OrderEvent), events)
@@ -380,7 +467,9 @@ def seed_demo(
     bookings: list[dict[str, Any]] = []
     for m in leasable[:70]:
         assert m.id is not None
-        spans = [s for s in offered[m.id] if (s[1] - s[0]) >= dt.timedelta(minutes=m.min_booking_minutes)]
+        spans = [
+            s for s in offered[m.id] if (s[1] - s[0]) >= dt.timedelta(minutes=m.min_booking_minutes)
+        ]
         if not spans:
             continue
         s, e = rng.choice(spans)
@@ -418,8 +507,12 @@ def _telemetry_history(
     windows: list[dict[str, Any]] = []
     spans: list[dict[str, Any]] = []
     for m in machines:
-        past = _idle_blocks(rng, first, last) if rng.random() < 0.5 else _day_shifts(rng, first, last)
-        windows += [{"machine_id": m.id, "rule_id": None, "start_at": s, "end_at": e} for s, e in past]
+        past = (
+            _idle_blocks(rng, first, last) if rng.random() < 0.5 else _day_shifts(rng, first, last)
+        )
+        windows += [
+            {"machine_id": m.id, "rule_id": None, "start_at": s, "end_at": e} for s, e in past
+        ]
         if rng.random() < 0.2:
             continue  # not networked
         busy, own = rng.uniform(0.35, 0.85), rng.uniform(0.4, 0.8)
@@ -433,7 +526,9 @@ def _telemetry_history(
             offered = any(s <= t < e for s, e in past)
             r = rng.random()
             running = rng.random() < (busy if offered else own)
-            state = "down" if r < 0.02 else "alarm" if r < 0.035 else "running" if running else "idle"
+            state = (
+                "down" if r < 0.02 else "alarm" if r < 0.035 else "running" if running else "idle"
+            )
             reports = max(1, int((end - t).total_seconds() // 1800))  # a heartbeat every half hour
             inside = sum(max(0, int((min(end, e) - max(t, s)).total_seconds())) for s, e in past)
             spans.append({"machine_id": m.id, "state": state, "start_at": t, "end_at": end, "reports": reports,
@@ -461,7 +556,9 @@ def _weekends(first: dt.date, last: dt.date) -> list[tuple[dt.datetime, dt.datet
     return out
 
 
-def _idle_blocks(rng: random.Random, first: dt.date, last: dt.date) -> list[tuple[dt.datetime, dt.datetime]]:
+def _idle_blocks(
+    rng: random.Random, first: dt.date, last: dt.date
+) -> list[tuple[dt.datetime, dt.datetime]]:
     out = []
     t = dt.datetime.combine(first, dt.time(rng.randint(0, 23), 0), TZ)
     end = dt.datetime.combine(last, dt.time(23, 0), TZ)
@@ -475,12 +572,19 @@ def _idle_blocks(rng: random.Random, first: dt.date, last: dt.date) -> list[tupl
     return out
 
 
-def _day_shifts(rng: random.Random, first: dt.date, last: dt.date) -> list[tuple[dt.datetime, dt.datetime]]:
+def _day_shifts(
+    rng: random.Random, first: dt.date, last: dt.date
+) -> list[tuple[dt.datetime, dt.datetime]]:
     out = []
     day = first
     while day <= last:
         if rng.random() < 0.6:
             s = dt.datetime.combine(day, dt.time(rng.choice([8, 9, 13]), 0), TZ)
-            out.append((s.astimezone(dt.UTC), (s + dt.timedelta(hours=rng.choice([4, 8, 10]))).astimezone(dt.UTC)))
+            out.append(
+                (
+                    s.astimezone(dt.UTC),
+                    (s + dt.timedelta(hours=rng.choice([4, 8, 10]))).astimezone(dt.UTC),
+                )
+            )
         day += dt.timedelta(days=1)
     return out

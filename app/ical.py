@@ -20,7 +20,9 @@ def _serializer(settings: Settings) -> URLSafeSerializer:
 
 def feed_token(*, settings: Settings, machine: Machine) -> str:
     """Bound to the machine's telemetry token: rotating that revokes old feed URLs."""
-    return _serializer(settings).dumps({"m": machine.id, "k": (machine.telemetry_token_hash or "")[:12]})
+    return _serializer(settings).dumps(
+        {"m": machine.id, "k": (machine.telemetry_token_hash or "")[:12]}
+    )
 
 
 def machine_from_token(*, session: Session, settings: Settings, token: str) -> Machine:

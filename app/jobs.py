@@ -39,7 +39,9 @@ def run_round(*, engine: Engine, settings: Settings) -> Round:
     result = Round()
     with engine.connect() as lock_conn:
         if engine.dialect.name == "postgresql":
-            got = lock_conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": LOCK_KEY}).scalar()
+            got = lock_conn.execute(
+                text("SELECT pg_try_advisory_lock(:k)"), {"k": LOCK_KEY}
+            ).scalar()
             if not got:
                 result.skipped = True
                 return result

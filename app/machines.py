@@ -247,7 +247,9 @@ def _filters(session: Session, user: User, q: MachineQuery) -> list[ColumnElemen
     if q.q:
         pattern = f"%{q.q.lower()}%"
         where.append(
-            or_(func.lower(Machine.name).like(pattern), func.lower(Machine.make_model).like(pattern))
+            or_(
+                func.lower(Machine.name).like(pattern), func.lower(Machine.make_model).like(pattern)
+            )
         )
     if q.near_lat is not None and q.near_lon is not None and q.within_km is not None:
         dlat = q.within_km / KM_PER_DEGREE_LAT
@@ -306,7 +308,9 @@ def search_machines(
             distance = haversine_km(query.near_lat, query.near_lon, machine.lat, machine.lon)
             if query.within_km is not None and distance > query.within_km:
                 continue
-        results.append(machine_public(machine, viewer=user, owner_name=owner_name, distance_km=distance))
+        results.append(
+            machine_public(machine, viewer=user, owner_name=owner_name, distance_km=distance)
+        )
     results.sort(key=_sort_key(query.sort))
     return results[query.offset : query.offset + query.limit], len(results)
 
@@ -315,7 +319,10 @@ def _sort_key(sort: MachineSort) -> Any:
     keys: dict[MachineSort, Any] = {
         MachineSort.rate: lambda m: (m.hourly_rate_fen, m.id),
         MachineSort.rate_desc: lambda m: (-m.hourly_rate_fen, m.id),
-        MachineSort.distance: lambda m: (m.distance_km if m.distance_km is not None else math.inf, m.id),
+        MachineSort.distance: lambda m: (
+            m.distance_km if m.distance_km is not None else math.inf,
+            m.id,
+        ),
         MachineSort.newest: lambda m: (-m.created_at.timestamp(), -m.id),
         MachineSort.name: lambda m: (m.name.lower(), m.id),
         MachineSort.tolerance: lambda m: (m.tolerance_mm, m.hourly_rate_fen, m.id),
@@ -324,7 +331,11 @@ def _sort_key(sort: MachineSort) -> Any:
 
 
 def machine_public(
-    machine: Machine, *, viewer: User, owner_name: str | None = None, distance_km: float | None = None
+    machine: Machine,
+    *,
+    viewer: User,
+    owner_name: str | None = None,
+    distance_km: float | None = None,
 ) -> MachinePublic:
     """The machine as ``viewer`` may see it: its reported state only for its own
     organization and admins (whether a competitor's machine runs is the owner's business)."""
@@ -344,5 +355,7 @@ def machine_names(*, session: Session, machine_ids: set[int]) -> dict[int, str]:
     """Display names of machines whose bookings the caller already sees."""
     if not machine_ids:
         return {}
-    rows = session.exec(select(Machine.id, Machine.name).where(col(Machine.id).in_(machine_ids))).all()
+    rows = session.exec(
+        select(Machine.id, Machine.name).where(col(Machine.id).in_(machine_ids))
+    ).all()
     return {i: n for i, n in rows if i is not None}

@@ -56,7 +56,9 @@ async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
             worker.stop()
 
 
-def _body(status: int, error: str, detail: object, field: str | None, **extra: object) -> JSONResponse:
+def _body(
+    status: int, error: str, detail: object, field: str | None, **extra: object
+) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSONResponse(
         status_code=status,

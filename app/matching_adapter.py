@@ -42,7 +42,11 @@ CLUSTER_RADIUS_KM = 80.0
 # order's budget when that is higher: placing work always beats leaving it out
 # unless it is tardier than it is worth.
 UNPLACED_PENALTY_FEN = 5_000_000
-HELD_STATES = (BookingState.confirmed.value, BookingState.in_progress.value, BookingState.done.value)
+HELD_STATES = (
+    BookingState.confirmed.value,
+    BookingState.in_progress.value,
+    BookingState.done.value,
+)
 POOL_STATES = (OrderStatus.open.value, OrderStatus.matched.value)
 Interval = tuple[int, int]
 
@@ -109,14 +113,20 @@ def subtract(free: Sequence[Interval], blocks: Iterable[Interval]) -> list[Inter
 
 
 def free_time(
-    session: Session, machine_ids: Sequence[int], horizon: Horizon, *, ignore_booking_ids: Iterable[int] = ()
+    session: Session,
+    machine_ids: Sequence[int],
+    horizon: Horizon,
+    *,
+    ignore_booking_ids: Iterable[int] = (),
 ) -> dict[int, tuple[Interval, ...]]:
     """Per machine, the free minutes of the horizon (offered, merged, minus bookings)."""
     if not machine_ids:
         return {}
     ids = list(machine_ids)
     windows = session.exec(
-        select(AvailabilityWindow.machine_id, AvailabilityWindow.start_at, AvailabilityWindow.end_at)
+        select(
+            AvailabilityWindow.machine_id, AvailabilityWindow.start_at, AvailabilityWindow.end_at
+        )
         .where(
             col(AvailabilityWindow.machine_id).in_(ids),
             col(AvailabilityWindow.start_at) < horizon.end,
@@ -182,7 +192,9 @@ def operation_spec(key: str, op: OperationBase) -> OperationSpec:
     )
 
 
-def nearest_cluster(clusters: Sequence[Cluster], lat: float | None, lon: float | None) -> int | None:
+def nearest_cluster(
+    clusters: Sequence[Cluster], lat: float | None, lon: float | None
+) -> int | None:
     if lat is None or lon is None:
         return None
     best: tuple[float, int] | None = None
@@ -276,7 +288,9 @@ def build_match_input(
             select(Order).where(col(Order.status).in_(POOL_STATES)).order_by(col(Order.id))
         ).all()
     )
-    order_cluster = {o.id: nearest_cluster(clusters, o.delivery_lat, o.delivery_lon) for o in orders}
+    order_cluster = {
+        o.id: nearest_cluster(clusters, o.delivery_lat, o.delivery_lon) for o in orders
+    }
     if cluster_id is not None:
         orders = [o for o in orders if order_cluster[o.id] == cluster_id]
     order_ids = [o.id for o in orders]
@@ -284,7 +298,9 @@ def build_match_input(
     bookings_by_op: dict[int, list[Booking]] = defaultdict(list)
     if order_ids:
         for op in session.exec(
-            select(Operation).where(col(Operation.order_id).in_(order_ids)).order_by(col(Operation.seq))
+            select(Operation)
+            .where(col(Operation.order_id).in_(order_ids))
+            .order_by(col(Operation.seq))
         ).all():
             ops_by_order[op.order_id].append(op)
         for b in session.exec(
@@ -297,7 +313,9 @@ def build_match_input(
                 bookings_by_op[b.operation_id].append(b)
     in_cluster: set[int] | None = None
     if cluster_id is not None:  # a cluster run leaves alone what another run proposed elsewhere
-        in_cluster = set(session.exec(select(Machine.id).where(Machine.cluster_id == cluster_id)).all())  # type: ignore[arg-type]
+        in_cluster = set(
+            session.exec(select(Machine.id).where(Machine.cluster_id == cluster_id)).all()
+        )  # type: ignore[arg-type]
     movable: list[int] = []
     specs: list[OrderSpec] = []
     order_rows: dict[str, Order] = {}
@@ -305,7 +323,9 @@ def build_match_input(
     for order in orders:
         assert order.id is not None
         ops = ops_by_order.get(order.id, [])
-        held = {op.id: b for op in ops for b in bookings_by_op.get(op.id, []) if b.state in HELD_STATES}  # type: ignore[arg-type]
+        held = {
+            op.id: b for op in ops for b in bookings_by_op.get(op.id, []) if b.state in HELD_STATES
+        }  # type: ignore[arg-type]
         unplaced = [op for op in ops if op.id not in held]
         if not unplaced:
             continue
@@ -317,7 +337,9 @@ def build_match_input(
         ):
             continue
         movable += [
-            b.id for op in unplaced for b in bookings_by_op.get(op.id, [])  # type: ignore[arg-type]
+            b.id
+            for op in unplaced
+            for b in bookings_by_op.get(op.id, [])  # type: ignore[arg-type]
             if b.state == BookingState.proposed.value and b.id is not None
         ]
         first, last = unplaced[0].seq, unplaced[-1].seq
@@ -325,10 +347,14 @@ def build_match_input(
         after = [h for op in ops if op.seq > last and (h := held.get(op.id)) is not None]
         release_at = None
         if before:  # wait for the goods from the frozen step before (plus the fixed handover)
-            release_at = max(as_utc(b.end_at) for b in before) + dt.timedelta(minutes=weights.transport_fixed_min)
+            release_at = max(as_utc(b.end_at) for b in before) + dt.timedelta(
+                minutes=weights.transport_fixed_min
+            )
         due_at = None
         if after:  # finish before the frozen step after starts
-            due_at = min(as_utc(b.start_at) for b in after) - dt.timedelta(minutes=weights.transport_fixed_min)
+            due_at = min(as_utc(b.start_at) for b in after) - dt.timedelta(
+                minutes=weights.transport_fixed_min
+            )
         key = str(order.id)
         order_rows[key] = order
         op_specs = []

@@ -69,7 +69,9 @@ def _check_may_run(session: Session, user: User | None, cluster_id: int | None) 
     if not user.has_role(Role.operator):
         raise PermissionDenied("only cluster operators and admins run the matcher")
     if cluster_id is None:
-        raise PermissionDenied("operators run the matcher for one of their clusters", field="cluster_id")
+        raise PermissionDenied(
+            "operators run the matcher for one of their clusters", field="cluster_id"
+        )
     if cluster_id not in operated_cluster_ids(session=session, user=user):
         raise PermissionDenied("you do not operate this cluster", field="cluster_id")
 
@@ -112,9 +114,9 @@ def expire_proposals(
     now = now or utcnow()
     cutoff = now - dt.timedelta(minutes=settings.proposal_ttl_minutes)
     stale = session.exec(
-        select(Booking).where(
-            Booking.state == BookingState.proposed.value, col(Booking.created_at) < cutoff
-        ).with_for_update()
+        select(Booking)
+        .where(Booking.state == BookingState.proposed.value, col(Booking.created_at) < cutoff)
+        .with_for_update()
     ).all()
     orders: set[int] = set()
     for booking in stale:
@@ -169,7 +171,9 @@ def run_matching(
     now = now or utcnow()
     expire_proposals(session=session, now=now, settings=settings)
     started = utcnow()
-    data = build_match_input(session, cluster_id=cluster_id, now=now, horizon_days=settings.match_horizon_days)
+    data = build_match_input(
+        session, cluster_id=cluster_id, now=now, horizon_days=settings.match_horizon_days
+    )
     fields: dict[str, object] = dict(
         scope=(MatchScope.cluster if cluster_id is not None else MatchScope.market).value,
         cluster_id=cluster_id, started_at=started, horizon_start=data.horizon.start,
@@ -179,8 +183,13 @@ def run_matching(
         triggered_by_user_id=user.id if user else None,
     )  # fmt: skip
     try:
-        result = solve(data.problem, time_limit_s=limit, seed=seed, workers=settings.solver_workers,
-                       progress=progress)
+        result = solve(
+            data.problem,
+            time_limit_s=limit,
+            seed=seed,
+            workers=settings.solver_workers,
+            progress=progress,
+        )
         fields.update(
             solver_status=str(result.status), objective_fen=result.objective_fen,
             bound_fen=result.bound_fen, gap=result.gap, solve_seconds=round(result.seconds, 3),
@@ -188,7 +197,9 @@ def run_matching(
         violations = check_result(data.problem, result)
         if violations:
             shown = "; ".join(f"{v.rule}: {v.detail}" for v in violations[:5])
-            raise ResultRejected(f"the solver's answer broke {len(violations)} hard rule(s): {shown}")
+            raise ResultRejected(
+                f"the solver's answer broke {len(violations)} hard rule(s): {shown}"
+            )
         begin_write(session)
         run = MatchRun(**fields, status=MatchRunStatus.running.value)  # type: ignore[arg-type]
         session.add(run)
@@ -227,18 +238,34 @@ def _write_result(
     note = f"match run {run.id}"
     # The orders must still be in the pool and their old proposals still proposed.
     order_ids = [o.id for o in data.orders.values()]
-    current = {
-        o.id: o for o in session.exec(select(Order).where(col(Order.id).in_(order_ids)).with_for_update()).all()
-    } if order_ids else {}
+    current = (
+        {
+            o.id: o
+            for o in session.exec(
+                select(Order).where(col(Order.id).in_(order_ids)).with_for_update()
+            ).all()
+        }
+        if order_ids
+        else {}
+    )
     for key in data.orders:
         now_status = current.get(int(key))
-        if now_status is None or now_status.status not in (OrderStatus.open.value, OrderStatus.matched.value):
+        if now_status is None or now_status.status not in (
+            OrderStatus.open.value,
+            OrderStatus.matched.value,
+        ):
             raise InputsChanged(f"order {key} left the pool during the solve")
-    old = list(
-        session.exec(
-            select(Booking).where(col(Booking.id).in_(data.movable_booking_ids)).with_for_update()
-        ).all()
-    ) if data.movable_booking_ids else []
+    old = (
+        list(
+            session.exec(
+                select(Booking)
+                .where(col(Booking.id).in_(data.movable_booking_ids))
+                .with_for_update()
+            ).all()
+        )
+        if data.movable_booking_ids
+        else []
+    )
     for booking in old:
         if booking.state != BookingState.proposed.value:
             raise InputsChanged(f"proposal {booking.id} was answered during the solve")
@@ -255,10 +282,14 @@ def _write_result(
         order = current[int(a.order_id)]
         start, end = data.horizon.at(a.start_min), data.horizon.at(a.end_min)
         assert machine.id is not None and order.id is not None
-        if not any(s <= start and end <= e for s, e in offered_spans(session, machine.id, start, end)):
+        if not any(
+            s <= start and end <= e for s, e in offered_spans(session, machine.id, start, end)
+        ):
             raise InputsChanged(f"machine {machine.id} no longer offers {start.isoformat()}")
         if collision(session, machine.id, start, end) is not None:
-            raise InputsChanged(f"machine {machine.id} was booked at {start.isoformat()} during the solve")
+            raise InputsChanged(
+                f"machine {machine.id} was booked at {start.isoformat()} during the solve"
+            )
         booking = Booking(
             machine_id=machine.id, kind=BookingKind.service.value, state=BookingState.proposed.value,
             start_at=start, end_at=end, org_id=order.buyer_org_id, order_id=order.id,
@@ -273,7 +304,11 @@ def _write_result(
     for order_id, bookings in placed.items():
         order = current[order_id]
         for booking in bookings:
-            session.add(OrderEvent(order_id=order_id, booking_id=booking.id, state="booking_proposed", note=note))
+            session.add(
+                OrderEvent(
+                    order_id=order_id, booking_id=booking.id, state="booking_proposed", note=note
+                )
+            )
         if _fully_placed(session, order_id) and order.status != OrderStatus.matched.value:
             _set_status(session, order, OrderStatus.matched, note)
     for key, order in data.orders.items():
@@ -315,13 +350,17 @@ def list_match_runs(
         query = query.where(MatchRun.cluster_id == cluster_id)
     count = session.exec(select(func.count()).select_from(query.subquery())).one()
     rows = session.exec(
-        query.order_by(col(MatchRun.started_at).desc(), col(MatchRun.id).desc()).offset(offset).limit(limit)
+        query.order_by(col(MatchRun.started_at).desc(), col(MatchRun.id).desc())
+        .offset(offset)
+        .limit(limit)
     ).all()
     return list(rows), count
 
 
 def get_match_run_or_raise(*, session: Session, user: User, run_id: int) -> MatchRun:
-    run = session.exec(select(MatchRun).where(MatchRun.id == run_id, _visible_runs(session, user))).first()
+    run = session.exec(
+        select(MatchRun).where(MatchRun.id == run_id, _visible_runs(session, user))
+    ).first()
     if run is None:
         raise NotFound("match run not found", field="run_id")
     return run
@@ -330,12 +369,16 @@ def get_match_run_or_raise(*, session: Session, user: User, run_id: int) -> Matc
 def list_unmatched(*, session: Session, run_id: int) -> list[MatchRunUnmatched]:
     return list(
         session.exec(
-            select(MatchRunUnmatched).where(MatchRunUnmatched.run_id == run_id).order_by(col(MatchRunUnmatched.id))
+            select(MatchRunUnmatched)
+            .where(MatchRunUnmatched.run_id == run_id)
+            .order_by(col(MatchRunUnmatched.id))
         ).all()
     )
 
 
-def list_proposals(*, session: Session, user: User, limit: int = 50, offset: int = 0) -> tuple[list[Booking], int]:
+def list_proposals(
+    *, session: Session, user: User, limit: int = 50, offset: int = 0
+) -> tuple[list[Booking], int]:
     """Proposals waiting for an answer on the caller's machines (the owner's inbox)."""
     if not user.has_role(Role.owner):
         raise PermissionDenied("only owners receive proposals")
@@ -344,6 +387,7 @@ def list_proposals(*, session: Session, user: User, limit: int = 50, offset: int
         col(Booking.machine_id).in_(select(Machine.id).where(Machine.owner_org_id == user.org_id)),
     )
     count = session.exec(select(func.count()).select_from(query.subquery())).one()
-    rows = session.exec(query.order_by(col(Booking.start_at), col(Booking.id)).offset(offset).limit(limit)).all()
+    rows = session.exec(
+        query.order_by(col(Booking.start_at), col(Booking.id)).offset(offset).limit(limit)
+    ).all()
     return list(rows), count
-

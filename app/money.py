@@ -156,7 +156,9 @@ def post_transaction(
     txn = LedgerTransaction(
         kind=kind,
         payment_id=payment.id if payment is not None else None,
-        booking_id=booking_id if booking_id is not None else (payment.booking_id if payment else None),
+        booking_id=booking_id
+        if booking_id is not None
+        else (payment.booking_id if payment else None),
         memo=memo,
     )
     session.add(txn)
@@ -258,13 +260,21 @@ def _live(payments: list[Payment], kind: PaymentKind) -> Payment | None:
 def _settlement(payments: list[Payment], hold: Payment) -> Payment | None:
     """The capture or void that settles a hold, if one is pending or done."""
     for p in payments:
-        if p.parent_id == hold.id and p.kind in (K.capture.value, K.void.value) and p.status not in DEAD:
+        if (
+            p.parent_id == hold.id
+            and p.kind in (K.capture.value, K.void.value)
+            and p.status not in DEAD
+        ):
             return p
     return None
 
 
 def plan_booking_payments(
-    session: Session, *, booking: Booking, action: str, now: dt.datetime | None = None,
+    session: Session,
+    *,
+    booking: Booking,
+    action: str,
+    now: dt.datetime | None = None,
     by_customer: bool = True,
 ) -> list[Payment]:
     """Write the payments a booking transition makes due (``create`` for a new lease).
@@ -279,20 +289,35 @@ def plan_booking_payments(
     owner = _owner_org_id(session, booking)
     price = booking.price_fen
     planned: list[Payment] = []
-    late = by_customer and now > as_utc(booking.start_at) - dt.timedelta(hours=settings.free_cancel_hours)
+    late = by_customer and now > as_utc(booking.start_at) - dt.timedelta(
+        hours=settings.free_cancel_hours
+    )
     late_fee = fee_fen(price, settings.late_cancel_fee_bps)
     if booking.kind == BookingKind.service.value:
         hold = _live(payments, K.authorize)
         if action == "accept" and hold is None and price > 0:
-            planned.append(_new_payment(session, booking, K.authorize, price, purpose="price", payee_org_id=owner))
+            planned.append(
+                _new_payment(
+                    session, booking, K.authorize, price, purpose="price", payee_org_id=owner
+                )
+            )
         elif action == "cancel" and hold is not None and _settlement(payments, hold) is None:
             if late and late_fee > 0:
                 planned.append(
-                    _new_payment(session, booking, K.capture, late_fee, purpose="cancel_fee",
-                                 parent=hold, payee_org_id=owner)  # fmt: skip
+                    _new_payment(
+                        session,
+                        booking,
+                        K.capture,
+                        late_fee,
+                        purpose="cancel_fee",
+                        parent=hold,
+                        payee_org_id=owner,
+                    )  # fmt: skip
                 )
             else:
-                planned.append(_new_payment(session, booking, K.void, price, purpose="cancel", parent=hold))
+                planned.append(
+                    _new_payment(session, booking, K.void, price, purpose="cancel", parent=hold)
+                )
     else:
         deposit = _live(payments, K.deposit)
         if action == "create":
@@ -301,18 +326,34 @@ def plan_booking_payments(
                 planned.append(_new_payment(session, booking, K.deposit, amount, purpose="deposit"))
         elif action == "complete":
             if price > 0 and _live(payments, K.charge) is None:
-                planned.append(_new_payment(session, booking, K.charge, price, purpose="hours", payee_org_id=owner))
+                planned.append(
+                    _new_payment(
+                        session, booking, K.charge, price, purpose="hours", payee_org_id=owner
+                    )
+                )
             if deposit is not None and _live(payments, K.refund) is None:
                 planned.append(
-                    _new_payment(session, booking, K.refund, deposit.amount_fen, purpose="deposit_release",
-                                 parent=deposit)  # fmt: skip
+                    _new_payment(
+                        session,
+                        booking,
+                        K.refund,
+                        deposit.amount_fen,
+                        purpose="deposit_release",
+                        parent=deposit,
+                    )  # fmt: skip
                 )
         elif action == "cancel" and deposit is not None and _live(payments, K.refund) is None:
             kept = min(late_fee, deposit.amount_fen) if late else 0
             planned.append(
-                _new_payment(session, booking, K.refund, deposit.amount_fen - kept,
-                             purpose="cancel_fee" if kept else "cancel", parent=deposit,
-                             payee_org_id=owner)  # fmt: skip
+                _new_payment(
+                    session,
+                    booking,
+                    K.refund,
+                    deposit.amount_fen - kept,
+                    purpose="cancel_fee" if kept else "cancel",
+                    parent=deposit,
+                    payee_org_id=owner,
+                )  # fmt: skip
             )
     return planned
 
@@ -356,7 +397,9 @@ def _post_ledger(session: Session, p: Payment, settings: Settings) -> None:
         return  # a hold moves no money
     if p.kind == K.deposit.value:
         assert buyer is not None
-        post_transaction(session, kind="deposit", payment=p, entries=[(buyer, -amount), (ESCROW, amount)])
+        post_transaction(
+            session, kind="deposit", payment=p, entries=[(buyer, -amount), (ESCROW, amount)]
+        )
         return
     if p.kind in (K.capture.value, K.charge.value):
         assert buyer is not None and p.payee_org_id is not None
@@ -367,7 +410,11 @@ def _post_ledger(session: Session, p: Payment, settings: Settings) -> None:
             kind=p.kind,
             memo=p.purpose,
             payment=p,
-            entries=[(buyer, -amount), (REVENUE, fee), (payable_account(p.payee_org_id), owner_share)],
+            entries=[
+                (buyer, -amount),
+                (REVENUE, fee),
+                (payable_account(p.payee_org_id), owner_share),
+            ],
         )
         _plan_payout(session, p, p.payee_org_id, owner_share)
         return
@@ -384,7 +431,9 @@ def _post_ledger(session: Session, p: Payment, settings: Settings) -> None:
             if kept and p.payee_org_id is not None:
                 _plan_payout(session, p, p.payee_org_id, kept)
         else:
-            post_transaction(session, kind="refund", payment=p, entries=[(REVENUE, -amount), (buyer, amount)])
+            post_transaction(
+                session, kind="refund", payment=p, entries=[(REVENUE, -amount), (buyer, amount)]
+            )
         return
     if p.kind == K.payout.value:
         assert p.payee_org_id is not None
@@ -392,7 +441,10 @@ def _post_ledger(session: Session, p: Payment, settings: Settings) -> None:
             session,
             kind="payout",
             payment=p,
-            entries=[(payable_account(p.payee_org_id), -amount), (paid_out_account(p.payee_org_id), amount)],
+            entries=[
+                (payable_account(p.payee_org_id), -amount),
+                (paid_out_account(p.payee_org_id), amount),
+            ],
         )
         return
     raise LedgerImbalance(f"unknown payment kind {p.kind!r}")
@@ -493,7 +545,9 @@ def _connected_account(session: Session, payments: PaymentsClient, org_id: int) 
     return account.id
 
 
-def _call_provider(session: Session, payments: PaymentsClient, p: Payment, parent: Payment | None) -> Outcome:
+def _call_provider(
+    session: Session, payments: PaymentsClient, p: Payment, parent: Payment | None
+) -> Outcome:
     key = p.idempotency_key
     meta = _metadata(p)
     if p.kind in (K.authorize.value, K.deposit.value, K.charge.value):
@@ -508,7 +562,9 @@ def _call_provider(session: Session, payments: PaymentsClient, p: Payment, paren
             )
         except PaymentDeclined as exc:
             raw = exc.body.get("payment_intent") or {}
-            return Outcome(FAILED, intent_id=raw.get("id"), failure_code=exc.decline_code or "declined")
+            return Outcome(
+                FAILED, intent_id=raw.get("id"), failure_code=exc.decline_code or "declined"
+            )
         return _intent_outcome(p, intent)
     assert parent is not None or p.kind == K.payout.value
     if p.kind in (K.capture.value, K.void.value):
@@ -561,7 +617,9 @@ def drive_payment(*, session: Session, payments: PaymentsClient, payment_id: int
     parent = session.get(Payment, p.parent_id) if p.parent_id else None
     if parent is not None and parent.status != SUCCEEDED:
         if parent.status in DEAD:
-            record_outcome(session=session, payment_id=p.id, outcome=Outcome(SKIPPED), settings=settings)  # type: ignore[arg-type]
+            record_outcome(
+                session=session, payment_id=p.id, outcome=Outcome(SKIPPED), settings=settings
+            )  # type: ignore[arg-type]
             return SKIPPED
         return PENDING  # waits for its parent
     if session.in_transaction() and not session.new and not session.dirty:
@@ -627,11 +685,18 @@ def _service_hold(session: Session, booking: Booking) -> tuple[list[Payment], Pa
     return payments, hold
 
 
-def _order_note(session: Session, booking: Booking, user: User | None, state: str, note: str = "") -> None:
+def _order_note(
+    session: Session, booking: Booking, user: User | None, state: str, note: str = ""
+) -> None:
     if booking.order_id is not None:
         session.add(
-            OrderEvent(order_id=booking.order_id, booking_id=booking.id, state=state, note=note,
-                       user_id=user.id if user else None)  # fmt: skip
+            OrderEvent(
+                order_id=booking.order_id,
+                booking_id=booking.id,
+                state=state,
+                note=note,
+                user_id=user.id if user else None,
+            )  # fmt: skip
         )
 
 
@@ -647,7 +712,9 @@ def accept_delivery(
     from app.bookings import get_booking_or_raise
 
     begin_write(session)
-    booking = get_booking_or_raise(session=session, user=user, booking_id=booking_id, for_update=True)
+    booking = get_booking_or_raise(
+        session=session, user=user, booking_id=booking_id, for_update=True
+    )
     if booking.org_id != user.org_id and not user.has_role(Role.admin):
         raise PermissionDenied("only the buyer accepts a delivery")
     _, hold = _service_hold(session, booking)
@@ -668,7 +735,9 @@ def open_dispute(
     settings = get_settings()
     now = now or utcnow()
     begin_write(session)
-    booking = get_booking_or_raise(session=session, user=user, booking_id=booking_id, for_update=True)
+    booking = get_booking_or_raise(
+        session=session, user=user, booking_id=booking_id, for_update=True
+    )
     if booking.org_id != user.org_id:
         raise PermissionDenied("only the buyer disputes a delivery")
     _, hold = _service_hold(session, booking)
@@ -701,7 +770,9 @@ def resolve_dispute(
     if not user.has_role(Role.admin):
         raise PermissionDenied("only the platform resolves disputes")
     begin_write(session)
-    booking = get_booking_or_raise(session=session, user=user, booking_id=booking_id, for_update=True)
+    booking = get_booking_or_raise(
+        session=session, user=user, booking_id=booking_id, for_update=True
+    )
     _, hold = _service_hold(session, booking)
     if hold.disputed_at is None:
         raise InvalidTransition("this delivery is not disputed", field="state")
@@ -789,7 +860,9 @@ def _booking_money(session: Session, booking: Booking) -> BookingMoney:
     payments = _payments_of(session, booking.id)
     captured = sum(p.amount_fen for p in payments
                    if p.kind in (K.capture.value, K.charge.value) and p.status == SUCCEEDED)  # fmt: skip
-    refunded = sum(p.amount_fen for p in payments if p.kind == K.refund.value and p.status == SUCCEEDED)
+    refunded = sum(
+        p.amount_fen for p in payments if p.kind == K.refund.value and p.status == SUCCEEDED
+    )
     return BookingMoney(
         booking_id=booking.id,
         kind=booking.kind,
@@ -804,7 +877,9 @@ def _booking_money(session: Session, booking: Booking) -> BookingMoney:
 def booking_money(*, session: Session, user: User, booking_id: int) -> BookingMoney:
     from app.bookings import get_booking_or_raise
 
-    return _booking_money(session, get_booking_or_raise(session=session, user=user, booking_id=booking_id))
+    return _booking_money(
+        session, get_booking_or_raise(session=session, user=user, booking_id=booking_id)
+    )
 
 
 def order_money(*, session: Session, user: User, order_id: int) -> list[BookingMoney]:
@@ -847,7 +922,9 @@ def owner_earnings(*, session: Session, user: User, limit: int = 50, offset: int
     )  # fmt: skip
 
 
-def buyer_statement(*, session: Session, user: User, limit: int = 100, offset: int = 0) -> Statement:
+def buyer_statement(
+    *, session: Session, user: User, limit: int = 100, offset: int = 0
+) -> Statement:
     org = user.org_id
     account = buyer_account(org)
     rows = session.exec(
@@ -860,7 +937,9 @@ def buyer_statement(*, session: Session, user: User, limit: int = 100, offset: i
     ).all()
     holds = session.exec(
         select(Payment).where(
-            Payment.payer_org_id == org, Payment.kind == K.authorize.value, Payment.status == SUCCEEDED
+            Payment.payer_org_id == org,
+            Payment.kind == K.authorize.value,
+            Payment.status == SUCCEEDED,
         )
     ).all()
     held = 0
@@ -868,11 +947,20 @@ def buyer_statement(*, session: Session, user: User, limit: int = 100, offset: i
         if _settlement(_payments_of(session, hold.booking_id), hold) is None:
             held += hold.amount_fen
     lines = [
-        LedgerLine(transaction_id=t.id, kind=t.kind, booking_id=t.booking_id, account=e.account,  # type: ignore[arg-type]
-                   amount_fen=e.amount_fen, currency=e.currency, at=t.created_at)  # fmt: skip
+        LedgerLine(
+            transaction_id=t.id,
+            kind=t.kind,
+            booking_id=t.booking_id,
+            account=e.account,  # type: ignore[arg-type]
+            amount_fen=e.amount_fen,
+            currency=e.currency,
+            at=t.created_at,
+        )  # fmt: skip
         for e, t in rows
     ]
-    return Statement(org_id=org, paid_fen=-account_balance(session, account), held_fen=held, lines=lines)
+    return Statement(
+        org_id=org, paid_fen=-account_balance(session, account), held_fen=held, lines=lines
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -886,21 +974,29 @@ def _insert_event(session: Session, event: Event) -> None:
         "external_id": event.id,
         "type": event.type,
         "object_id": event.object_id,
-        "payload": {"type": event.type, "created": event.created, "object": dict(event.data_object)},
+        "payload": {
+            "type": event.type,
+            "created": event.created,
+            "object": dict(event.data_object),
+        },
         "received_at": utcnow(),
     }
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        stmt: Any = pg_insert(PaymentEvent).values(**values).on_conflict_do_nothing(
-            index_elements=["provider", "external_id"]
+        stmt: Any = (
+            pg_insert(PaymentEvent)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=["provider", "external_id"])
         )
     else:
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        stmt = sqlite_insert(PaymentEvent).values(**values).on_conflict_do_nothing(
-            index_elements=["provider", "external_id"]
+        stmt = (
+            sqlite_insert(PaymentEvent)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=["provider", "external_id"])
         )
     session.execute(stmt)
 
@@ -925,8 +1021,12 @@ def _apply_event(session: Session, event: Event, settings: Settings) -> int:
             changed += _mark(session, own, _intent_outcome(own, intent), settings)
         if own.status == SUCCEEDED:
             children = session.exec(
-                select(Payment).where(Payment.parent_id == own.id, Payment.status == PENDING,
-                                      col(Payment.kind).in_((K.capture.value, K.void.value)))  # fmt: skip
+                select(Payment)
+                .where(
+                    Payment.parent_id == own.id,
+                    Payment.status == PENDING,
+                    col(Payment.kind).in_((K.capture.value, K.void.value)),
+                )  # fmt: skip
                 .with_for_update()
             ).all()
             for child in children:
@@ -968,7 +1068,9 @@ def receive_webhook(
 ) -> bool:
     """Verify a webhook's signature (400 if bad) and put its event through the inbox."""
     try:
-        event = parse_webhook_event(payload, signature, settings.payments_webhook_secret.get_secret_value())
+        event = parse_webhook_event(
+            payload, signature, settings.payments_webhook_secret.get_secret_value()
+        )
     except InvalidWebhookSignature as exc:
         raise InvalidWebhook(exc.message, field=SIGNATURE_HEADER) from exc
     return record_event(session=session, event=event, settings=settings)
@@ -1045,7 +1147,9 @@ def _list_all(fetch: Any) -> list[Any]:
         cursor = page.next_cursor
 
 
-def reconcile_payments(*, session: Session, payments: PaymentsClient, passes: int = 4) -> ReconcileReport:
+def reconcile_payments(
+    *, session: Session, payments: PaymentsClient, passes: int = 4
+) -> ReconcileReport:
     """Compare the ledger with the provider, report every difference and repair what can
     be repaired: missed webhooks are replayed from the event log, results lost before our
     commit are recorded from the provider's objects (found by idempotency key), calls that
@@ -1060,7 +1164,9 @@ def reconcile_payments(*, session: Session, payments: PaymentsClient, passes: in
         if record_event(session=session, event=event, settings=settings):
             report.events_missed += 1
             report.differences.append(
-                Difference("webhook_missed", f"event {event.id} ({event.type}) replayed", repaired=True)
+                Difference(
+                    "webhook_missed", f"event {event.id} ({event.type}) replayed", repaired=True
+                )
             )
 
     # 2. pending payments: recorded from the provider, or driven again with the same key
@@ -1098,18 +1204,24 @@ def reconcile_payments(*, session: Session, payments: PaymentsClient, passes: in
     still = pending_payment_ids(session)
     report.pending_after = len(still)
     for pid in still:
-        report.differences.append(Difference("still_pending", "the provider did not complete it", pid))
+        report.differences.append(
+            Difference("still_pending", "the provider did not complete it", pid)
+        )
 
     # 3. every provider object against the ledger
     _compare_objects(session, payments, report)
 
     # 4. the ledger itself, and the platform's balance at the provider
     for txn_id in unbalanced_transactions(session):
-        report.differences.append(Difference("unbalanced_transaction", f"ledger transaction {txn_id}"))
+        report.differences.append(
+            Difference("unbalanced_transaction", f"ledger transaction {txn_id}")
+        )
     report.balances = account_balances(session)
     report.ledger_total_fen = sum(report.balances.values())
     if report.ledger_total_fen != 0:
-        report.differences.append(Difference("ledger_total", f"ledger sums to {report.ledger_total_fen}"))
+        report.differences.append(
+            Difference("ledger_total", f"ledger sums to {report.ledger_total_fen}")
+        )
     report.ledger_platform_fen = sum(
         v for k, v in report.balances.items()
         if k in (ESCROW, REVENUE) or k.startswith("owner_payable:")
@@ -1123,7 +1235,9 @@ def reconcile_payments(*, session: Session, payments: PaymentsClient, passes: in
         try:
             at_provider = payments.get_balance(row.account_id).available_fen
         except PaymentError as exc:
-            report.differences.append(Difference("provider_error", f"account {row.account_id}: {exc}"))
+            report.differences.append(
+                Difference("provider_error", f"account {row.account_id}: {exc}")
+            )
             continue
         ours = report.balances.get(paid_out_account(row.org_id), 0)
         if at_provider != ours:
@@ -1155,14 +1269,20 @@ def _compare_objects(session: Session, payments: PaymentsClient, report: Reconci
         received = intent.amount_received_fen
         if p is None:
             if received:
-                report.differences.append(Difference("unknown_charge", f"intent {intent.id}: {received} fen"))
+                report.differences.append(
+                    Difference("unknown_charge", f"intent {intent.id}: {received} fen")
+                )
             continue
         kids = children.get(p.id or 0, [])
         if p.kind == K.authorize.value:
-            expected = sum(c.amount_fen for c in kids if c.kind == K.capture.value and c.status == SUCCEEDED)
+            expected = sum(
+                c.amount_fen for c in kids if c.kind == K.capture.value and c.status == SUCCEEDED
+            )
         else:
             expected = p.amount_fen if p.status == SUCCEEDED else 0
-        refunded = sum(c.amount_fen for c in kids if c.kind == K.refund.value and c.status == SUCCEEDED)
+        refunded = sum(
+            c.amount_fen for c in kids if c.kind == K.refund.value and c.status == SUCCEEDED
+        )
         if received != expected or intent.amount_refunded_fen != refunded:
             report.differences.append(Difference(
                 "amount_mismatch", f"intent {intent.id}: provider received {received} refunded "

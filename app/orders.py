@@ -52,7 +52,11 @@ def _visible_order_ids(user: User):  # type: ignore[no-untyped-def]
             Machine.owner_org_id == user.org_id,
             col(Booking.order_id).is_not(None),
             col(Booking.state).in_(
-                (BookingState.confirmed.value, BookingState.in_progress.value, BookingState.done.value)
+                (
+                    BookingState.confirmed.value,
+                    BookingState.in_progress.value,
+                    BookingState.done.value,
+                )
             ),
         )
     )
@@ -66,7 +70,9 @@ def get_order_or_raise(*, session: Session, user: User, order_id: int) -> Order:
     if is_admin(user) or order.buyer_org_id == user.org_id:
         return order
     if user.has_role(Role.owner):
-        assigned = session.exec(_visible_order_ids(user).where(Booking.order_id == order_id)).first()
+        assigned = session.exec(
+            _visible_order_ids(user).where(Booking.order_id == order_id)
+        ).first()
         if assigned is not None:
             return order
     raise OrderNotFound("order not found", field="order_id")
@@ -89,7 +95,10 @@ def list_operations(*, session: Session, order_id: int) -> list[Operation]:
 
 def order_public(*, session: Session, order: Order) -> OrderPublic:
     assert order.id is not None
-    ops = [OperationPublic.model_validate(o) for o in list_operations(session=session, order_id=order.id)]
+    ops = [
+        OperationPublic.model_validate(o)
+        for o in list_operations(session=session, order_id=order.id)
+    ]
     return OrderPublic.model_validate(order, update={"operations": ops})
 
 
@@ -154,7 +163,9 @@ def check_draft(*, session: Session, data: OrderCreate, now: dt.datetime) -> Non
     and material); a 422 naming the field. Used by orders and by instant quotes."""
     _check_times(as_utc(data.release_at), as_utc(data.due_at), now)
     if data.due_kind == DueKind.soft and data.tardiness_fen_per_hour <= 0:
-        raise InvalidInput("a soft due time needs a tardiness price", field="tardiness_fen_per_hour")
+        raise InvalidInput(
+            "a soft due time needs a tardiness price", field="tardiness_fen_per_hour"
+        )
     _check_operations(session, data.operations)
 
 
@@ -204,8 +215,13 @@ def update_order(*, session: Session, user: User, order_id: int, data: OrderUpda
     _check_times(release, due, utcnow())
     changes["release_at"], changes["due_at"] = release, due
     due_kind = changes.get("due_kind", order.due_kind)
-    if due_kind == DueKind.soft and changes.get("tardiness_fen_per_hour", order.tardiness_fen_per_hour) <= 0:
-        raise InvalidInput("a soft due time needs a tardiness price", field="tardiness_fen_per_hour")
+    if (
+        due_kind == DueKind.soft
+        and changes.get("tardiness_fen_per_hour", order.tardiness_fen_per_hour) <= 0
+    ):
+        raise InvalidInput(
+            "a soft due time needs a tardiness price", field="tardiness_fen_per_hour"
+        )
     if data.operations is not None:
         _check_operations(session, data.operations)
         session.execute(delete(Operation).where(col(Operation.order_id) == order_id))
@@ -224,7 +240,9 @@ def open_order(*, session: Session, user: User, order_id: int, note: str = "") -
     begin_write(session)
     order = get_own_order_or_raise(session=session, user=user, order_id=order_id)
     if order.status != OrderStatus.draft.value:
-        raise InvalidTransition(f"an order in state {order.status} cannot be opened", field="status")
+        raise InvalidTransition(
+            f"an order in state {order.status} cannot be opened", field="status"
+        )
     if as_utc(order.due_at) <= utcnow():
         raise InvalidInput("due_at is in the past", field="due_at")
     _set_status(session, order, OrderStatus.open, user, note=note[:500])
@@ -234,14 +252,21 @@ def open_order(*, session: Session, user: User, order_id: int, note: str = "") -
 
 
 def cancel_order(
-    *, session: Session, user: User, order_id: int, reason: str = "", payments: PaymentsClient | None = None
+    *,
+    session: Session,
+    user: User,
+    order_id: int,
+    reason: str = "",
+    payments: PaymentsClient | None = None,
 ) -> Order:
     """Cancel the order and release every machine it still holds; held payments are
     voided (or the late-cancellation fee captured) in the same commit's payments."""
     begin_write(session)
     order = get_own_order_or_raise(session=session, user=user, order_id=order_id)
     if order.status not in CANCELLABLE:
-        raise InvalidTransition(f"an order in state {order.status} cannot be cancelled", field="status")
+        raise InvalidTransition(
+            f"an order in state {order.status} cannot be cancelled", field="status"
+        )
     started = session.exec(
         select(Booking.id).where(
             Booking.order_id == order_id,
@@ -299,7 +324,9 @@ def _set_status(
     order.updated_at = utcnow()
     session.add(order)
     session.add(
-        OrderEvent(order_id=order.id, state=status.value, note=note, user_id=user.id if user else None)
+        OrderEvent(
+            order_id=order.id, state=status.value, note=note, user_id=user.id if user else None
+        )
     )
 
 
@@ -315,6 +342,8 @@ def order_timeline(*, session: Session, user: User, order_id: int) -> list[Order
             .join(Machine, col(Machine.id) == Booking.machine_id)
             .where(Booking.order_id == order_id, Machine.owner_org_id == user.org_id)
         )
-        query = query.where(or_(col(OrderEvent.booking_id).is_(None), col(OrderEvent.booking_id).in_(own_bookings)))
+        query = query.where(
+            or_(col(OrderEvent.booking_id).is_(None), col(OrderEvent.booking_id).in_(own_bookings))
+        )
     events = session.exec(query.order_by(col(OrderEvent.at), col(OrderEvent.id))).all()
     return [OrderEventPublic.model_validate(e) for e in events]

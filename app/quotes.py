@@ -73,7 +73,12 @@ def create_quote(
     with ThreadPoolExecutor(max_workers=len(problems)) as pool:
         futures = {
             label: pool.submit(
-                solve, p, time_limit_s=settings.quote_time_limit_s, seed=0, workers=1, deterministic=False
+                solve,
+                p,
+                time_limit_s=settings.quote_time_limit_s,
+                seed=0,
+                workers=1,
+                deterministic=False,
             )
             for label, p in problems.items()
         }
@@ -113,7 +118,11 @@ def _option(
     for k, a in enumerate(placed):
         m = machines[a.machine_id]
         nxt = machines[placed[k + 1].machine_id] if k + 1 < len(placed) else None
-        hop_km = haversine_km(m.lat, m.lon, nxt.lat, nxt.lon) if nxt is not None else haversine_km(m.lat, m.lon, lat, lon)
+        hop_km = (
+            haversine_km(m.lat, m.lon, nxt.lat, nxt.lon)
+            if nxt is not None
+            else haversine_km(m.lat, m.lon, lat, lon)
+        )
         assert m.id is not None
         steps.append(QuoteStep(
             seq=k + 1, process_key=data.operations[k].process_key, machine_id=m.id,

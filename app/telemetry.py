@@ -39,7 +39,12 @@ def get_machine_by_token(*, session: Session, token: str) -> Machine:
 
 
 def report_states(
-    *, session: Session, token: str, reports: list[StateReport], hold_minutes: int, max_age_days: int,
+    *,
+    session: Session,
+    token: str,
+    reports: list[StateReport],
+    hold_minutes: int,
+    max_age_days: int,
     field: str = "reports",
 ) -> tuple[Machine, int, int]:
     """Apply a machine's state reports, in time order, in one transaction: all or none.
@@ -86,9 +91,13 @@ def report_states(
                 span.reports += 1
             else:
                 touched[id(span)] = span
-                span = MachineStateSpan(machine_id=machine.id, state=state.value, start_at=at, end_at=at)
+                span = MachineStateSpan(
+                    machine_id=machine.id, state=state.value, start_at=at, end_at=at
+                )
         else:
-            span = MachineStateSpan(machine_id=machine.id, state=state.value, start_at=at, end_at=at)
+            span = MachineStateSpan(
+                machine_id=machine.id, state=state.value, start_at=at, end_at=at
+            )
         session.add(span)
         touched[id(span)] = span
         machine.last_reported_at, machine.reported_state = at, state.value

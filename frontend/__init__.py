@@ -53,4 +53,10 @@ def _csrf_failed(request: Request, _exc: CsrfFailed) -> HTMLResponse:
 
 def render_error(request: Request, exc: MarketplaceError) -> HTMLResponse:
     t = _translator(request)
-    return render(request, t, "error.html", {"message": exc.message, "status": exc.status_code}, status_code=exc.status_code)
+    return render(
+        request,
+        t,
+        "error.html",
+        {"message": exc.message, "status": exc.status_code},
+        status_code=exc.status_code,
+    )

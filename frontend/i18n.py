@@ -26,7 +26,13 @@ def _messages(locale: str) -> dict[str, str]:
     for path in sorted((LOCALE_DIR / locale / "LC_MESSAGES").glob("*.po")):
         with path.open("rb") as fh:
             catalog = read_po(fh, locale=locale)
-        merged.update({m.id: m.string for m in catalog if m.id and isinstance(m.id, str) and m.string and isinstance(m.string, str)})
+        merged.update(
+            {
+                m.id: m.string
+                for m in catalog
+                if m.id and isinstance(m.id, str) and m.string and isinstance(m.string, str)
+            }
+        )
     return merged
 
 

@@ -54,7 +54,11 @@ def _errors(exc: MarketplaceError | ValidationError) -> dict[str, str]:
 
 
 def _yuan_to_fen(t: T, value: str) -> int:
-    return parse_yuan(value, field="hourly_rate_yuan", message=t.gettext("Enter the hourly rate in yuan, e.g. 95.50"))
+    return parse_yuan(
+        value,
+        field="hourly_rate_yuan",
+        message=t.gettext("Enter the hourly rate in yuan, e.g. 95.50"),
+    )
 
 
 def _yuan(fen: int) -> str:
@@ -79,17 +83,28 @@ def _edit_values(m: Machine) -> dict[str, Any]:
 
 def _edit_page(request: Request, t: T, user: User, m: Machine, values: dict[str, Any], errors: dict[str, str],
                status: int = 200) -> HTMLResponse:  # fmt: skip
-    return render(request, t, "owner_machine_edit.html", {"m": m, "values": values, "errors": errors}, user=user, status_code=status)
+    return render(
+        request,
+        t,
+        "owner_machine_edit.html",
+        {"m": m, "values": values, "errors": errors},
+        user=user,
+        status_code=status,
+    )
 
 
 @router.get("/owner/machines/{machine_id}/edit", response_class=HTMLResponse)
-def edit_machine_form(request: Request, session: SessionDep, user: WebUser, t: T, machine_id: int) -> HTMLResponse:
+def edit_machine_form(
+    request: Request, session: SessionDep, user: WebUser, t: T, machine_id: int
+) -> HTMLResponse:
     m = machines.get_own_machine_or_raise(session=session, user=user, machine_id=machine_id)
     return _edit_page(request, t, user, m, _edit_values(m), {})
 
 
 @router.post("/owner/machines/{machine_id}/edit", response_class=HTMLResponse, dependencies=[Csrf])
-async def edit_machine(request: Request, session: SessionDep, user: WebUser, t: T, machine_id: int) -> Response:
+async def edit_machine(
+    request: Request, session: SessionDep, user: WebUser, t: T, machine_id: int
+) -> Response:
     form = await request.form()
     values: dict[str, Any] = {k: str(form.get(k) or "") for k in _edit_fields()}
     values["leasable"] = form.get("leasable") == "on"
@@ -106,7 +121,11 @@ async def edit_machine(request: Request, session: SessionDep, user: WebUser, t: 
             "envelope_z_mm": values["envelope_z_mm"] or 0, "speed_factor": values["speed_factor"],
             "leasable": values["leasable"], "status": values["status"],
         })  # fmt: skip
-        m = await run_in_threadpool(lambda: machines.update_machine(session=session, user=user, machine_id=machine_id, data=data))
+        m = await run_in_threadpool(
+            lambda: machines.update_machine(
+                session=session, user=user, machine_id=machine_id, data=data
+            )
+        )
     except (MarketplaceError, ValidationError) as exc:
         if isinstance(exc, MarketplaceError) and exc.status_code in (403, 404):
             raise
@@ -122,12 +141,16 @@ def _edit_fields() -> tuple[str, ...]:
 
 
 @router.get("/owner/machines/{machine_id}/retire", response_class=HTMLResponse)
-def retire_confirm(request: Request, session: SessionDep, user: WebUser, t: T, machine_id: int) -> HTMLResponse:
+def retire_confirm(
+    request: Request, session: SessionDep, user: WebUser, t: T, machine_id: int
+) -> HTMLResponse:
     m = machines.get_own_machine_or_raise(session=session, user=user, machine_id=machine_id)
     return render(request, t, "owner_machine_retire.html", {"m": m, "error": None}, user=user)
 
 
-@router.post("/owner/machines/{machine_id}/retire", response_class=HTMLResponse, dependencies=[Csrf])
+@router.post(
+    "/owner/machines/{machine_id}/retire", response_class=HTMLResponse, dependencies=[Csrf]
+)
 def retire(request: Request, session: SessionDep, user: WebUser, t: T, machine_id: int) -> Response:
     try:
         m = machines.retire_machine(session=session, user=user, machine_id=machine_id)
@@ -135,17 +158,30 @@ def retire(request: Request, session: SessionDep, user: WebUser, t: T, machine_i
         if exc.status_code in (403, 404):
             raise
         m = machines.get_own_machine_or_raise(session=session, user=user, machine_id=machine_id)
-        return render(request, t, "owner_machine_retire.html", {"m": m, "error": exc.message}, user=user, status_code=exc.status_code)
+        return render(
+            request,
+            t,
+            "owner_machine_retire.html",
+            {"m": m, "error": exc.message},
+            user=user,
+            status_code=exc.status_code,
+        )
     return redirect("/owner/machines", request, t.gettext("Machine retired: {name}", name=m.name))
 
 
-@router.post("/owner/machines/{machine_id}/telemetry-token", response_class=HTMLResponse, dependencies=[Csrf])
-def new_telemetry_token(request: Request, session: SessionDep, user: WebUser, t: T, machine_id: int) -> HTMLResponse:
+@router.post(
+    "/owner/machines/{machine_id}/telemetry-token", response_class=HTMLResponse, dependencies=[Csrf]
+)
+def new_telemetry_token(
+    request: Request, session: SessionDep, user: WebUser, t: T, machine_id: int
+) -> HTMLResponse:
     """A new token, shown once on this page (not redirected: it must not be kept anywhere)."""
     token = telemetry.rotate_telemetry_token(session=session, user=user, machine_id=machine_id)
     m = machines.get_own_machine_or_raise(session=session, user=user, machine_id=machine_id)
     endpoint = str(request.base_url).rstrip("/") + "/api/v1/telemetry"
-    response = render(request, t, "owner_token.html", {"m": m, "token": token, "endpoint": endpoint}, user=user)
+    response = render(
+        request, t, "owner_token.html", {"m": m, "token": token, "endpoint": endpoint}, user=user
+    )
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -174,13 +210,17 @@ def _row_data(t: T, row: dict[str, str]) -> MachineCreate:
     })  # fmt: skip
 
 
-def parse_machines_csv(session: Session, t: T, text: str) -> tuple[list[MachineCreate], list[RowError]]:
+def parse_machines_csv(
+    session: Session, t: T, text: str
+) -> tuple[list[MachineCreate], list[RowError]]:
     """Every row checked with the schema and the process catalogue; nothing written."""
     reader = csv.DictReader(io.StringIO(text))
     header = [h.strip() for h in reader.fieldnames or []]
     missing = [c for c in CSV_COLUMNS if c not in header]
     if missing:
-        return [], [RowError(1, ", ".join(missing), t.gettext("Missing columns in the header row."))]
+        return [], [
+            RowError(1, ", ".join(missing), t.gettext("Missing columns in the header row."))
+        ]
     reader.fieldnames = header
     rows: list[MachineCreate] = []
     errors: list[RowError] = []
@@ -191,11 +231,15 @@ def parse_machines_csv(session: Session, t: T, text: str) -> tuple[list[MachineC
             continue  # a blank line
         seen += 1
         if seen > MAX_IMPORT_ROWS:
-            errors.append(RowError(i, "-", t.gettext("At most {n} rows per file.", n=MAX_IMPORT_ROWS)))
+            errors.append(
+                RowError(i, "-", t.gettext("At most {n} rows per file.", n=MAX_IMPORT_ROWS))
+            )
             break
         try:
             data = _row_data(t, row)
-            catalog.check_process_materials(session=session, process_key=data.process_key, materials=data.materials)
+            catalog.check_process_materials(
+                session=session, process_key=data.process_key, materials=data.materials
+            )
         except (MarketplaceError, ValidationError) as exc:
             errors += [RowError(i, field, message) for field, message in _errors(exc).items()]
             continue
@@ -207,14 +251,24 @@ def parse_machines_csv(session: Session, t: T, text: str) -> tuple[list[MachineC
 
 @router.get("/owner/machines/import", response_class=HTMLResponse)
 def import_form(request: Request, user: WebUser, t: T) -> HTMLResponse:
-    return render(request, t, "owner_import.html", {"kind": "machines", "columns": CSV_COLUMNS, "report": None, "errors": {}}, user=user)
+    return render(
+        request,
+        t,
+        "owner_import.html",
+        {"kind": "machines", "columns": CSV_COLUMNS, "report": None, "errors": {}},
+        user=user,
+    )
 
 
 async def _read_csv(request: Request, t: T) -> tuple[str | None, dict[str, str]]:
     """The uploaded file's text, or an error for the file field."""
     form = await request.form()
     upload = form.get("file")
-    raw = await upload.read(MAX_IMPORT_BYTES + 1) if upload is not None and not isinstance(upload, str) else b""
+    raw = (
+        await upload.read(MAX_IMPORT_BYTES + 1)
+        if upload is not None and not isinstance(upload, str)
+        else b""
+    )
     if not raw or len(raw) > MAX_IMPORT_BYTES:
         return None, {"file": t.gettext("Choose a CSV file (at most 2 MB).")}
     try:
@@ -234,7 +288,9 @@ async def import_machines(request: Request, session: SessionDep, user: WebUser, 
         ctx["report"] = report
         return render(request, t, "owner_import.html", ctx, user=user, status_code=422)
     try:
-        created = await run_in_threadpool(lambda: machines.import_machines(session=session, user=user, rows=rows))
+        created = await run_in_threadpool(
+            lambda: machines.import_machines(session=session, user=user, rows=rows)
+        )
     except MarketplaceError as exc:
         ctx["errors"] = {"file": exc.message}
         return render(request, t, "owner_import.html", ctx, user=user, status_code=exc.status_code)
@@ -258,7 +314,9 @@ def export_machines(session: SessionDep, user: WebUser) -> Response:
 
 def _csv_local(t: T, value: dt.datetime) -> str:
     local = value.astimezone(t.tz).replace(tzinfo=None)
-    return local.isoformat(sep=" ", timespec="minutes" if not (local.second or local.microsecond) else "auto")
+    return local.isoformat(
+        sep=" ", timespec="minutes" if not (local.second or local.microsecond) else "auto"
+    )
 
 
 def parse_windows_csv(t: T, text: str) -> tuple[list[WindowImportRow], list[int], list[RowError]]:
@@ -268,7 +326,11 @@ def parse_windows_csv(t: T, text: str) -> tuple[list[WindowImportRow], list[int]
     header = [h.strip() for h in reader.fieldnames or []]
     missing = [c for c in WINDOW_COLUMNS if c not in header]
     if missing:
-        return [], [], [RowError(1, ", ".join(missing), t.gettext("Missing columns in the header row."))]
+        return (
+            [],
+            [],
+            [RowError(1, ", ".join(missing), t.gettext("Missing columns in the header row."))],
+        )
     reader.fieldnames = header
     rows: list[WindowImportRow] = []
     lines: list[int] = []
@@ -280,22 +342,34 @@ def parse_windows_csv(t: T, text: str) -> tuple[list[WindowImportRow], list[int]
             continue
         seen += 1
         if seen > MAX_WINDOW_IMPORT_ROWS:
-            errors.append(RowError(i, "-", t.gettext("At most {n} rows per file.", n=MAX_WINDOW_IMPORT_ROWS)))
+            errors.append(
+                RowError(i, "-", t.gettext("At most {n} rows per file.", n=MAX_WINDOW_IMPORT_ROWS))
+            )
             break
         found: list[RowError] = []
         machine_id = (row.get("machine_id") or "").strip()
         if not re.fullmatch(r"[0-9]{1,10}", machine_id) or not 1 <= int(machine_id) < 2**31:
-            found.append(RowError(i, "machine_id", t.gettext("Write the machine's number, as in the export.")))
+            found.append(
+                RowError(
+                    i, "machine_id", t.gettext("Write the machine's number, as in the export.")
+                )
+            )
         times: dict[str, dt.datetime] = {}
         for name in ("start", "end"):
             try:
                 times[name] = parse_local(row.get(name) or "", t.tz)
             except (ValueError, OverflowError):
-                found.append(RowError(i, name, t.gettext("Write a time as 2026-12-01 09:00 (Beijing time).")))
+                found.append(
+                    RowError(i, name, t.gettext("Write a time as 2026-12-01 09:00 (Beijing time)."))
+                )
         if found:
             errors += found
             continue
-        rows.append(WindowImportRow(machine_id=int(machine_id), start_at=times["start"], end_at=times["end"]))
+        rows.append(
+            WindowImportRow(
+                machine_id=int(machine_id), start_at=times["start"], end_at=times["end"]
+            )
+        )
         lines.append(i)
     if not rows and not errors:
         errors.append(RowError(2, "-", t.gettext("The file has no window rows.")))
@@ -304,12 +378,30 @@ def parse_windows_csv(t: T, text: str) -> tuple[list[WindowImportRow], list[int]
 
 @router.get("/owner/windows/import", response_class=HTMLResponse)
 def windows_import_form(request: Request, user: WebUser, t: T) -> HTMLResponse:
-    return render(request, t, "owner_import.html", {"kind": "windows", "columns": WINDOW_COLUMNS, "report": None, "errors": {}, "max_rows": MAX_WINDOW_IMPORT_ROWS}, user=user)
+    return render(
+        request,
+        t,
+        "owner_import.html",
+        {
+            "kind": "windows",
+            "columns": WINDOW_COLUMNS,
+            "report": None,
+            "errors": {},
+            "max_rows": MAX_WINDOW_IMPORT_ROWS,
+        },
+        user=user,
+    )
 
 
 @router.post("/owner/windows/import", response_class=HTMLResponse, dependencies=[Csrf])
 async def import_windows(request: Request, session: SessionDep, user: WebUser, t: T) -> Response:
-    ctx: dict[str, Any] = {"kind": "windows", "columns": WINDOW_COLUMNS, "report": None, "errors": {}, "max_rows": MAX_WINDOW_IMPORT_ROWS}
+    ctx: dict[str, Any] = {
+        "kind": "windows",
+        "columns": WINDOW_COLUMNS,
+        "report": None,
+        "errors": {},
+        "max_rows": MAX_WINDOW_IMPORT_ROWS,
+    }
     text, ctx["errors"] = await _read_csv(request, t)
     if text is None:
         return render(request, t, "owner_import.html", ctx, user=user, status_code=422)
@@ -318,14 +410,23 @@ async def import_windows(request: Request, session: SessionDep, user: WebUser, t
         ctx["report"] = report
         return render(request, t, "owner_import.html", ctx, user=user, status_code=422)
     try:
-        created, already = await run_in_threadpool(lambda: availability.import_windows(session=session, user=user, rows=rows))
+        created, already = await run_in_threadpool(
+            lambda: availability.import_windows(session=session, user=user, rows=rows)
+        )
     except RowsRejected as exc:
-        ctx["report"] = [RowError(lines[i], {"start_at": "start", "end_at": "end"}.get(f, f), m) for i, f, m, _ in exc.problems]
+        ctx["report"] = [
+            RowError(lines[i], {"start_at": "start", "end_at": "end"}.get(f, f), m)
+            for i, f, m, _ in exc.problems
+        ]
         return render(request, t, "owner_import.html", ctx, user=user, status_code=exc.status_code)
     except MarketplaceError as exc:
         ctx["errors"] = {"file": exc.message}
         return render(request, t, "owner_import.html", ctx, user=user, status_code=exc.status_code)
-    return redirect("/owner/machines", request, t.gettext("{n} windows offered ({k} were offered already).", n=created, k=already))
+    return redirect(
+        "/owner/machines",
+        request,
+        t.gettext("{n} windows offered ({k} were offered already).", n=created, k=already),
+    )
 
 
 @router.get("/owner/windows/export.csv")
@@ -335,7 +436,15 @@ def export_windows(session: SessionDep, user: WebUser, t: T) -> Response:
     w = csv.writer(buf)
     w.writerow(("machine_id", "machine_name", "start", "end", "source"))
     for m, win in availability.list_own_windows(session=session, user=user, after=utcnow()):
-        w.writerow([m.id, m.name, _csv_local(t, win.start_at), _csv_local(t, win.end_at), "rule" if win.rule_id else "single"])
+        w.writerow(
+            [
+                m.id,
+                m.name,
+                _csv_local(t, win.start_at),
+                _csv_local(t, win.end_at),
+                "rule" if win.rule_id else "single",
+            ]
+        )
     return Response(buf.getvalue(), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": 'attachment; filename="windows.csv"'})  # fmt: skip
 
@@ -361,7 +470,11 @@ def _calendar(t: T, now: dt.datetime, windows: list[Any], held: list[Any]) -> di
             else:
                 cells.append("free")
         days.append((day.date().isoformat(), cells))
-    return {"days": days, "start": first.astimezone(dt.UTC), "end": (first + dt.timedelta(days=CALENDAR_DAYS)).astimezone(dt.UTC)}
+    return {
+        "days": days,
+        "start": first.astimezone(dt.UTC),
+        "end": (first + dt.timedelta(days=CALENDAR_DAYS)).astimezone(dt.UTC),
+    }
 
 
 def _calendar_page(request: Request, session: SessionDep, user: User, t: T, machine_id: int, page: int,
@@ -369,9 +482,16 @@ def _calendar_page(request: Request, session: SessionDep, user: User, t: T, mach
     m = machines.get_own_machine_or_raise(session=session, user=user, machine_id=machine_id)
     now = utcnow()
     first = now.astimezone(t.tz).replace(hour=0, minute=0, second=0, microsecond=0)
-    start, end = first.astimezone(dt.UTC), (first + dt.timedelta(days=CALENDAR_DAYS)).astimezone(dt.UTC)
-    windows = availability.list_windows(session=session, user=user, machine_id=machine_id, start=start, end=end)
-    rows, _ = bookings.list_bookings(session=session, user=user, machine_id=machine_id, start=start, end=end, limit=1000)
+    start, end = (
+        first.astimezone(dt.UTC),
+        (first + dt.timedelta(days=CALENDAR_DAYS)).astimezone(dt.UTC),
+    )
+    windows = availability.list_windows(
+        session=session, user=user, machine_id=machine_id, start=start, end=end
+    )
+    rows, _ = bookings.list_bookings(
+        session=session, user=user, machine_id=machine_id, start=start, end=end, limit=1000
+    )
     held = [b for b in rows if b.state in ACTIVE_STATES]
     page = max(page, 1)
     pages = max(1, -(-len(windows) // PAGE))
@@ -386,12 +506,18 @@ def _calendar_page(request: Request, session: SessionDep, user: User, t: T, mach
 
 
 @router.get("/owner/machines/{machine_id}/calendar", response_class=HTMLResponse)
-def calendar(request: Request, session: SessionDep, user: WebUser, t: T, machine_id: int, page: int = 1) -> HTMLResponse:
+def calendar(
+    request: Request, session: SessionDep, user: WebUser, t: T, machine_id: int, page: int = 1
+) -> HTMLResponse:
     return _calendar_page(request, session, user, t, machine_id, page)
 
 
-@router.post("/owner/machines/{machine_id}/windows", response_class=HTMLResponse, dependencies=[Csrf])
-async def add_window(request: Request, session: SessionDep, user: WebUser, t: T, machine_id: int) -> Response:
+@router.post(
+    "/owner/machines/{machine_id}/windows", response_class=HTMLResponse, dependencies=[Csrf]
+)
+async def add_window(
+    request: Request, session: SessionDep, user: WebUser, t: T, machine_id: int
+) -> Response:
     form = await request.form()
     values = {"start_at": str(form.get("start_at") or ""), "end_at": str(form.get("end_at") or "")}
     errors: dict[str, str] = {}
@@ -405,32 +531,52 @@ async def add_window(request: Request, session: SessionDep, user: WebUser, t: T,
         return _calendar_page(request, session, user, t, machine_id, 1, values, errors, 422)
     try:
         data = WindowCreate(start_at=parsed["start_at"], end_at=parsed["end_at"])
-        await run_in_threadpool(lambda: availability.create_window(session=session, user=user, machine_id=machine_id, data=data))
+        await run_in_threadpool(
+            lambda: availability.create_window(
+                session=session, user=user, machine_id=machine_id, data=data
+            )
+        )
     except MarketplaceError as exc:
         if exc.status_code in (403, 404):
             raise
         status = exc.status_code
-        return _calendar_page(request, session, user, t, machine_id, 1, values, _errors(exc), status)
+        return _calendar_page(
+            request, session, user, t, machine_id, 1, values, _errors(exc), status
+        )
     return redirect(f"/owner/machines/{machine_id}/calendar", request, t.gettext("Window offered."))
 
 
 @router.post("/owner/machines/{machine_id}/windows/{window_id}/delete", dependencies=[Csrf])
-def remove_window(request: Request, session: SessionDep, user: WebUser, t: T, machine_id: int, window_id: int) -> Response:
+def remove_window(
+    request: Request, session: SessionDep, user: WebUser, t: T, machine_id: int, window_id: int
+) -> Response:
     try:
-        availability.delete_window(session=session, user=user, machine_id=machine_id, window_id=window_id)
+        availability.delete_window(
+            session=session, user=user, machine_id=machine_id, window_id=window_id
+        )
     except MarketplaceError as exc:
         if exc.status_code == 404 and exc.field != "window_id":
             raise
         return redirect(f"/owner/machines/{machine_id}/calendar", request, "⚠ " + exc.message)
-    return redirect(f"/owner/machines/{machine_id}/calendar", request, t.gettext("Window withdrawn."))
+    return redirect(
+        f"/owner/machines/{machine_id}/calendar", request, t.gettext("Window withdrawn.")
+    )
 
 
 # ----------------------------------------------------------------- earnings
 
 
 @router.get("/owner/earnings", response_class=HTMLResponse)
-def earnings(request: Request, session: SessionDep, user: WebUser, t: T, page: int = 1) -> HTMLResponse:
+def earnings(
+    request: Request, session: SessionDep, user: WebUser, t: T, page: int = 1
+) -> HTMLResponse:
     page = max(page, 1)
     e = money.owner_earnings(session=session, user=user, limit=PAGE + 1, offset=(page - 1) * PAGE)
     more = len(e.payouts) > PAGE
-    return render(request, t, "owner_earnings.html", {"e": e, "payouts": e.payouts[:PAGE], "page": page, "more": more}, user=user)
+    return render(
+        request,
+        t,
+        "owner_earnings.html",
+        {"e": e, "payouts": e.payouts[:PAGE], "page": page, "more": more},
+        user=user,
+    )

@@ -67,7 +67,9 @@ def home(request: Request, session: SessionDep, t: T) -> HTMLResponse:
     user = optional_user(request, session)
     demo = [("owner", f"owner1@{DEMO_DOMAIN}"), ("buyer", f"buyer1@{DEMO_DOMAIN}"),
             ("operator", f"operator.ningbo-beilun@{DEMO_DOMAIN}"), ("admin", f"admin@{DEMO_DOMAIN}")]  # fmt: skip
-    return render(request, t, "home.html", {"demo": demo, "demo_password": DEMO_PASSWORD}, user=user)
+    return render(
+        request, t, "home.html", {"demo": demo, "demo_password": DEMO_PASSWORD}, user=user
+    )
 
 
 @router.get("/login", response_class=HTMLResponse)
@@ -100,20 +102,55 @@ def logout(request: Request) -> Response:
 
 
 @router.get("/owner/machines", response_class=HTMLResponse)
-def owner_machines(request: Request, session: SessionDep, user: WebUser, t: T, page: int = 1, q: str = "") -> HTMLResponse:
-    query = MachineQuery(owner_org_id=user.org_id, q=q or None, sort=MachineSort.name, limit=PAGE, offset=(max(page, 1) - 1) * PAGE)
+def owner_machines(
+    request: Request, session: SessionDep, user: WebUser, t: T, page: int = 1, q: str = ""
+) -> HTMLResponse:
+    query = MachineQuery(
+        owner_org_id=user.org_id,
+        q=q or None,
+        sort=MachineSort.name,
+        limit=PAGE,
+        offset=(max(page, 1) - 1) * PAGE,
+    )
     rows, count = machines.search_machines(session=session, user=user, query=query)
-    return render(request, t, "owner_machines.html", {"rows": rows, "count": count, "page": page, "pages": max(1, -(-count // PAGE)), "q": q}, user=user)
+    return render(
+        request,
+        t,
+        "owner_machines.html",
+        {"rows": rows, "count": count, "page": page, "pages": max(1, -(-count // PAGE)), "q": q},
+        user=user,
+    )
 
 
-def _machine_form(request: Request, session: SessionDep, user: User, t: T, values: dict[str, Any], errors: dict[str, str], status: int = 200) -> HTMLResponse:
+def _machine_form(
+    request: Request,
+    session: SessionDep,
+    user: User,
+    t: T,
+    values: dict[str, Any],
+    errors: dict[str, str],
+    status: int = 200,
+) -> HTMLResponse:
     processes = catalog.list_processes(session=session)
-    return render(request, t, "machine_form.html", {"values": values, "errors": errors, "processes": processes}, user=user, status_code=status)
+    return render(
+        request,
+        t,
+        "machine_form.html",
+        {"values": values, "errors": errors, "processes": processes},
+        user=user,
+        status_code=status,
+    )
 
 
 @router.get("/owner/machines/new", response_class=HTMLResponse)
 def new_machine(request: Request, session: SessionDep, user: WebUser, t: T) -> HTMLResponse:
-    values = {"hourly_rate_yuan": "", "min_booking_minutes": 60, "speed_factor": 1.0, "tolerance_mm": 0.02, "materials": ""}
+    values = {
+        "hourly_rate_yuan": "",
+        "min_booking_minutes": 60,
+        "speed_factor": 1.0,
+        "tolerance_mm": 0.02,
+        "materials": "",
+    }
     return _machine_form(request, session, user, t, values, {})
 
 
@@ -150,11 +187,22 @@ def _feed_url(request: Request, settings: SettingsDep, user: User, machine: Any)
     """The machine's iCalendar feed, shown to its owner only."""
     if machine.owner_org_id != user.org_id:
         return None
-    return str(request.url_for("machine_calendar", token=ical.feed_token(settings=settings, machine=machine)))
+    return str(
+        request.url_for(
+            "machine_calendar", token=ical.feed_token(settings=settings, machine=machine)
+        )
+    )
 
 
 @router.get("/owner/machines/{machine_id}", response_class=HTMLResponse)
-def machine_detail(request: Request, session: SessionDep, settings: SettingsDep, user: WebUser, t: T, machine_id: int) -> HTMLResponse:
+def machine_detail(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    user: WebUser,
+    t: T,
+    machine_id: int,
+) -> HTMLResponse:
     return _machine_page(request, session, settings, user, t, machine_id)
 
 
@@ -164,7 +212,13 @@ def _machine_page(
 ) -> HTMLResponse:  # fmt: skip
     machine = machines.get_machine_or_raise(session=session, user=user, machine_id=machine_id)
     now = utcnow()
-    windows = availability.list_windows(session=session, user=user, machine_id=machine_id, start=now, end=now + dt.timedelta(days=14))
+    windows = availability.list_windows(
+        session=session,
+        user=user,
+        machine_id=machine_id,
+        start=now,
+        end=now + dt.timedelta(days=14),
+    )
     rules = availability.list_rules(session=session, user=user, machine_id=machine_id)
     held, _ = bookings.list_bookings(session=session, user=user, machine_id=machine_id, start=now,
                                      end=now + dt.timedelta(days=14), limit=500)  # fmt: skip
@@ -177,21 +231,33 @@ def _machine_page(
                   "ical": _feed_url(request, settings, user, machine)}, user=user, status_code=status_code)  # fmt: skip
 
 
-def _gantt(t: T, start: dt.datetime, end: dt.datetime, windows: list[Any], held: list[Any]) -> dict[str, Any]:
+def _gantt(
+    t: T, start: dt.datetime, end: dt.datetime, windows: list[Any], held: list[Any]
+) -> dict[str, Any]:
     span = (end - start).total_seconds()
     width = 960
 
     def x(when: dt.datetime) -> float:
         return max(0.0, min(width, (when - start).total_seconds() / span * width))
 
-    days = [(x(start + dt.timedelta(days=i)), t.datetime(start + dt.timedelta(days=i))[5:10]) for i in range(15)]
+    days = [
+        (x(start + dt.timedelta(days=i)), t.datetime(start + dt.timedelta(days=i))[5:10])
+        for i in range(15)
+    ]
     return {"width": width, "days": days,
             "windows": [(x(w.start_at), x(w.end_at) - x(w.start_at), t.datetime(w.start_at), t.datetime(w.end_at)) for w in windows],
             "bookings": [(x(b.start_at), x(b.end_at) - x(b.start_at), b.state, b.kind, t.datetime(b.start_at), t.datetime(b.end_at)) for b in held]}  # fmt: skip
 
 
 @router.post("/owner/machines/{machine_id}/rules", response_class=HTMLResponse, dependencies=[Csrf])
-async def add_rule(request: Request, session: SessionDep, settings: SettingsDep, user: WebUser, t: T, machine_id: int) -> Response:
+async def add_rule(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    user: WebUser,
+    t: T,
+    machine_id: int,
+) -> Response:
     form = await request.form()
     try:
         data = RuleCreate.model_validate({
@@ -201,23 +267,36 @@ async def add_rule(request: Request, session: SessionDep, settings: SettingsDep,
         _, created = await _run(availability.create_rule, session=session, user=user, machine_id=machine_id, data=data,
                                 timezone=settings.display_timezone, horizon_days=settings.planning_horizon_days)  # fmt: skip
     except (MarketplaceError, ValidationError) as exc:
-        values: dict[str, Any] = {k: form.get(k) for k in ("start_time", "end_time", "valid_from", "valid_until")}
+        values: dict[str, Any] = {
+            k: form.get(k) for k in ("start_time", "end_time", "valid_from", "valid_until")
+        }
         values["weekdays"] = [int(str(d)) for d in form.getlist("weekdays") if str(d).isdigit()]
         status = exc.status_code if isinstance(exc, MarketplaceError) else 422
-        return _machine_page(request, session, settings, user, t, machine_id, values, errors_of(exc), status)
-    return redirect(f"/owner/machines/{machine_id}", request, t.gettext("{n} windows offered.", n=created))
+        return _machine_page(
+            request, session, settings, user, t, machine_id, values, errors_of(exc), status
+        )
+    return redirect(
+        f"/owner/machines/{machine_id}", request, t.gettext("{n} windows offered.", n=created)
+    )
 
 
 @router.get("/calendar/{token}.ics")
 def machine_calendar(session: SessionDep, settings: SettingsDep, token: str) -> Response:
     """The iCalendar feed a calendar app subscribes to (no login: the URL is the key)."""
     machine = ical.machine_from_token(session=session, settings=settings, token=token)
-    return Response(ical.machine_feed(session=session, machine=machine), media_type="text/calendar; charset=utf-8")
+    return Response(
+        ical.machine_feed(session=session, machine=machine),
+        media_type="text/calendar; charset=utf-8",
+    )
 
 
 @router.get("/owner/proposals", response_class=HTMLResponse)
-def proposals(request: Request, session: SessionDep, user: WebUser, t: T, page: int = 1) -> HTMLResponse:
-    rows, count = matching_runs.list_proposals(session=session, user=user, limit=PAGE, offset=(max(page, 1) - 1) * PAGE)
+def proposals(
+    request: Request, session: SessionDep, user: WebUser, t: T, page: int = 1
+) -> HTMLResponse:
+    rows, count = matching_runs.list_proposals(
+        session=session, user=user, limit=PAGE, offset=(max(page, 1) - 1) * PAGE
+    )
     names = machines.machine_names(session=session, machine_ids={b.machine_id for b in rows})
     return render(request, t, "proposals.html", {"rows": rows, "names": names, "page": page,
                   "pages": max(1, -(-count // PAGE))}, user=user)  # fmt: skip
@@ -240,26 +319,58 @@ def answer_proposal(request: Request, session: SessionDep, payments: PaymentsDep
 
 
 @router.get("/buyer/orders", response_class=HTMLResponse)
-def buyer_orders(request: Request, session: SessionDep, user: WebUser, t: T, page: int = 1) -> HTMLResponse:
-    rows, count = orders.list_orders(session=session, user=user, status=None, limit=PAGE, offset=(max(page, 1) - 1) * PAGE)
-    return render(request, t, "buyer_orders.html", {"rows": rows, "count": count, "page": page, "pages": max(1, -(-count // PAGE))}, user=user)
+def buyer_orders(
+    request: Request, session: SessionDep, user: WebUser, t: T, page: int = 1
+) -> HTMLResponse:
+    rows, count = orders.list_orders(
+        session=session, user=user, status=None, limit=PAGE, offset=(max(page, 1) - 1) * PAGE
+    )
+    return render(
+        request,
+        t,
+        "buyer_orders.html",
+        {"rows": rows, "count": count, "page": page, "pages": max(1, -(-count // PAGE))},
+        user=user,
+    )
 
 
-def _order_form(request: Request, session: SessionDep, user: User, t: T, values: dict[str, Any], errors: dict[str, str], status: int = 200) -> HTMLResponse:
-    return render(request, t, "order_form.html", {"values": values, "errors": errors, "processes": catalog.list_processes(session=session)}, user=user, status_code=status)
+def _order_form(
+    request: Request,
+    session: SessionDep,
+    user: User,
+    t: T,
+    values: dict[str, Any],
+    errors: dict[str, str],
+    status: int = 200,
+) -> HTMLResponse:
+    return render(
+        request,
+        t,
+        "order_form.html",
+        {"values": values, "errors": errors, "processes": catalog.list_processes(session=session)},
+        user=user,
+        status_code=status,
+    )
 
 
 @router.get("/buyer/orders/new", response_class=HTMLResponse)
 def new_order(request: Request, session: SessionDep, user: WebUser, t: T) -> HTMLResponse:
     now = utcnow()
-    values = {"release_at": t.local_input(now + dt.timedelta(days=1)), "due_at": t.local_input(now + dt.timedelta(days=7))}
+    values = {
+        "release_at": t.local_input(now + dt.timedelta(days=1)),
+        "due_at": t.local_input(now + dt.timedelta(days=7)),
+    }
     return _order_form(request, session, user, t, values, {})
 
 
 @router.post("/buyer/orders/new", response_class=HTMLResponse, dependencies=[Csrf])
-async def create_order(request: Request, session: SessionDep, settings: SettingsDep, user: WebUser, t: T) -> Response:
+async def create_order(
+    request: Request, session: SessionDep, settings: SettingsDep, user: WebUser, t: T
+) -> Response:
     form = await request.form()
-    values: dict[str, Any] = {k: form.get(k) for k in form.keys() if k not in ("csrf_token", "attachment")}
+    values: dict[str, Any] = {
+        k: form.get(k) for k in form.keys() if k not in ("csrf_token", "attachment")
+    }
     upload = form.get("attachment")
     has_file = isinstance(upload, StarletteUploadFile) and bool(upload.filename)
     try:
@@ -282,7 +393,9 @@ async def create_order(request: Request, session: SessionDep, settings: Settings
             attachments.check_upload(settings=settings, filename=upload.filename or "",
                                      content_type=upload.content_type or "", size=upload.size)  # fmt: skip
         # one command: the draft and its file are committed together, or neither is
-        order = await _run(orders.create_order, session=session, user=user, data=data, commit=not has_file)
+        order = await _run(
+            orders.create_order, session=session, user=user, data=data, commit=not has_file
+        )
         if has_file:
             assert isinstance(upload, StarletteUploadFile)
             await _run(attachments.upload_attachment, session=session, settings=settings, user=user, order_id=order.id,
@@ -290,20 +403,42 @@ async def create_order(request: Request, session: SessionDep, settings: Settings
     except ValueError as exc:
         if isinstance(exc, ValidationError):
             return _order_form(request, session, user, t, values, errors_of(exc), status=422)
-        return _order_form(request, session, user, t, values, {"form": t.gettext("Check the dates and amounts.")}, status=422)
+        return _order_form(
+            request,
+            session,
+            user,
+            t,
+            values,
+            {"form": t.gettext("Check the dates and amounts.")},
+            status=422,
+        )
     except MarketplaceError as exc:  # nothing was committed: the request's session rolls back
         errors = errors_of(exc)
         if "file" in errors:
             errors["attachment"] = errors.pop("file")
-        return _order_form(request, session, user, t, values, errors, status=exc.status_code if exc.status_code != 400 else 422)
+        return _order_form(
+            request,
+            session,
+            user,
+            t,
+            values,
+            errors,
+            status=exc.status_code if exc.status_code != 400 else 422,
+        )
     return redirect(f"/buyer/orders/{order.id}/quote")
 
 
 @router.get("/buyer/orders/{order_id}/quote", response_class=HTMLResponse)
-def quote_page(request: Request, session: SessionDep, settings: SettingsDep, user: WebUser, t: T, order_id: int) -> HTMLResponse:
+def quote_page(
+    request: Request, session: SessionDep, settings: SettingsDep, user: WebUser, t: T, order_id: int
+) -> HTMLResponse:
     order = orders.get_own_order_or_raise(session=session, user=user, order_id=order_id)
     public = orders.order_public(session=session, order=order)
-    draft = OrderCreate.model_validate(public.model_dump(exclude={"id", "status", "currency", "created_at", "updated_at", "buyer_org_id"}))
+    draft = OrderCreate.model_validate(
+        public.model_dump(
+            exclude={"id", "status", "currency", "created_at", "updated_at", "buyer_org_id"}
+        )
+    )
     quote = quotes.create_quote(session=session, user=user, data=draft, settings=settings)
     return render(request, t, "quote.html", {"o": public, "quote": quote}, user=user)
 
@@ -311,21 +446,33 @@ def quote_page(request: Request, session: SessionDep, settings: SettingsDep, use
 @router.post("/buyer/orders/{order_id}/confirm", dependencies=[Csrf])
 def confirm_order(request: Request, session: SessionDep, user: WebUser, t: T, order_id: int,
                   option: Annotated[str, Form()] = "", total_fen: Annotated[int, Form()] = 0) -> Response:  # fmt: skip
-    note = t.gettext("Quote accepted: {option}, {total}", option=t.gettext(option), total=t.money(total_fen)) if option else ""
+    note = (
+        t.gettext(
+            "Quote accepted: {option}, {total}", option=t.gettext(option), total=t.money(total_fen)
+        )
+        if option
+        else ""
+    )
     try:
         orders.open_order(session=session, user=user, order_id=order_id, note=note)
     except MarketplaceError as exc:
         return redirect(f"/buyer/orders/{order_id}", request, "⚠ " + exc.message)
-    return redirect(f"/buyer/orders/{order_id}", request, t.gettext("Order confirmed: it is on the market."))
+    return redirect(
+        f"/buyer/orders/{order_id}", request, t.gettext("Order confirmed: it is on the market.")
+    )
 
 
 @router.get("/buyer/orders/{order_id}", response_class=HTMLResponse)
-def order_detail(request: Request, session: SessionDep, user: WebUser, t: T, order_id: int) -> HTMLResponse:
+def order_detail(
+    request: Request, session: SessionDep, user: WebUser, t: T, order_id: int
+) -> HTMLResponse:
     order = orders.get_order_or_raise(session=session, user=user, order_id=order_id)
     public = orders.order_public(session=session, order=order)
     timeline = orders.order_timeline(session=session, user=user, order_id=order_id)
     held, _ = bookings.list_bookings(session=session, user=user, order_id=order_id, limit=100)
-    money_of = {m.booking_id: m for m in money.order_money(session=session, user=user, order_id=order_id)}
+    money_of = {
+        m.booking_id: m for m in money.order_money(session=session, user=user, order_id=order_id)
+    }
     files = attachments.list_attachments(session=session, user=user, order_id=order_id)
     names = machines.machine_names(session=session, machine_ids={b.machine_id for b in held})
     return render(request, t, "order_detail.html", {"o": public, "timeline": timeline, "bookings": held, "names": names,
@@ -339,26 +486,49 @@ def delivery(request: Request, session: SessionDep, payments: PaymentsDep, user:
     back = f"/buyer/orders/{booking.order_id}"
     try:
         if action == "accept":
-            money.accept_delivery(session=session, user=user, booking_id=booking_id, payments=payments)
+            money.accept_delivery(
+                session=session, user=user, booking_id=booking_id, payments=payments
+            )
         elif action == "dispute":
             if not note.strip():
-                return redirect(back, request, "⚠ " + t.gettext("Say what is wrong with the delivery."))
+                return redirect(
+                    back, request, "⚠ " + t.gettext("Say what is wrong with the delivery.")
+                )
             money.open_dispute(session=session, user=user, booking_id=booking_id, note=note)
         else:
             return redirect(back)
     except MarketplaceError as exc:
         return redirect(back, request, "⚠ " + exc.message)
-    return redirect(back, request, t.gettext("Delivery accepted.") if action == "accept" else t.gettext("Dispute opened: the money stays held."))
+    return redirect(
+        back,
+        request,
+        t.gettext("Delivery accepted.")
+        if action == "accept"
+        else t.gettext("Dispute opened: the money stays held."),
+    )
 
 
 @router.get("/buyer/attachments/{attachment_id}")
-def download(session: SessionDep, settings: SettingsDep, user: WebUser, attachment_id: int) -> Response:
-    token, _ = attachments.create_download_link(session=session, settings=settings, user=user, attachment_id=attachment_id)
+def download(
+    session: SessionDep, settings: SettingsDep, user: WebUser, attachment_id: int
+) -> Response:
+    token, _ = attachments.create_download_link(
+        session=session, settings=settings, user=user, attachment_id=attachment_id
+    )
     return redirect(f"/api/v1/attachments/download/{token}")
 
 
 @router.get("/buyer/machines", response_class=HTMLResponse)
-def search(request: Request, session: SessionDep, user: WebUser, t: T, process: str = "", material: str = "", leasable: str = "", page: int = 1) -> HTMLResponse:
+def search(
+    request: Request,
+    session: SessionDep,
+    user: WebUser,
+    t: T,
+    process: str = "",
+    material: str = "",
+    leasable: str = "",
+    page: int = 1,
+) -> HTMLResponse:
     query = MachineQuery(process_key=process or None, material=material or None, leasable=True if leasable else None,
                          limit=PAGE, offset=(max(page, 1) - 1) * PAGE)  # fmt: skip
     rows, count = machines.search_machines(session=session, user=user, query=query)
@@ -369,31 +539,70 @@ def search(request: Request, session: SessionDep, user: WebUser, t: T, process: 
 def _lease_context(session: SessionDep, user: User, t: T, machine_id: int) -> dict[str, Any]:
     machine = machines.get_machine_or_raise(session=session, user=user, machine_id=machine_id)
     now = utcnow()
-    free = availability.free_intervals(session=session, user=user, machine_id=machine_id, start=now, end=now + dt.timedelta(days=14))
-    usable = [(s, e) for s, e in free if (e - s).total_seconds() >= machine.min_booking_minutes * 60]
-    return {"m": machine, "free": usable, "min_booking": dt.timedelta(minutes=machine.min_booking_minutes)}
+    free = availability.free_intervals(
+        session=session,
+        user=user,
+        machine_id=machine_id,
+        start=now,
+        end=now + dt.timedelta(days=14),
+    )
+    usable = [
+        (s, e) for s, e in free if (e - s).total_seconds() >= machine.min_booking_minutes * 60
+    ]
+    return {
+        "m": machine,
+        "free": usable,
+        "min_booking": dt.timedelta(minutes=machine.min_booking_minutes),
+    }
 
 
 @router.get("/buyer/machines/{machine_id}", response_class=HTMLResponse)
-def lease_page(request: Request, session: SessionDep, user: WebUser, t: T, machine_id: int, start: str = "", end: str = "") -> HTMLResponse:
+def lease_page(
+    request: Request,
+    session: SessionDep,
+    user: WebUser,
+    t: T,
+    machine_id: int,
+    start: str = "",
+    end: str = "",
+) -> HTMLResponse:
     """The machine's free time for the next two weeks; picking a slot fills the form."""
     return render(request, t, "lease.html", {**_lease_context(session, user, t, machine_id), "errors": {},
                   "values": {"start_at": start, "end_at": end}}, user=user)  # fmt: skip
 
 
 @router.post("/buyer/machines/{machine_id}/lease", response_class=HTMLResponse, dependencies=[Csrf])
-async def lease(request: Request, session: SessionDep, payments: PaymentsDep, user: WebUser, t: T, machine_id: int) -> Response:
+async def lease(
+    request: Request,
+    session: SessionDep,
+    payments: PaymentsDep,
+    user: WebUser,
+    t: T,
+    machine_id: int,
+) -> Response:
     form = await request.form()
     values = {"start_at": form.get("start_at"), "end_at": form.get("end_at")}
     try:
-        data = LeaseCreate(machine_id=machine_id, start_at=parse_local(str(values["start_at"]), t.tz), end_at=parse_local(str(values["end_at"]), t.tz))
-        booking = await _run(bookings.create_lease, session=session, user=user, data=data, payments=payments)
+        data = LeaseCreate(
+            machine_id=machine_id,
+            start_at=parse_local(str(values["start_at"]), t.tz),
+            end_at=parse_local(str(values["end_at"]), t.tz),
+        )
+        booking = await _run(
+            bookings.create_lease, session=session, user=user, data=data, payments=payments
+        )
     except (MarketplaceError, ValueError) as exc:
-        errors = errors_of(exc) if isinstance(exc, MarketplaceError | ValidationError) else {"start_at": t.gettext("Check the dates and amounts.")}
+        errors = (
+            errors_of(exc)
+            if isinstance(exc, MarketplaceError | ValidationError)
+            else {"start_at": t.gettext("Check the dates and amounts.")}
+        )
         status = exc.status_code if isinstance(exc, MarketplaceError) else 422
         return render(request, t, "lease.html", {**_lease_context(session, user, t, machine_id), "errors": errors, "values": values},
                       user=user, status_code=status)  # fmt: skip
-    return redirect("/buyer/leases", request, t.gettext("Leased: {price}", price=t.money(booking.price_fen)))
+    return redirect(
+        "/buyer/leases", request, t.gettext("Leased: {price}", price=t.money(booking.price_fen))
+    )
 
 
 @router.get("/buyer/leases", response_class=HTMLResponse)
@@ -415,9 +624,13 @@ def _period(t: T) -> tuple[dt.datetime, dt.datetime]:
 
 
 @router.get("/operator", response_class=HTMLResponse)
-def operator(request: Request, session: SessionDep, user: WebUser, t: T, cluster_id: int | None = None) -> HTMLResponse:
+def operator(
+    request: Request, session: SessionDep, user: WebUser, t: T, cluster_id: int | None = None
+) -> HTMLResponse:
     start, end = _period(t)
-    d = dashboard.operator_dashboard(session=session, user=user, start=start, end=end, cluster_id=cluster_id, tz=t.tz.key)
+    d = dashboard.operator_dashboard(
+        session=session, user=user, start=start, end=end, cluster_id=cluster_id, tz=t.tz.key
+    )
     days = sorted({day for row in d.by_day.values() for day in row})
     cluster_names = sorted({c for row in d.heatmap.values() for c in row})
     runs, _ = matching_runs.list_match_runs(session=session, user=user, limit=1, offset=0)
@@ -431,7 +644,9 @@ def operator(request: Request, session: SessionDep, user: WebUser, t: T, cluster
 
 
 @router.get("/operator/export/{table}.csv")
-def operator_csv(request: Request, session: SessionDep, user: WebUser, t: T, table: str) -> Response:
+def operator_csv(
+    request: Request, session: SessionDep, user: WebUser, t: T, table: str
+) -> Response:
     start, end = _period(t)
     d = dashboard.operator_dashboard(session=session, user=user, start=start, end=end, tz=t.tz.key)
     buf = io.StringIO()
@@ -458,12 +673,20 @@ def operator_csv(request: Request, session: SessionDep, user: WebUser, t: T, tab
         w.writerows([[n, p, round(h, 1)] for n, p, h in d.idle])
     else:
         return Response(status_code=404)
-    return Response(buf.getvalue(), media_type="text/csv", headers={"Content-Disposition": f'attachment; filename="{table}.csv"'})
+    return Response(
+        buf.getvalue(),
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{table}.csv"'},
+    )
 
 
 @router.get("/operator/match-runs", response_class=HTMLResponse)
-def match_runs(request: Request, session: SessionDep, user: WebUser, t: T, page: int = 1) -> HTMLResponse:
-    runs, count = matching_runs.list_match_runs(session=session, user=user, limit=PAGE, offset=(max(page, 1) - 1) * PAGE)
+def match_runs(
+    request: Request, session: SessionDep, user: WebUser, t: T, page: int = 1
+) -> HTMLResponse:
+    runs, count = matching_runs.list_match_runs(
+        session=session, user=user, limit=PAGE, offset=(max(page, 1) - 1) * PAGE
+    )
     clusters = [c for c in catalog.list_clusters(session=session)
                 if user.has_role(Role.admin) or c.operator_org_id == user.org_id]  # fmt: skip
     return render(request, t, "match_runs.html", {"runs": runs, "count": count, "page": page, "pages": max(1, -(-count // PAGE)),
@@ -483,10 +706,18 @@ def run_match(request: Request, session: SessionDep, user: WebUser, t: T,
 
 
 @router.get("/operator/match-runs/{run_id}", response_class=HTMLResponse)
-def match_run(request: Request, session: SessionDep, user: WebUser, t: T, run_id: int) -> HTMLResponse:
+def match_run(
+    request: Request, session: SessionDep, user: WebUser, t: T, run_id: int
+) -> HTMLResponse:
     run = matching_runs.get_match_run_or_raise(session=session, user=user, run_id=run_id)
     unmatched = matching_runs.list_unmatched(session=session, run_id=run_id)
     reasons: dict[str, int] = {}
     for u in unmatched:
         reasons[u.reason] = reasons.get(u.reason, 0) + 1
-    return render(request, t, "match_run.html", {"run": run, "unmatched": unmatched[:200], "reasons": reasons}, user=user)
+    return render(
+        request,
+        t,
+        "match_run.html",
+        {"run": run, "unmatched": unmatched[:200], "reasons": reasons},
+        user=user,
+    )

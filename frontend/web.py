@@ -99,7 +99,9 @@ def render(
     return templates.TemplateResponse(request, name, ctx, status_code=status_code)
 
 
-def redirect(url: str, request: Request | None = None, flash: str | None = None) -> RedirectResponse:
+def redirect(
+    url: str, request: Request | None = None, flash: str | None = None
+) -> RedirectResponse:
     if request is not None and flash:
         request.session["flash"] = flash
     return RedirectResponse(url, status_code=303)
@@ -118,7 +120,12 @@ def parse_yuan(value: object, *, field: str, message: str) -> int:
         amount = Decimal(text)
     except InvalidOperation:
         raise InvalidInput(message, field=field) from None
-    if not amount.is_finite() or amount < 0 or amount.as_tuple().exponent < -2 or amount > Decimal(10) ** 12:  # type: ignore[operator]
+    if (
+        not amount.is_finite()
+        or amount < 0
+        or amount.as_tuple().exponent < -2
+        or amount > Decimal(10) ** 12
+    ):  # type: ignore[operator]
         raise InvalidInput(message, field=field)
     return int(amount * 100)
 

@@ -25,8 +25,13 @@ from matching.constraints import SlotVars, window_rows
 BUILD_S_PER_ENTRY = 5e-6
 
 
-def lp_bound(cp: CompiledProblem, v: SlotVars, jobs: list[int], time_limit_s: float = 30.0,
-             same: list[tuple[int, int]] | None = None) -> int | None:
+def lp_bound(
+    cp: CompiledProblem,
+    v: SlotVars,
+    jobs: list[int],
+    time_limit_s: float = 30.0,
+    same: list[tuple[int, int]] | None = None,
+) -> int | None:
     """Floor of the LP optimum for ``jobs`` (None if GLOP did not finish).  ``same``:
     pairs of jobs placed together or not at all (``u[a] = u[b]``, orders)."""
     stop_at = time.monotonic() + time_limit_s  # building the LP counts too
@@ -48,9 +53,14 @@ def lp_bound(cp: CompiledProblem, v: SlotVars, jobs: list[int], time_limit_s: fl
     return max(0, math.floor(val - 1e-7 * abs(val) - 1e-6))
 
 
-def mip_solve(cp: CompiledProblem, v: SlotVars, jobs: list[int], time_limit_s: float,
-              place_all: bool = False, presolve: bool = True,
-              ) -> tuple[int | None, list[int] | None, bool]:
+def mip_solve(
+    cp: CompiledProblem,
+    v: SlotVars,
+    jobs: list[int],
+    time_limit_s: float,
+    place_all: bool = False,
+    presolve: bool = True,
+) -> tuple[int | None, list[int] | None, bool]:
     """The 0-1 slot model solved by SCIP (one thread, no gap tolerance) for up to
     ``time_limit_s``: (lower bound or None, entries chosen by its best solution or None,
     proven optimal).  When every slot's entries may sit anywhere in it (knapsack-like
@@ -71,8 +81,9 @@ def mip_solve(cp: CompiledProblem, v: SlotVars, jobs: list[int], time_limit_s: f
     if not presolve:
         solver.SetSolverSpecificParametersAsString("presolving/maxrounds = 0\n")
     xs: list[pywraplp.Variable] = []
-    obj = _slot_relaxation(solver, cp, v, jobs, None, integer=True, stop_at=stop_at, xs=xs,
-                           place_all=place_all)
+    obj = _slot_relaxation(
+        solver, cp, v, jobs, None, integer=True, stop_at=stop_at, xs=xs, place_all=place_all
+    )
     rest = stop_at - time.monotonic()
     if obj is None or rest <= 0.05:
         return None, None, False
@@ -83,8 +94,7 @@ def mip_solve(cp: CompiledProblem, v: SlotVars, jobs: list[int], time_limit_s: f
     if status not in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE):
         return None, None, False
     val = float(obj.BestBound())
-    bound = (max(0, math.floor(val - 1e-6 * abs(val) - 1.0)) if math.isfinite(val)
-             else None)
+    bound = max(0, math.floor(val - 1e-6 * abs(val) - 1.0)) if math.isfinite(val) else None
     chosen = [k for k, x in enumerate(xs) if x.solution_value() > 0.5]
     optimal = status == pywraplp.Solver.OPTIMAL
     if optimal and math.isfinite(val):
@@ -93,11 +103,17 @@ def mip_solve(cp: CompiledProblem, v: SlotVars, jobs: list[int], time_limit_s: f
     return bound, chosen, optimal
 
 
-def _slot_relaxation(solver: pywraplp.Solver, cp: CompiledProblem, v: SlotVars,
-                     jobs: list[int], same: list[tuple[int, int]] | None, integer: bool,
-                     stop_at: float | None = None,
-                     xs: list[pywraplp.Variable] | None = None,
-                     place_all: bool = False) -> pywraplp.Objective | None:
+def _slot_relaxation(
+    solver: pywraplp.Solver,
+    cp: CompiledProblem,
+    v: SlotVars,
+    jobs: list[int],
+    same: list[tuple[int, int]] | None,
+    integer: bool,
+    stop_at: float | None = None,
+    xs: list[pywraplp.Variable] | None = None,
+    place_all: bool = False,
+) -> pywraplp.Objective | None:
     """Builds the relaxation; None when ``stop_at`` passes before its core rows are in
     (window rows are optional: the rows built by then are kept, still a relaxation)."""
     var = solver.BoolVar if integer else (lambda name: solver.NumVar(0.0, 1.0, name))
@@ -181,8 +197,9 @@ def chain_windows(cp: CompiledProblem, jobs: list[int]) -> CompiledProblem:
             if not f:
                 break
             ls = max(y for _, y in f)
-            opts = tuple(o if o.latest_end <= ls else replace(o, latest_end=ls)
-                         for o in new[a].options)
+            opts = tuple(
+                o if o.latest_end <= ls else replace(o, latest_end=ls) for o in new[a].options
+            )
             if opts != new[a].options:
                 new[a] = replace(new[a], options=opts)
                 changed = True
@@ -202,8 +219,9 @@ def order_pairs(cp: CompiledProblem, jobs: list[int]) -> list[tuple[int, int]]:
 # ------------------------------------------------------------------------ makespan mode
 
 
-def _earliest_end(free: tuple[tuple[int, int], ...], t: int, dur: int, latest_end: int
-                  ) -> int | None:
+def _earliest_end(
+    free: tuple[tuple[int, int], ...], t: int, dur: int, latest_end: int
+) -> int | None:
     for s, e in free:
         st = max(s, t)
         if st + dur <= min(e, latest_end):
@@ -257,8 +275,9 @@ def makespan_lower_bound(cp: CompiledProblem) -> int:
         for j in order.jobs:
             job = cp.jobs[j]
             t = max(t, job.release)
-            ends = [_earliest_end(cp.free[o.machine], t, o.duration, o.latest_end)
-                    for o in job.options]
+            ends = [
+                _earliest_end(cp.free[o.machine], t, o.duration, o.latest_end) for o in job.options
+            ]
             fit = [e for e in ends if e is not None]
             if not fit:
                 t = -1
@@ -279,8 +298,11 @@ def makespan_lower_bound(cp: CompiledProblem) -> int:
             for b in range(a + 1, len(base)):
                 cands.add(base[a] | base[b])
     for s in sorted(cands, key=lambda x: sorted(x)):
-        work = sum(min(o.duration for o in cp.jobs[j].options) for j in jobs
-                   if all(o.machine in s for o in cp.jobs[j].options))
+        work = sum(
+            min(o.duration for o in cp.jobs[j].options)
+            for j in jobs
+            if all(o.machine in s for o in cp.jobs[j].options)
+        )
         fit_t = _time_to_fit([cp.free[m] for m in sorted(s)], work)
         best = max(best, min_pen if fit_t is None else min(min_pen, fit_t))
     return const + best

@@ -139,8 +139,10 @@ def compile_problem(problem: MatchProblem) -> CompiledProblem:
             min_dur.append(min((run_minutes(op, machines[mi]) for mi in caps), default=0))
         min_price = []
         for op, caps in zip(order.operations, capable_sets, strict=True):
-            prices = [price_fen(run_minutes(op, machines[mi]), machines[mi].rate_fen_per_hour)
-                      for mi in caps]
+            prices = [
+                price_fen(run_minutes(op, machines[mi]), machines[mi].rate_fen_per_hour)
+                for mi in caps
+            ]
             min_price.append(min(prices, default=0))
         release = order.release_min
         for k, (op, caps) in enumerate(zip(order.operations, capable_sets, strict=True)):
@@ -148,9 +150,11 @@ def compile_problem(problem: MatchProblem) -> CompiledProblem:
             opts: list[Option] = []
             reason: tuple[Reason, str] | None = None
             if not caps:
-                reason = (Reason.NO_ELIGIBLE_MACHINE,
-                          f"no machine does {op.process} in {op.material} with this envelope,"
-                          " tolerance and certifications")
+                reason = (
+                    Reason.NO_ELIGIBLE_MACHINE,
+                    f"no machine does {op.process} in {op.material} with this envelope,"
+                    " tolerance and certifications",
+                )
             near = []
             for mi in caps:
                 m = machines[mi]
@@ -159,8 +163,10 @@ def compile_problem(problem: MatchProblem) -> CompiledProblem:
                     continue
                 near.append((mi, km))
             if caps and not near:
-                reason = (Reason.TOO_FAR,
-                          f"{len(caps)} capable machine(s), all beyond {order.max_distance_km} km")
+                reason = (
+                    Reason.TOO_FAR,
+                    f"{len(caps)} capable machine(s), all beyond {order.max_distance_km} km",
+                )
             cheap = []
             for mi, km in near:
                 m = machines[mi]
@@ -172,9 +178,11 @@ def compile_problem(problem: MatchProblem) -> CompiledProblem:
                         continue
                 cheap.append((mi, km, dur, price))
             if near and not cheap:
-                reason = (Reason.OVER_BUDGET,
-                          f"cheapest capable machine exceeds the budget of {order.budget_fen} fen")
-            tail = sum(min_dur[k + 1:])
+                reason = (
+                    Reason.OVER_BUDGET,
+                    f"cheapest capable machine exceeds the budget of {order.budget_fen} fen",
+                )
+            tail = sum(min_dur[k + 1 :])
             for mi, km, dur, price in cheap:
                 m = machines[mi]
                 lag_del = transport_minutes(km, w)
@@ -194,11 +202,22 @@ def compile_problem(problem: MatchProblem) -> CompiledProblem:
                 due = order.due_min - lag_del if last and not order.hard_due else NO_DUE
                 if not _fits_somewhere(m.free, release, dur, latest_end):
                     continue
-                opts.append(Option(machine=mi, duration=dur, cost=cost, latest_end=latest_end,
-                                   due=due, price=price, transport=tr))
+                opts.append(
+                    Option(
+                        machine=mi,
+                        duration=dur,
+                        cost=cost,
+                        latest_end=latest_end,
+                        due=due,
+                        price=price,
+                        transport=tr,
+                    )
+                )
             if cheap and not opts:
-                reason = (Reason.NO_FREE_INTERVAL,
-                          "no free interval of a capable machine fits between release and due")
+                reason = (
+                    Reason.NO_FREE_INTERVAL,
+                    "no free interval of a capable machine fits between release and due",
+                )
             per_op.append(opts)
             reasons.append(reason)
             release += min_dur[k]

@@ -44,8 +44,9 @@ class SlotVars:
     u: dict[int, cp_model.IntVar] = field(default_factory=dict)  # job -> unassigned
 
 
-def slot_entries(cp: CompiledProblem, jobs: list[int]) -> tuple[list[tuple[int, int, int]],
-                                                                  list[SlotEntry]]:
+def slot_entries(
+    cp: CompiledProblem, jobs: list[int]
+) -> tuple[list[tuple[int, int, int]], list[SlotEntry]]:
     """Hard, by construction: capability (only options exist), availability (the job
     fits inside one free slot on its own), release time and hard latest end."""
     slot_index: dict[tuple[int, int], int] = {}
@@ -96,8 +97,11 @@ def add_slot_capacity(model: cp_model.CpModel, v: SlotVars) -> None:
         model.add(sum(v.entries[k].duration * v.x[k] for k in ks) <= t - s)
 
 
-def window_rows(v: SlotVars, max_points: int = 12, stop_at: float | None = None,
-                ) -> list[tuple[int, list[int], int]]:
+def window_rows(
+    v: SlotVars,
+    max_points: int = 12,
+    stop_at: float | None = None,
+) -> list[tuple[int, list[int], int]]:
     """(slot, entry indices, capacity) rows: for checkpoint pairs a < b in a slot, the
     jobs whose in-slot window lies inside [a, b] must fit in b - a.  Valid for every
     schedule, so adding them keeps the model a relaxation (also when ``stop_at``, a
@@ -168,8 +172,9 @@ class IntervalVars:
     max_owner_load: cp_model.IntVar | None = None
 
 
-def add_no_overlap_per_machine(model: cp_model.CpModel, cp: CompiledProblem,
-                               v: IntervalVars) -> None:
+def add_no_overlap_per_machine(
+    model: cp_model.CpModel, cp: CompiledProblem, v: IntervalVars
+) -> None:
     """Hard: two operations never overlap on one machine (half-open intervals)."""
     per_machine: dict[int, list[cp_model.IntervalVar]] = defaultdict(list)
     for (j, o, _g), iv in v.interval.items():
@@ -179,8 +184,9 @@ def add_no_overlap_per_machine(model: cp_model.CpModel, cp: CompiledProblem,
             model.add_no_overlap(ivs)
 
 
-def add_order_all_or_nothing(model: cp_model.CpModel, cp: CompiledProblem, v: IntervalVars,
-                             jobs: set[int]) -> None:
+def add_order_all_or_nothing(
+    model: cp_model.CpModel, cp: CompiledProblem, v: IntervalVars, jobs: set[int]
+) -> None:
     """Hard: the operations of one order are placed together or not at all."""
     for order in cp.orders:
         js = [j for j in order.jobs if j in jobs]
@@ -188,8 +194,9 @@ def add_order_all_or_nothing(model: cp_model.CpModel, cp: CompiledProblem, v: In
             model.add(v.u[a] == v.u[b])
 
 
-def add_precedence_with_transport(model: cp_model.CpModel, cp: CompiledProblem,
-                                  v: IntervalVars, jobs: set[int]) -> None:
+def add_precedence_with_transport(
+    model: cp_model.CpModel, cp: CompiledProblem, v: IntervalVars, jobs: set[int]
+) -> None:
     """Hard: each operation starts after its predecessor ends plus the transport time
     between the two machines' sites; soft: the hop's transport cost.
 
@@ -219,20 +226,24 @@ def add_precedence_with_transport(model: cp_model.CpModel, cp: CompiledProblem,
                         cvars.append(v.uses_machine[(b, y)])
                 ya = v.uses_machine[(a, x)]
                 if lags:
-                    model.add(v.job_end[a] + cp_model.LinearExpr.weighted_sum(lvars, lags)
-                              <= v.job_start[b]).only_enforce_if(ya)
+                    model.add(
+                        v.job_end[a] + cp_model.LinearExpr.weighted_sum(lvars, lags)
+                        <= v.job_start[b]
+                    ).only_enforce_if(ya)
                 if costs:
                     if hop is None:
                         top = max(cp.hop(x2, y2)[1] for x2 in ma for y2 in mb)
                         hop = model.new_int_var(0, top, f"hop_{a}_{b}")
                         v.hop_terms.append((1, hop))
                         v.hops.append((a, b, hop))
-                    model.add(hop >= cp_model.LinearExpr.weighted_sum(cvars, costs)
-                              ).only_enforce_if(ya)
+                    model.add(
+                        hop >= cp_model.LinearExpr.weighted_sum(cvars, costs)
+                    ).only_enforce_if(ya)
 
 
-def add_budget(model: cp_model.CpModel, cp: CompiledProblem, v: IntervalVars,
-               jobs: set[int]) -> None:
+def add_budget(
+    model: cp_model.CpModel, cp: CompiledProblem, v: IntervalVars, jobs: set[int]
+) -> None:
     """Hard: the processing prices of an order's operations sum to at most its budget."""
     by_job: dict[int, list[tuple[int, cp_model.IntVar]]] = defaultdict(list)
     for (j, o, _g), p in v.presence.items():
@@ -243,8 +254,10 @@ def add_budget(model: cp_model.CpModel, cp: CompiledProblem, v: IntervalVars,
         terms = [t for j in order.jobs for t in by_job[j]]
         if sum(max((c for c, _p in by_job[j]), default=0) for j in order.jobs) <= order.budget:
             continue  # cannot be exceeded
-        model.add(cp_model.LinearExpr.weighted_sum([p for _c, p in terms],
-                                                   [c for c, _p in terms]) <= order.budget)
+        model.add(
+            cp_model.LinearExpr.weighted_sum([p for _c, p in terms], [c for c, _p in terms])
+            <= order.budget
+        )
 
 
 def add_tardiness(model: cp_model.CpModel, cp: CompiledProblem, v: IntervalVars) -> None:
@@ -267,8 +280,9 @@ def add_makespan(model: cp_model.CpModel, v: IntervalVars, horizon: int) -> None
         model.add(v.makespan >= e).only_enforce_if(v.u[j].Not())
 
 
-def add_owner_spread(model: cp_model.CpModel, cp: CompiledProblem,
-                     choices: list[tuple[int, int, cp_model.IntVar]]) -> cp_model.IntVar | None:
+def add_owner_spread(
+    model: cp_model.CpModel, cp: CompiledProblem, choices: list[tuple[int, int, cp_model.IntVar]]
+) -> cp_model.IntVar | None:
     """Soft: the number of jobs given to the busiest owner (weighted by
     ``owner_spread_fen`` in the objective).  ``choices`` are (job, option, Boolean)."""
     if not cp.owner_spread_fen:

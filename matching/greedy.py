@@ -84,8 +84,9 @@ class FreeTime:
         return None
 
 
-def place_order(cp: CompiledProblem, free: FreeTime, order_idx: int,
-                sol: dict[int, tuple[int, int]]) -> bool:
+def place_order(
+    cp: CompiledProblem, free: FreeTime, order_idx: int, sol: dict[int, tuple[int, int]]
+) -> bool:
     """Place every job of one order greedily, or nothing (rolls back)."""
     order = cp.orders[order_idx]
     makespan = cp.mode is ObjectiveMode.MAKESPAN
@@ -158,9 +159,12 @@ def priority_orders(cp: CompiledProblem) -> dict[str, list[int]]:
     }
 
 
-def greedy(cp: CompiledProblem, sequence: Sequence[int],
-           free: FreeTime | None = None,
-           sol: dict[int, tuple[int, int]] | None = None) -> dict[int, tuple[int, int]]:
+def greedy(
+    cp: CompiledProblem,
+    sequence: Sequence[int],
+    free: FreeTime | None = None,
+    sol: dict[int, tuple[int, int]] | None = None,
+) -> dict[int, tuple[int, int]]:
     free = free if free is not None else FreeTime(cp.free)
     sol = sol if sol is not None else {}
     for oi in sequence:
@@ -168,10 +172,12 @@ def greedy(cp: CompiledProblem, sequence: Sequence[int],
     return sol
 
 
-def best_greedy(cp: CompiledProblem, names: Sequence[str] | None = None,
-                deadline: Callable[[], bool] | None = None,
-                orders: dict[str, list[int]] | None = None,
-                ) -> tuple[str, dict[int, tuple[int, int]], dict[str, int]]:
+def best_greedy(
+    cp: CompiledProblem,
+    names: Sequence[str] | None = None,
+    deadline: Callable[[], bool] | None = None,
+    orders: dict[str, list[int]] | None = None,
+) -> tuple[str, dict[int, tuple[int, int]], dict[str, int]]:
     """Run several priority orders (the engine's, unless ``orders`` are given); return
     (name, solution, objective per order)."""
     orders = orders if orders is not None else priority_orders(cp)

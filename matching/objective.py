@@ -59,8 +59,14 @@ def breakdown(cp: CompiledProblem, sol: Placement) -> dict[str, int]:
     if cp.owner_spread_fen and sol:
         counts = Counter(cp.owners[cp.jobs[j].options[o].machine] for j, (o, _) in sol.items())
         spread = cp.owner_spread_fen * max(counts.values())
-    out = {"option_cost": cost, "tardiness": tard, "unassigned_penalty": pen,
-           "hop_cost": hops, "owner_spread": spread, "makespan": 0}
+    out = {
+        "option_cost": cost,
+        "tardiness": tard,
+        "unassigned_penalty": pen,
+        "hop_cost": hops,
+        "owner_spread": spread,
+        "makespan": 0,
+    }
     if cp.mode is ObjectiveMode.MAKESPAN:
         out["makespan"] = makespan
     out["total"] = sum(out.values())
@@ -76,8 +82,11 @@ def constant_penalty(cp: CompiledProblem) -> int:
     return sum(j.penalty for j in cp.jobs if not j.options)
 
 
-def minimize(model: cp_model.CpModel, terms: Iterable[tuple[int, cp_model.LinearExprT]],
-             extra: Iterable[cp_model.LinearExprT] = ()) -> None:
+def minimize(
+    model: cp_model.CpModel,
+    terms: Iterable[tuple[int, cp_model.LinearExprT]],
+    extra: Iterable[cp_model.LinearExprT] = (),
+) -> None:
     """Set ``min sum coef * var + sum extra`` (zero coefficients dropped)."""
     vs, cs = [], []
     for c, v in terms:

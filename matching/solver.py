@@ -118,24 +118,36 @@ DTIME_PER_SECOND = 1.0
 PARALLEL_SEARCH_SPEED, PARALLEL_LNS_SPEED = 0.65, 0.7
 
 
-def solve(problem: MatchProblem, *, time_limit_s: float = 10.0, seed: int = 0,
-          workers: int = 2, progress: Progress | None = None,
-          deterministic: bool = True) -> MatchResult:
+def solve(
+    problem: MatchProblem,
+    *,
+    time_limit_s: float = 10.0,
+    seed: int = 0,
+    workers: int = 2,
+    progress: Progress | None = None,
+    deterministic: bool = True,
+) -> MatchResult:
     """Match ``problem``; see the module docstring.  Never raises on infeasibility:
     work that cannot be placed is reported in ``MatchResult.unassigned``."""
     t0 = time.monotonic()
     cp = compile_problem(problem)
-    sol, info = solve_compiled(cp, time_limit_s=max(0.05, time_limit_s - (time.monotonic() - t0)),
-                               seed=seed, workers=workers, progress=progress,
-                               deterministic=deterministic)
+    sol, info = solve_compiled(
+        cp,
+        time_limit_s=max(0.05, time_limit_s - (time.monotonic() - t0)),
+        seed=seed,
+        workers=workers,
+        progress=progress,
+        deterministic=deterministic,
+    )
     return to_result(cp, sol, info, time.monotonic() - t0)
 
 
 # --------------------------------------------------------------------------- results
 
 
-def to_result(cp: CompiledProblem, sol: Solution, info: dict[str, object],
-              seconds: float) -> MatchResult:
+def to_result(
+    cp: CompiledProblem, sol: Solution, info: dict[str, object], seconds: float
+) -> MatchResult:
     assignments = []
     for order in cp.orders:
         for k, j in enumerate(order.jobs):
@@ -151,8 +163,18 @@ def to_result(cp: CompiledProblem, sol: Solution, info: dict[str, object],
             else:
                 transport = opt.transport
             tard = job.tardiness_per_min * max(0, end - opt.due)
-            assignments.append(Assignment(job.key, order.key, cp.machine_keys[opt.machine], st,
-                                          end, opt.price, transport, tard))
+            assignments.append(
+                Assignment(
+                    job.key,
+                    order.key,
+                    cp.machine_keys[opt.machine],
+                    st,
+                    end,
+                    opt.price,
+                    transport,
+                    tard,
+                )
+            )
     unassigned = []
     for j, job in enumerate(cp.jobs):
         if j in sol:
@@ -161,15 +183,22 @@ def to_result(cp: CompiledProblem, sol: Solution, info: dict[str, object],
         if job.reason is not None:
             unassigned.append(Unassigned(job.key, okey, job.reason, job.detail))
         else:
-            unassigned.append(Unassigned(job.key, okey, Reason.DISPLACED,
-                                         f"{len(job.options)} feasible option(s); the capacity "
-                                         "went to better-valued work"))
+            unassigned.append(
+                Unassigned(
+                    job.key,
+                    okey,
+                    Reason.DISPLACED,
+                    f"{len(job.options)} feasible option(s); the capacity "
+                    "went to better-valued work",
+                )
+            )
     obj = int(info["objective"])  # type: ignore[call-overload]
     bound = int(info["bound"])  # type: ignore[call-overload]
     gap = 0.0 if obj <= 0 else max(0.0, (obj - bound) / obj)
     status = SolveStatus.OPTIMAL if bound >= obj else SolveStatus.FEASIBLE
-    return MatchResult(status, tuple(assignments), tuple(unassigned), obj, bound, gap, seconds,
-                       dict(info))
+    return MatchResult(
+        status, tuple(assignments), tuple(unassigned), obj, bound, gap, seconds, dict(info)
+    )
 
 
 # ------------------------------------------------------------------------ components
@@ -210,8 +239,14 @@ def components(cp: CompiledProblem, jobs: list[int] | None = None) -> list[list[
 # ---------------------------------------------------------------------------- params
 
 
-def _params(solver: cp_model.CpSolver, time_s: float, wall_s: float, seed: int, workers: int,
-            deterministic: bool) -> None:
+def _params(
+    solver: cp_model.CpSolver,
+    time_s: float,
+    wall_s: float,
+    seed: int,
+    workers: int,
+    deterministic: bool,
+) -> None:
     p = solver.parameters
     p.num_workers = max(1, workers)
     p.random_seed = seed
@@ -228,20 +263,33 @@ class _Progress(cp_model.CpSolverSolutionCallback):
         self._progress, self._comp, self._t0 = progress, comp, t0
 
     def on_solution_callback(self) -> None:
-        self._progress({"phase": "cp-sat", "component": self._comp,
-                        "objective": self.objective_value, "bound": self.best_objective_bound,
-                        "seconds": time.monotonic() - self._t0})
+        self._progress(
+            {
+                "phase": "cp-sat",
+                "component": self._comp,
+                "objective": self.objective_value,
+                "bound": self.best_objective_bound,
+                "seconds": time.monotonic() - self._t0,
+            }
+        )
 
 
 # ------------------------------------------------------------------------ slot model
 
 
-def _solve_slot_model(cp: CompiledProblem, jobs: list[int], hint: Solution, time_s: float,
-                      wall_s: float, seed: int, workers: int, deterministic: bool,
-                      cb: cp_model.CpSolverSolutionCallback | None, with_lp: bool = True,
-                      take_mip: bool = False,
-                      ) -> tuple[dict[int, list[tuple[int, int]]], C.SlotVars, int, int, bool,
-                                 float]:
+def _solve_slot_model(
+    cp: CompiledProblem,
+    jobs: list[int],
+    hint: Solution,
+    time_s: float,
+    wall_s: float,
+    seed: int,
+    workers: int,
+    deterministic: bool,
+    cb: cp_model.CpSolverSolutionCallback | None,
+    with_lp: bool = True,
+    take_mip: bool = False,
+) -> tuple[dict[int, list[tuple[int, int]]], C.SlotVars, int, int, bool, float]:
     """Returns (slot -> [(job, option)], vars, cp bound, lp bound, proven optimal, time
     charged).  ``wall_s`` bounds the whole call (model building and LP included).
 
@@ -255,8 +303,11 @@ def _solve_slot_model(cp: CompiledProblem, jobs: list[int], hint: Solution, time
     stop_at = time.monotonic() + wall_s
     slots, entries = C.slot_entries(cp, jobs)
     v = C.SlotVars(slots, entries)
-    lp = (lp_bound(cp, v, jobs, time_limit_s=max(0.02, 0.75 * (stop_at - time.monotonic())))
-          if with_lp else None)
+    lp = (
+        lp_bound(cp, v, jobs, time_limit_s=max(0.02, 0.75 * (stop_at - time.monotonic())))
+        if with_lp
+        else None
+    )
     chosen: dict[int, list[tuple[int, int]]] = defaultdict(list)
     charged = 0.0
     if lp is not None and MIP_BOUND_FRACTION > 0:
@@ -265,8 +316,13 @@ def _solve_slot_model(cp: CompiledProblem, jobs: list[int], hint: Solution, time
             charged = mip_s
             mlb, mchosen, mopt = mip_solve(cp, v, jobs, mip_s)
             lp = max(lp, mlb or 0)
-            if (take_mip and mopt and mchosen is not None and mlb is not None
-                    and not cp.owner_spread_fen):
+            if (
+                take_mip
+                and mopt
+                and mchosen is not None
+                and mlb is not None
+                and not cp.owner_spread_fen
+            ):
                 for k in mchosen:
                     chosen[entries[k].slot].append((entries[k].job, entries[k].option))
                 return chosen, v, mlb, lp, True, charged
@@ -276,10 +332,12 @@ def _solve_slot_model(cp: CompiledProblem, jobs: list[int], hint: Solution, time
     C.add_one_option_or_unassigned(model, v)
     C.add_slot_capacity(model, v)
     C.add_slot_time_windows(model, v)
-    top = C.add_owner_spread(model, cp, [(e.job, e.option, x) for e, x in
-                                         zip(entries, v.x, strict=True)])
-    terms: list[tuple[int, cp_model.LinearExprT]] = [(e.cost, x) for e, x in
-                                                     zip(entries, v.x, strict=True)]
+    top = C.add_owner_spread(
+        model, cp, [(e.job, e.option, x) for e, x in zip(entries, v.x, strict=True)]
+    )
+    terms: list[tuple[int, cp_model.LinearExprT]] = [
+        (e.cost, x) for e, x in zip(entries, v.x, strict=True)
+    ]
     terms += [(cp.jobs[j].penalty, v.u[j]) for j in jobs]
     if top is not None:
         terms.append((cp.owner_spread_fen, top))
@@ -303,8 +361,7 @@ def _solve_slot_model(cp: CompiledProblem, jobs: list[int], hint: Solution, time
     _params(solver, time_s, rest, seed, workers, deterministic)
     status = solver.solve(model, cb)
     if deterministic:
-        charged = min(time_s, charged + solver.response_proto.deterministic_time
-                      / DTIME_PER_SECOND)
+        charged = min(time_s, charged + solver.response_proto.deterministic_time / DTIME_PER_SECOND)
     else:
         charged = time_s
     if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
@@ -317,8 +374,9 @@ def _solve_slot_model(cp: CompiledProblem, jobs: list[int], hint: Solution, time
     return chosen, v, bound, lp if lp is not None else 0, status == cp_model.OPTIMAL, charged
 
 
-def sequence_slot(cp: CompiledProblem, s: int, t: int, items: list[tuple[int, int]],
-                  exact_up_to: int = 6) -> tuple[list[tuple[int, int, int]], list[int]]:
+def sequence_slot(
+    cp: CompiledProblem, s: int, t: int, items: list[tuple[int, int]], exact_up_to: int = 6
+) -> tuple[list[tuple[int, int, int]], list[int]]:
     """Order the jobs given to one free slot [s, t), each as early as possible.
 
     Tries every order for up to ``exact_up_to`` jobs, otherwise several priority orders
@@ -331,15 +389,20 @@ def sequence_slot(cp: CompiledProblem, s: int, t: int, items: list[tuple[int, in
         if best is not None:
             return best, dropped
         # drop the job whose removal costs least (penalty minus its cost here)
-        k = min(range(len(items)), key=lambda i: (
-            cp.jobs[items[i][0]].penalty - cp.jobs[items[i][0]].options[items[i][1]].cost,
-            items[i][0]))
+        k = min(
+            range(len(items)),
+            key=lambda i: (
+                cp.jobs[items[i][0]].penalty - cp.jobs[items[i][0]].options[items[i][1]].cost,
+                items[i][0],
+            ),
+        )
         dropped.append(items.pop(k)[0])
     return [], dropped
 
 
-def _schedule(cp: CompiledProblem, s: int, t: int, seq: list[tuple[int, int]]
-              ) -> tuple[int, list[tuple[int, int, int]]] | None:
+def _schedule(
+    cp: CompiledProblem, s: int, t: int, seq: list[tuple[int, int]]
+) -> tuple[int, list[tuple[int, int, int]]] | None:
     now, total, out = s, 0, []
     for j, o in seq:
         job = cp.jobs[j]
@@ -354,8 +417,9 @@ def _schedule(cp: CompiledProblem, s: int, t: int, seq: list[tuple[int, int]]
     return total, out
 
 
-def _best_sequence(cp: CompiledProblem, s: int, t: int, items: list[tuple[int, int]],
-                   exact_up_to: int) -> list[tuple[int, int, int]] | None:
+def _best_sequence(
+    cp: CompiledProblem, s: int, t: int, items: list[tuple[int, int]], exact_up_to: int
+) -> list[tuple[int, int, int]] | None:
     best: tuple[int, list[tuple[int, int, int]]] | None = None
     if len(items) <= exact_up_to:
         for perm in itertools.permutations(items):
@@ -401,10 +465,17 @@ def _best_sequence(cp: CompiledProblem, s: int, t: int, items: list[tuple[int, i
 CHUNK_OPTIONS = 25_000
 
 
-def _solve_slot_chunks(cp: CompiledProblem, comp: list[int], hint: Solution, share: float,
-                       wall: float, seed: int, nworkers: int, deterministic: bool,
-                       cb: cp_model.CpSolverSolutionCallback | None,
-                       ) -> tuple[Solution, int, bool, float]:
+def _solve_slot_chunks(
+    cp: CompiledProblem,
+    comp: list[int],
+    hint: Solution,
+    share: float,
+    wall: float,
+    seed: int,
+    nworkers: int,
+    deterministic: bool,
+    cb: cp_model.CpSolverSolutionCallback | None,
+) -> tuple[Solution, int, bool, float]:
     """Slot model + exact in-slot sequencing for one component; time slices when large.
     Returns (solution, lower bound, proven optimal, time charged: see
     :func:`_solve_slot_model`)."""
@@ -428,30 +499,47 @@ def _solve_slot_chunks(cp: CompiledProblem, comp: list[int], hint: Solution, sha
     start = time.monotonic()
     if len(chunks) == 1:
         chosen, v, cpb, lpb, optimal, charged = _solve_slot_model(
-            cp, comp, hint, share, wall, seed, nworkers, deterministic, cb, take_mip=True)
+            cp, comp, hint, share, wall, seed, nworkers, deterministic, cb, take_mip=True
+        )
         bound = max(cpb, lpb)
         sub = cp
         groups = [(v, chosen)]
     else:
         # bound of the whole component from its LP relaxation; slices give no bound
         slots, entries = C.slot_entries(cp, comp)
-        bound = lp_bound(cp, C.SlotVars(slots, entries), comp,
-                         time_limit_s=max(0.02, min(max(1.0, share * 0.25), wall * 0.25))) or 0
+        bound = (
+            lp_bound(
+                cp,
+                C.SlotVars(slots, entries),
+                comp,
+                time_limit_s=max(0.02, min(max(1.0, share * 0.25), wall * 0.25)),
+            )
+            or 0
+        )
         optimal = False
         groups = []
         free = FreeTime(cp.free)
         for ci, chunk in enumerate(chunks):
-            residual = tuple(tuple(zip(free.starts[m], free.ends[m], strict=True))
-                             for m in range(len(cp.free)))
+            residual = tuple(
+                tuple(zip(free.starts[m], free.ends[m], strict=True)) for m in range(len(cp.free))
+            )
             sub = replace(cp, free=residual)
             if deterministic:  # shares from sizes only
                 chunk_share = share * 0.75 / len(chunks)
             else:
                 chunk_share = share * 0.75 * (ci + 1) / len(chunks) - (time.monotonic() - start)
             chosen, v, _cpb, _lpb, _opt, _charged = _solve_slot_model(
-                sub, chunk, hint, max(0.1, chunk_share),
+                sub,
+                chunk,
+                hint,
+                max(0.1, chunk_share),
                 max(0.1, wall - (time.monotonic() - start)),
-                seed, nworkers, deterministic, cb, with_lp=False)
+                seed,
+                nworkers,
+                deterministic,
+                cb,
+                with_lp=False,
+            )
             for si, items in sorted(chosen.items()):
                 _m, s, t = v.slots[si]
                 placed, _dropped = sequence_slot(sub, s, t, items)
@@ -480,8 +568,7 @@ def _slots_exact(cp: CompiledProblem, comp: list[int]) -> bool:
             for s, e in cp.free[opt.machine]:
                 if opt.duration > e - s:
                     continue
-                if job.release > s or opt.latest_end < e or (
-                        job.tardiness_per_min and opt.due < e):
+                if job.release > s or opt.latest_end < e or (job.tardiness_per_min and opt.due < e):
                     return False
     return True
 
@@ -493,10 +580,17 @@ KNAPSACK_MIP_FRACTION = 0.5
 KNAPSACK_MIP_GRACE_S, KNAPSACK_MIP_GRACE_FRACTION = 1.0, 0.3
 
 
-def _solve_knapsack_slots(cp: CompiledProblem, comp: list[int], hint: Solution, share: float,
-                          wall: float, seed: int, nworkers: int, deterministic: bool,
-                          cb: cp_model.CpSolverSolutionCallback | None,
-                          ) -> tuple[Solution, int, bool]:
+def _solve_knapsack_slots(
+    cp: CompiledProblem,
+    comp: list[int],
+    hint: Solution,
+    share: float,
+    wall: float,
+    seed: int,
+    nworkers: int,
+    deterministic: bool,
+    cb: cp_model.CpSolverSolutionCallback | None,
+) -> tuple[Solution, int, bool]:
     """A component where the slot model is exact: SCIP on the 0-1 model first (it proves
     small GAPs optimal fast), then, unless that settled it, CP-SAT on the slot model for
     the rest of the time, hinted with the better of the greedy and SCIP's solution.
@@ -519,8 +613,7 @@ def _solve_knapsack_slots(cp: CompiledProblem, comp: list[int], hint: Solution, 
     dearest = sum(max(o.cost for o in cp.jobs[j].options) for j in comp)
     extra = [cp.jobs[j].penalty - cheapest[j] for j in comp]
     place_all = min(extra) >= 0 and sum(cheapest.values()) + min(extra) > dearest
-    lb, chosen, mip_opt = mip_solve(cp, v, comp, mip_wall, place_all=place_all,
-                                    presolve=False)
+    lb, chosen, mip_opt = mip_solve(cp, v, comp, mip_wall, place_all=place_all, presolve=False)
     best = dict(hint)
     # deterministic mode: SCIP's solution only when proven optimal (where a search
     # stopped by the wall clock ends is not deterministic; its optimum is)
@@ -544,8 +637,17 @@ def _solve_knapsack_slots(cp: CompiledProblem, comp: list[int], hint: Solution, 
     spent = time.monotonic() - t_start
     rest_share = max(0.05, share - (mip_s + grace if deterministic else spent))
     chosen2, v2, cpb, lpb, optimal, _charged = _solve_slot_model(
-        cp, comp, best, rest_share, max(0.05, wall - spent), seed, nworkers, deterministic,
-        cb, with_lp=lb is None)
+        cp,
+        comp,
+        best,
+        rest_share,
+        max(0.05, wall - spent),
+        seed,
+        nworkers,
+        deterministic,
+        cb,
+        with_lp=lb is None,
+    )
     part: Solution = {}
     for si, items in sorted(chosen2.items()):
         _m, s, t = v2.slots[si]
@@ -560,10 +662,18 @@ def _solve_knapsack_slots(cp: CompiledProblem, comp: list[int], hint: Solution, 
 # -------------------------------------------------------------------- interval model
 
 
-def _solve_interval_model(cp: CompiledProblem, jobs: list[int], hint: Solution, time_s: float,
-                          wall_s: float, seed: int, workers: int, deterministic: bool,
-                          cb: cp_model.CpSolverSolutionCallback | None,
-                          with_stats: bool = False) -> tuple:  # type: ignore[type-arg]
+def _solve_interval_model(
+    cp: CompiledProblem,
+    jobs: list[int],
+    hint: Solution,
+    time_s: float,
+    wall_s: float,
+    seed: int,
+    workers: int,
+    deterministic: bool,
+    cb: cp_model.CpSolverSolutionCallback | None,
+    with_stats: bool = False,
+) -> tuple:  # type: ignore[type-arg]
     """Exact model.  Returns (solution or None, bound, proven optimal), plus
     (deterministic time spent, number of placement choices) with ``with_stats``.
     ``wall_s`` bounds the whole call: model building stops (and None is returned) when
@@ -663,14 +773,21 @@ def _solve_interval_model(cp: CompiledProblem, jobs: list[int], hint: Solution, 
                 model.add_hint(v.tardiness[j], 0)
     for (j, oi, g), st_var in v.start.items():
         got = hint.get(j)
-        if got is None or got[0] != oi or not (
-                cp.free[cp.jobs[j].options[oi].machine][g][0] <= got[1]
-                < cp.free[cp.jobs[j].options[oi].machine][g][1]):
+        if (
+            got is None
+            or got[0] != oi
+            or not (
+                cp.free[cp.jobs[j].options[oi].machine][g][0]
+                <= got[1]
+                < cp.free[cp.jobs[j].options[oi].machine][g][1]
+            )
+        ):
             model.add_hint(st_var, st_var.proto.domain[0])
     for j, m in aggregated:
         got = hint.get(j)
-        model.add_hint(v.uses_machine[(j, m)],
-                       got is not None and cp.jobs[j].options[got[0]].machine == m)
+        model.add_hint(
+            v.uses_machine[(j, m)], got is not None and cp.jobs[j].options[got[0]].machine == m
+        )
     for a, b, h in v.hops:
         ga, gb = hint.get(a), hint.get(b)
         cost = 0
@@ -714,8 +831,7 @@ def repair(cp: CompiledProblem, sol: Solution, jobs: list[int] | None = None) ->
     return sol
 
 
-def _reinsert(cp: CompiledProblem, sol: Solution, free: FreeTime, allowed: set[int] | None
-              ) -> None:
+def _reinsert(cp: CompiledProblem, sol: Solution, free: FreeTime, allowed: set[int] | None) -> None:
     """Move single-job orders to a cheaper placement in the free time, one at a time."""
     if cp.owner_spread_fen or cp.mode is ObjectiveMode.MAKESPAN:
         return
@@ -746,9 +862,15 @@ def _reinsert(cp: CompiledProblem, sol: Solution, free: FreeTime, allowed: set[i
 # ------------------------------------------------------------------------------ solve
 
 
-def solve_compiled(cp: CompiledProblem, *, time_limit_s: float = 10.0, seed: int = 0,
-                   workers: int = 2, progress: Progress | None = None,
-                   deterministic: bool = True) -> tuple[Solution, dict[str, object]]:
+def solve_compiled(
+    cp: CompiledProblem,
+    *,
+    time_limit_s: float = 10.0,
+    seed: int = 0,
+    workers: int = 2,
+    progress: Progress | None = None,
+    deterministic: bool = True,
+) -> tuple[Solution, dict[str, object]]:
     """Solve the compiled problem; returns (job -> (option, start), info) where info has
     objective, bound, greedy objective and per-phase figures."""
     t0 = time.monotonic()
@@ -803,8 +925,9 @@ def solve_compiled(cp: CompiledProblem, *, time_limit_s: float = 10.0, seed: int
             # cannot make the first components starve the last ones
             with lock:
                 frac = max(1, workers) * sizes[ci] / max(1.0, pending["size"])
-            wall = max(0.05, (left() - reserve)
-                       * min(1.0, max(frac * WALL_FAIR_SLACK, WALL_FAIR_MIN)))
+            wall = max(
+                0.05, (left() - reserve) * min(1.0, max(frac * WALL_FAIR_SLACK, WALL_FAIR_MIN))
+            )
         else:
             wall = max(0.05, min(share, left() - reserve))
         hint = {j: gsol[j] for j in comp if j in gsol}
@@ -821,8 +944,8 @@ def solve_compiled(cp: CompiledProblem, *, time_limit_s: float = 10.0, seed: int
                 # GAP-like (every option may sit anywhere in its slot): the slot model is
                 # the whole problem; SCIP, then CP-SAT on it, no LNS
                 part, cbound, optimal = _solve_knapsack_slots(
-                    cp, comp, hint, share * search_rate, wall, seed, nworkers, deterministic,
-                    cb)
+                    cp, comp, hint, share * search_rate, wall, seed, nworkers, deterministic, cb
+                )
                 cbound = max(cbound, floor)
                 slot_share = share
             elif use_lns and n_opts > CHUNK_OPTIONS:
@@ -833,11 +956,24 @@ def solve_compiled(cp: CompiledProblem, *, time_limit_s: float = 10.0, seed: int
                 # wall-clock safety net: on a loaded machine the slot phase must not eat
                 # the LNS's time (not reached when the deterministic limit is what stops)
                 # (and at most 3/4 of the component's wall time: LNS gains more per second)
-                slot_wall = max(0.05, min(0.75 * wall if use_lns else wall,
-                                          slot_share * (3.0 if deterministic else 1.0)))
+                slot_wall = max(
+                    0.05,
+                    min(
+                        0.75 * wall if use_lns else wall,
+                        slot_share * (3.0 if deterministic else 1.0),
+                    ),
+                )
                 part, cbound, optimal, charged = _solve_slot_chunks(
-                    cp, comp, hint, slot_share * search_rate, slot_wall, seed, nworkers,
-                    deterministic, cb)
+                    cp,
+                    comp,
+                    hint,
+                    slot_share * search_rate,
+                    slot_wall,
+                    seed,
+                    nworkers,
+                    deterministic,
+                    cb,
+                )
                 # plus what the deterministic time leaves out: building the model, its LP
                 # and sequencing the slots, by size
                 slot_share = charged / search_rate + SLOT_SETUP_S_PER_OPTION * n_opts
@@ -863,10 +999,16 @@ def solve_compiled(cp: CompiledProblem, *, time_limit_s: float = 10.0, seed: int
                     if parallel and ci >= len(comps) - max(1, workers):
                         lns_end = deadline - reserve  # nothing waits for this thread
 
-                part, lstats = lns(cp, part, comp, lns_budget, lns_end, seed, nworkers,
-                                   deterministic)
-                report(phase="lns", component=ci, slot_s=round(t_lns - t_comp, 2),
-                       slot_charged=round(slot_share, 2), **lstats)
+                part, lstats = lns(
+                    cp, part, comp, lns_budget, lns_end, seed, nworkers, deterministic
+                )
+                report(
+                    phase="lns",
+                    component=ci,
+                    slot_s=round(t_lns - t_comp, 2),
+                    slot_charged=round(slot_share, 2),
+                    **lstats,
+                )
         else:
             t_comp = time.monotonic()
             tight = chain_windows(cp, comp)
@@ -875,29 +1017,44 @@ def solve_compiled(cp: CompiledProblem, *, time_limit_s: float = 10.0, seed: int
                 # relaxation bound: slot LP with chained windows, orders all-or-nothing
                 # (precedence order, hop costs and budgets dropped); a small share of time
                 slots, entries = C.slot_entries(tight, comp)
-                lpb = lp_bound(tight, C.SlotVars(slots, entries), comp,
-                               time_limit_s=max(0.02, min(0.15 * share, 0.15 * wall)),
-                               same=order_pairs(cp, comp)) or 0
+                lpb = (
+                    lp_bound(
+                        tight,
+                        C.SlotVars(slots, entries),
+                        comp,
+                        time_limit_s=max(0.02, min(0.15 * share, 0.15 * wall)),
+                        same=order_pairs(cp, comp),
+                    )
+                    or 0
+                )
                 lpb = max(lpb, trivial_bound(cp, comp))
             model_share = share * ORDER_MODEL_FRACTION if ORDER_LNS and not coupled else share
             model_wall = wall - (time.monotonic() - t_comp)
             if ORDER_LNS and not coupled:
                 model_wall *= ORDER_MODEL_FRACTION
             got, cbound, optimal = _solve_interval_model(
-                tight, comp, hint, model_share * search_rate, max(0.05, model_wall), seed,
-                nworkers, deterministic, cb)
+                tight,
+                comp,
+                hint,
+                model_share * search_rate,
+                max(0.05, model_wall),
+                seed,
+                nworkers,
+                deterministic,
+                cb,
+            )
             cbound = max(cbound, lpb)
             part = got if got is not None else {}
             if not coupled and evaluate(cp, hint) < evaluate(cp, part):
                 part = dict(hint)  # never worse than the greedy's part of the component
             if not coupled and not optimal and ORDER_LNS:
                 if deterministic:
-                    olns_budget = (share * (1.0 - ORDER_MODEL_FRACTION) * lns_rate
-                                   * DTIME_PER_SECOND)
+                    olns_budget = share * (1.0 - ORDER_MODEL_FRACTION) * lns_rate * DTIME_PER_SECOND
                 else:
                     olns_budget = float("inf")
-                part, lstats = lns_orders(cp, part, comp, olns_budget, t_comp + wall, seed,
-                                          nworkers, deterministic)
+                part, lstats = lns_orders(
+                    cp, part, comp, olns_budget, t_comp + wall, seed, nworkers, deterministic
+                )
                 report(phase="lns", component=ci, **lstats)
         report(phase="component", component=ci, jobs=len(comp), bound=cbound)
         return part, cbound, optimal
@@ -949,8 +1106,14 @@ def solve_compiled(cp: CompiledProblem, *, time_limit_s: float = 10.0, seed: int
     else:
         bound = bound_sum + const
     bound = min(bound, obj)
-    stats.update(objective=obj, bound=bound, greedy_objective=gobj, greedy_order=gname,
-                 terms=breakdown(cp, sol), proven=all_optimal and bound >= obj)
+    stats.update(
+        objective=obj,
+        bound=bound,
+        greedy_objective=gobj,
+        greedy_order=gname,
+        terms=breakdown(cp, sol),
+        proven=all_optimal and bound >= obj,
+    )
     report(phase="done", objective=obj, bound=bound)
     return sol, stats
 
@@ -1014,9 +1177,15 @@ def _give_back(cp: CompiledProblem, sol: Solution, free: FreeTime, freed: list[i
             free.give_back(o.machine, st, st + o.duration)
 
 
-def _replace(cp: CompiledProblem, sol: Solution, free: FreeTime,
-             on_machine: dict[int, set[int]], freed: list[int], new: Solution,
-             key: Callable[[int], int]) -> None:
+def _replace(
+    cp: CompiledProblem,
+    sol: Solution,
+    free: FreeTime,
+    on_machine: dict[int, set[int]],
+    freed: list[int],
+    new: Solution,
+    key: Callable[[int], int],
+) -> None:
     """End an LNS step: the freed jobs leave ``sol`` and ``new`` (their kept placements)
     takes its time; ``on_machine`` indexes ``key(job)`` (a job or its order) by machine."""
     for j in freed:
@@ -1030,8 +1199,16 @@ def _replace(cp: CompiledProblem, sol: Solution, free: FreeTime,
         on_machine[o.machine].add(key(j))
 
 
-def lns(cp: CompiledProblem, sol: Solution, comp: list[int], budget: float, wall_end: float,
-        seed: int, workers: int, deterministic: bool) -> tuple[Solution, dict[str, int]]:
+def lns(
+    cp: CompiledProblem,
+    sol: Solution,
+    comp: list[int],
+    budget: float,
+    wall_end: float,
+    seed: int,
+    workers: int,
+    deterministic: bool,
+) -> tuple[Solution, dict[str, int]]:
     """Improve the schedule of one component of single-job orders by large neighbourhood
     search on actual schedules: free the jobs placed nearest a point in time, on all the
     component's machines (a band of time: jobs may trade machines) or on a few related
@@ -1088,14 +1265,22 @@ def lns(cp: CompiledProblem, sol: Solution, comp: list[int], budget: float, wall
             center = (lo + min(hi, lo + 4 * 1440)) // 2
         elif (kind := rng.random()) < LNS_COSTLY and sol:
             # a job placed far above its cheapest option: its machine and cheaper ones
-            regret = sorted(sol, key=lambda j: (
-                -(placed_cost(cp.jobs[j], cp.jobs[j].options[sol[j][0]], sol[j][1])
-                  - min(o.cost for o in cp.jobs[j].options)), j))[:20]
+            regret = sorted(
+                sol,
+                key=lambda j: (
+                    -(
+                        placed_cost(cp.jobs[j], cp.jobs[j].options[sol[j][0]], sol[j][1])
+                        - min(o.cost for o in cp.jobs[j].options)
+                    ),
+                    j,
+                ),
+            )[:20]
             j0 = regret[rng.randrange(len(regret))]
             job0 = cp.jobs[j0]
             cur = job0.options[sol[j0][0]]
-            cheaper = sorted((o for o in job0.options if o.cost < cur.cost),
-                             key=lambda o: (o.cost, o.machine))
+            cheaper = sorted(
+                (o for o in job0.options if o.cost < cur.cost), key=lambda o: (o.cost, o.machine)
+            )
             ms = [cur.machine, *(o.machine for o in cheaper[: rng.randint(1, 4)])]
             center = sol[j0][1]
         elif kind < LNS_COSTLY + LNS_BAND and sol:
@@ -1129,8 +1314,10 @@ def lns(cp: CompiledProblem, sol: Solution, comp: list[int], budget: float, wall
             spent += LNS_STEP_DTIME
             continue
         _give_back(cp, sol, free, freed)
-        residual = tuple(tuple(zip(free.starts[m], free.ends[m], strict=True)) if m in mset
-                         else () for m in range(len(cp.free)))
+        residual = tuple(
+            tuple(zip(free.starts[m], free.ends[m], strict=True)) if m in mset else ()
+            for m in range(len(cp.free))
+        )
         sub = replace(cp, free=residual)
         hint = {j: sol[j] for j in freed if j in sol}
         before = _comp_cost(cp, sol, freed)
@@ -1140,14 +1327,22 @@ def lns(cp: CompiledProblem, sol: Solution, comp: list[int], budget: float, wall
         if not deterministic:
             step_wall = min(step * 3, step_wall)
         got, _b, optimal, dtime, nvars = _solve_interval_model(
-            sub, sorted(freed), hint, step, max(0.05, step_wall),
-            seed + stats["steps"], workers, deterministic, None, with_stats=True)
+            sub,
+            sorted(freed),
+            hint,
+            step,
+            max(0.05, step_wall),
+            seed + stats["steps"],
+            workers,
+            deterministic,
+            None,
+            with_stats=True,
+        )
         spent += dtime + LNS_STEP_DTIME + LNS_VAR_DTIME * nvars
         new = hint
         if got is not None:
             cost = _comp_cost(cp, got, freed)
-            if cost <= before and all(cp.jobs[j].options[got[j][0]].machine in mset
-                                      for j in got):
+            if cost <= before and all(cp.jobs[j].options[got[j][0]].machine in mset for j in got):
                 new = got
                 if cost < before:
                     stats["improved"] += 1
@@ -1168,8 +1363,9 @@ def _orders_cost(cp: CompiledProblem, sol: Solution, orders: list[int]) -> int:
         total += _comp_cost(cp, sol, list(js))
         for a, b in zip(js, js[1:], strict=False):
             if a in sol and b in sol:
-                total += cp.hop(cp.jobs[a].options[sol[a][0]].machine,
-                                cp.jobs[b].options[sol[b][0]].machine)[1]
+                total += cp.hop(
+                    cp.jobs[a].options[sol[a][0]].machine, cp.jobs[b].options[sol[b][0]].machine
+                )[1]
     return total
 
 
@@ -1177,9 +1373,16 @@ def _orders_cost(cp: CompiledProblem, sol: Solution, orders: list[int]) -> int:
 OLNS_START, OLNS_MIN, OLNS_MAX = 6, 2, 24
 
 
-def lns_orders(cp: CompiledProblem, sol: Solution, comp: list[int], budget: float,
-               wall_end: float, seed: int, workers: int, deterministic: bool,
-               ) -> tuple[Solution, dict[str, int]]:
+def lns_orders(
+    cp: CompiledProblem,
+    sol: Solution,
+    comp: list[int],
+    budget: float,
+    wall_end: float,
+    seed: int,
+    workers: int,
+    deterministic: bool,
+) -> tuple[Solution, dict[str, int]]:
     """LNS for components with multi-operation orders (cost mode): free a few whole
     orders (an unplaced or a costly one, and the orders placed on its machines near its
     time), re-solve them exactly with the interval model in the free time the rest of
@@ -1221,8 +1424,9 @@ def lns_orders(cp: CompiledProblem, sol: Solution, comp: list[int], budget: floa
         freed_orders = [o0, *sorted(near, key=dist)[: size - 1]]
         freed = sorted(j for o in freed_orders for j in cp.orders[o].jobs)
         _give_back(cp, sol, free, freed)
-        residual = tuple(tuple(zip(free.starts[m], free.ends[m], strict=True))
-                         for m in range(len(cp.free)))
+        residual = tuple(
+            tuple(zip(free.starts[m], free.ends[m], strict=True)) for m in range(len(cp.free))
+        )
         sub = chain_windows(replace(cp, free=residual), freed)
         hint = {j: sol[j] for j in freed if j in sol}
         before = _orders_cost(cp, sol, freed_orders)
@@ -1231,8 +1435,17 @@ def lns_orders(cp: CompiledProblem, sol: Solution, comp: list[int], budget: floa
         if not deterministic:
             step_wall = min(step * 3, step_wall)
         got, _b, optimal, dtime, nvars = _solve_interval_model(
-            sub, freed, hint, step, max(0.05, step_wall), seed + stats["steps"], workers,
-            deterministic, None, with_stats=True)
+            sub,
+            freed,
+            hint,
+            step,
+            max(0.05, step_wall),
+            seed + stats["steps"],
+            workers,
+            deterministic,
+            None,
+            with_stats=True,
+        )
         spent += dtime + ORDER_LNS_STEP_DTIME + ORDER_LNS_VAR_DTIME * nvars
         new = hint
         if got is not None:

@@ -67,7 +67,11 @@ def expected_objective(problem: MatchProblem, result: MatchResult) -> int:
                     total += order.tardiness_fen_per_min * max(0, late)
             elif mode is ObjectiveMode.COST:
                 nxt = by_op.get(ops[k + 1].id)
-                if nxt is not None and nxt.machine_id in machines and nxt.machine_id != a.machine_id:
+                if (
+                    nxt is not None
+                    and nxt.machine_id in machines
+                    and nxt.machine_id != a.machine_id
+                ):
                     n = machines[nxt.machine_id]
                     total += transport_fen(haversine_km(m.lat, m.lon, n.lat, n.lon), w)
                     if n.cluster != m.cluster:
@@ -105,7 +109,9 @@ def check_result(problem: MatchProblem, result: MatchResult) -> list[Violation]:
         placed = [by_op.get(op.id) for op in order.operations]
         n_placed = sum(a is not None for a in placed)
         if 0 < n_placed < len(placed):
-            bad("all_or_nothing", f"order {order.id}: {n_placed} of {len(placed)} operations placed")
+            bad(
+                "all_or_nothing", f"order {order.id}: {n_placed} of {len(placed)} operations placed"
+            )
         total_price = 0
         prev = None
         for k, (op, got) in enumerate(zip(order.operations, placed, strict=True)):
@@ -122,22 +128,32 @@ def check_result(problem: MatchProblem, result: MatchResult) -> list[Violation]:
                 bad("capability", f"operation {op.id} cannot run on machine {m.id}")
             dur = run_minutes(op, m)
             if a.end_min - a.start_min != dur:
-                bad("duration", f"operation {op.id} on {m.id}: booked {a.end_min - a.start_min}"
-                                f" min, expected {dur} (speed factor, minimum booking)")
+                bad(
+                    "duration",
+                    f"operation {op.id} on {m.id}: booked {a.end_min - a.start_min}"
+                    f" min, expected {dur} (speed factor, minimum booking)",
+                )
             price = price_fen(a.end_min - a.start_min, m.rate_fen_per_hour)
             if a.price_fen != price:
                 bad("price", f"operation {op.id}: price {a.price_fen}, expected {price}")
             total_price += price
             if not any(s <= a.start_min and a.end_min <= e for s, e in m.free):
-                bad("availability", f"operation {op.id} on {m.id}: [{a.start_min}, {a.end_min})"
-                                    " is not inside one free interval")
+                bad(
+                    "availability",
+                    f"operation {op.id} on {m.id}: [{a.start_min}, {a.end_min})"
+                    " is not inside one free interval",
+                )
             if a.start_min < order.release_min:
-                bad("release", f"operation {op.id} starts {a.start_min} before release "
-                               f"{order.release_min}")
+                bad(
+                    "release",
+                    f"operation {op.id} starts {a.start_min} before release {order.release_min}",
+                )
             km = haversine_km(m.lat, m.lon, order.delivery_lat, order.delivery_lon)
             if order.max_distance_km is not None and km > order.max_distance_km:
-                bad("max_distance", f"operation {op.id} on {m.id}: {km:.1f} km > "
-                                    f"{order.max_distance_km} km")
+                bad(
+                    "max_distance",
+                    f"operation {op.id} on {m.id}: {km:.1f} km > {order.max_distance_km} km",
+                )
             if k == len(order.operations) - 1 and order.hard_due:
                 arrive = a.end_min + transport_minutes(km, w)
                 if arrive > order.due_min:
@@ -145,12 +161,18 @@ def check_result(problem: MatchProblem, result: MatchResult) -> list[Violation]:
             if prev is not None:
                 pm = machines.get(prev.machine_id)
                 if pm is not None:
-                    lag = 0 if pm.id == m.id else transport_minutes(
-                        haversine_km(pm.lat, pm.lon, m.lat, m.lon), w)
+                    lag = (
+                        0
+                        if pm.id == m.id
+                        else transport_minutes(haversine_km(pm.lat, pm.lon, m.lat, m.lon), w)
+                    )
                     if a.start_min < prev.end_min + lag:
-                        bad("precedence", f"operation {op.id} starts {a.start_min} before "
-                                          f"{prev.operation_id} ends + transport "
-                                          f"({prev.end_min} + {lag})")
+                        bad(
+                            "precedence",
+                            f"operation {op.id} starts {a.start_min} before "
+                            f"{prev.operation_id} ends + transport "
+                            f"({prev.end_min} + {lag})",
+                        )
             prev = a
             per_machine[m.id].append((a.start_min, a.end_min, op.id))
         if order.budget_fen is not None and n_placed and total_price > order.budget_fen:
@@ -195,8 +217,13 @@ def check_compiled(cp: CompiledProblem, sol: dict[int, tuple[int, int]]) -> list
         lst.sort()
         for (s1, e1, j1), (s2, e2, j2) in zip(lst, lst[1:], strict=False):
             if s2 < e1 and s1 < e1 and s2 < e2:
-                out.append(Violation("no_overlap", f"machine {cp.machine_keys[m]}: jobs "
-                                                   f"{cp.jobs[j1].key} and {cp.jobs[j2].key}"))
+                out.append(
+                    Violation(
+                        "no_overlap",
+                        f"machine {cp.machine_keys[m]}: jobs "
+                        f"{cp.jobs[j1].key} and {cp.jobs[j2].key}",
+                    )
+                )
     for order in cp.orders:
         n = sum(j in sol for j in order.jobs)
         if 0 < n < len(order.jobs):

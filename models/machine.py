@@ -92,7 +92,9 @@ class MachinePublic(MachineBase):
     lon: float
     currency: str
     status: str
-    reported_state: str | None = Field(default=None, description="last state the machine reported (telemetry)")
+    reported_state: str | None = Field(
+        default=None, description="last state the machine reported (telemetry)"
+    )
     last_reported_at: dt.datetime | None = None
     distance_km: float | None = None
     created_at: dt.datetime
@@ -167,8 +169,13 @@ class WindowPublic(SQLModel):
 
 class RuleCreate(SQLModel):
     weekdays: list[int] = Field(min_length=1, description="0 = Monday … 6 = Sunday")
-    start_time: str = Field(schema_extra={"pattern": r"^([01]\d|2[0-3]):[0-5]\d$"}, description="HH:MM local time")
-    end_time: str = Field(schema_extra={"pattern": r"^([01]\d|2[0-3]):[0-5]\d$"}, description="HH:MM local time; at or before start = overnight")
+    start_time: str = Field(
+        schema_extra={"pattern": r"^([01]\d|2[0-3]):[0-5]\d$"}, description="HH:MM local time"
+    )
+    end_time: str = Field(
+        schema_extra={"pattern": r"^([01]\d|2[0-3]):[0-5]\d$"},
+        description="HH:MM local time; at or before start = overnight",
+    )
     valid_from: dt.date
     valid_until: dt.date
 

@@ -68,7 +68,9 @@ class MatchRunUnmatched(SQLModel, table=True):
 
 
 class MatchRunCreate(SQLModel):
-    cluster_id: int | None = Field(default=None, ge=1, le=2**31 - 1, description="null: the whole market (admins)")
+    cluster_id: int | None = Field(
+        default=None, ge=1, le=2**31 - 1, description="null: the whole market (admins)"
+    )
     time_limit_s: float = Field(default=10.0, ge=1, le=MAX_TIME_LIMIT_S)
 
 

@@ -86,5 +86,3 @@ class Token(SQLModel):
     access_token: str
     token_type: str = "bearer"
     expires_in: int
-
-

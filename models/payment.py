@@ -44,7 +44,11 @@ class PaymentStatus(StrEnum):
     skipped = "skipped"  # no longer needed (its parent failed)
 
 
-FINAL_STATUSES = (PaymentStatus.succeeded.value, PaymentStatus.failed.value, PaymentStatus.skipped.value)
+FINAL_STATUSES = (
+    PaymentStatus.succeeded.value,
+    PaymentStatus.failed.value,
+    PaymentStatus.skipped.value,
+)
 
 
 class Payment(SQLModel, table=True):

@@ -31,7 +31,15 @@ class MachineState(StrEnum):
 class MachineStateSpan(SQLModel, table=True):
     __tablename__ = "machine_state_span"
     # covers the dashboard's weekly sums (an index-only range scan per machine)
-    __table_args__ = (Index("ix_machine_state_span_machine_id_start_at", "machine_id", "start_at", "state", "offered_s"),)
+    __table_args__ = (
+        Index(
+            "ix_machine_state_span_machine_id_start_at",
+            "machine_id",
+            "start_at",
+            "state",
+            "offered_s",
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     machine_id: int = Field(foreign_key="machine.id", ondelete="CASCADE")
@@ -44,7 +52,9 @@ class MachineStateSpan(SQLModel, table=True):
 
 class StateReport(SQLModel):
     state: MachineState
-    at: dt.datetime | None = Field(default=None, description="when the state was seen (UTC); default now")
+    at: dt.datetime | None = Field(
+        default=None, description="when the state was seen (UTC); default now"
+    )
 
 
 class StateReports(SQLModel):

@@ -63,7 +63,13 @@ def make_user(
     return user
 
 
-def make_cluster(session: Session, *, operator_org: Organization | None = None, lat: float = 29.9, lon: float = 121.84) -> Cluster:
+def make_cluster(
+    session: Session,
+    *,
+    operator_org: Organization | None = None,
+    lat: float = 29.9,
+    lon: float = 121.84,
+) -> Cluster:
     n = next(_seq)
     cluster = Cluster(
         key=f"cluster-{n}", name_en=f"Cluster {n}", name_zh=f"集群{n}", city="Ningbo",

@@ -38,7 +38,9 @@ def make_order(
     session.add(order)
     session.flush()
     for seq, op in enumerate(operations or [{}], start=1):
-        spec: dict[str, Any] = dict(process_key="milling_3axis", material_key="aluminium", std_duration_min=120)
+        spec: dict[str, Any] = dict(
+            process_key="milling_3axis", material_key="aluminium", std_duration_min=120
+        )
         spec.update(op)
         session.add(Operation(order_id=order.id, seq=seq, **spec))  # type: ignore[arg-type]
     session.flush()
@@ -54,7 +56,9 @@ class Market:
     machines: list[Machine]
 
 
-def make_market(session: Session, *, machines: int = 2, rates: tuple[int, ...] = (9000, 12000)) -> Market:
+def make_market(
+    session: Session, *, machines: int = 2, rates: tuple[int, ...] = (9000, 12000)
+) -> Market:
     """One cluster with its operator; an owner with ``machines`` 3-axis mills offered
     from 2 h to 50 h from now; a buyer."""
     op_org = make_org(session, operator=True)
@@ -63,7 +67,9 @@ def make_market(session: Session, *, machines: int = 2, rates: tuple[int, ...] =
     owner = make_user(session, roles=(Role.owner,))
     rows = []
     for i in range(machines):
-        m = make_machine(session, owner=owner, cluster_id=cluster.id, hourly_rate_fen=rates[i % len(rates)])
+        m = make_machine(
+            session, owner=owner, cluster_id=cluster.id, hourly_rate_fen=rates[i % len(rates)]
+        )
         make_window(session, machine=m, start=hours_from_now(2), end=hours_from_now(50))
         rows.append(m)
     buyer = make_user(session, roles=(Role.buyer,))

@@ -39,14 +39,18 @@ def fast_client(
 
 @pytest.fixture
 def provider(money_stub_url: str) -> Iterator[PaymentsClient]:
-    httpx.post(f"{money_stub_url}/_control/reset", headers={"Authorization": f"Bearer {STUB_KEY}"}).raise_for_status()
+    httpx.post(
+        f"{money_stub_url}/_control/reset", headers={"Authorization": f"Bearer {STUB_KEY}"}
+    ).raise_for_status()
     client = fast_client(money_stub_url)
     yield client
     client.close()
 
 
 def stub_control(url: str, path: str, json: Any = None, method: str = "POST") -> Any:
-    r = httpx.request(method, f"{url}/_control/{path}", json=json, headers={"Authorization": f"Bearer {STUB_KEY}"})
+    r = httpx.request(
+        method, f"{url}/_control/{path}", json=json, headers={"Authorization": f"Bearer {STUB_KEY}"}
+    )
     r.raise_for_status()
     return r.json()
 
@@ -67,7 +71,12 @@ def market(session: Session) -> Market:
 
 
 def make_service_booking(
-    session: Session, market: Market, *, price_fen: int = 100_000, start_h: float = 72, hours: float = 3
+    session: Session,
+    market: Market,
+    *,
+    price_fen: int = 100_000,
+    start_h: float = 72,
+    hours: float = 3,
 ) -> Booking:
     assert market.machine.id is not None
     booking = Booking(

@@ -18,12 +18,16 @@ def register(session: SessionDep, data: RegisterRequest) -> Me:
     """Register an organization (owner and/or buyer) with its first user."""
     user = accounts.register_organization(session=session, data=data)
     org = accounts.get_organization_or_raise(session=session, user=user, org_id=user.org_id)
-    return Me(user=UserPublic.model_validate(user), organization=OrganizationPublic.model_validate(org))
+    return Me(
+        user=UserPublic.model_validate(user), organization=OrganizationPublic.model_validate(org)
+    )
 
 
 @router.post("/auth/token", response_model=Token)
 def token(
-    session: SessionDep, settings: SettingsDep, form: Annotated[OAuth2PasswordRequestForm, Depends()]
+    session: SessionDep,
+    settings: SettingsDep,
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
 ) -> Token:
     """OAuth2 password flow: email as username, returns a bearer JWT."""
     access, expires_in = accounts.issue_token(
@@ -35,14 +39,18 @@ def token(
 @router.get("/me", response_model=Me)
 def me(session: SessionDep, user: CurrentUser) -> Me:
     org = accounts.get_organization_or_raise(session=session, user=user, org_id=user.org_id)
-    return Me(user=UserPublic.model_validate(user), organization=OrganizationPublic.model_validate(org))
+    return Me(
+        user=UserPublic.model_validate(user), organization=OrganizationPublic.model_validate(org)
+    )
 
 
 @router.get("/orgs", response_model=Page[OrganizationPublic])
 def list_orgs(
     session: SessionDep, user: CurrentUser, limit: Limit = 50, offset: Offset = 0
 ) -> Page[OrganizationPublic]:
-    rows, count = accounts.list_organizations(session=session, user=user, limit=limit, offset=offset)
+    rows, count = accounts.list_organizations(
+        session=session, user=user, limit=limit, offset=offset
+    )
     return Page(data=[OrganizationPublic.model_validate(o) for o in rows], count=count)
 
 

@@ -17,12 +17,16 @@ def list_clusters(session: SessionDep, _user: CurrentUser) -> list[ClusterPublic
 
 @router.get("/clusters/{cluster_id}", response_model=ClusterPublic)
 def get_cluster(session: SessionDep, _user: CurrentUser, cluster_id: Id) -> ClusterPublic:
-    return ClusterPublic.model_validate(catalog.get_cluster_or_raise(session=session, cluster_id=cluster_id))
+    return ClusterPublic.model_validate(
+        catalog.get_cluster_or_raise(session=session, cluster_id=cluster_id)
+    )
 
 
 @router.post("/clusters", response_model=ClusterPublic, status_code=201)
 def create_cluster(session: SessionDep, user: CurrentUser, data: ClusterCreate) -> ClusterPublic:
-    return ClusterPublic.model_validate(catalog.create_cluster(session=session, user=user, data=data))
+    return ClusterPublic.model_validate(
+        catalog.create_cluster(session=session, user=user, data=data)
+    )
 
 
 @router.get("/processes", response_model=list[ProcessPublic])

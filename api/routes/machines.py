@@ -23,7 +23,9 @@ from models.machine import (
 from models.telemetry import TelemetryToken
 
 router = APIRouter(prefix="/machines", tags=["machines"])
-NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no such machine, or not visible to the caller"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"description": "no such machine, or not visible to the caller"}
+}
 
 
 @router.get("", response_model=Page[MachinePublic])
@@ -100,7 +102,9 @@ def retire_machine(session: SessionDep, user: CurrentUser, machine_id: Id) -> Ma
 
 
 @router.post("/{machine_id}/telemetry-token", response_model=TelemetryToken, responses=NOT_FOUND)
-def rotate_telemetry_token(session: SessionDep, user: CurrentUser, machine_id: Id) -> TelemetryToken:
+def rotate_telemetry_token(
+    session: SessionDep, user: CurrentUser, machine_id: Id
+) -> TelemetryToken:
     """A new telemetry token, shown once; the old one, and the machine's iCalendar feed
     URLs, stop working at once."""
     token = telemetry.rotate_telemetry_token(session=session, user=user, machine_id=machine_id)
@@ -125,13 +129,19 @@ def list_windows(
 def create_window(
     session: SessionDep, user: CurrentUser, machine_id: Id, data: WindowCreate
 ) -> WindowPublic:
-    window = availability.create_window(session=session, user=user, machine_id=machine_id, data=data)
+    window = availability.create_window(
+        session=session, user=user, machine_id=machine_id, data=data
+    )
     return WindowPublic.model_validate(window)
 
 
 @router.delete("/{machine_id}/windows/{window_id}", status_code=204)
-def delete_window(session: SessionDep, user: CurrentUser, machine_id: Id, window_id: Id) -> Response:
-    availability.delete_window(session=session, user=user, machine_id=machine_id, window_id=window_id)
+def delete_window(
+    session: SessionDep, user: CurrentUser, machine_id: Id, window_id: Id
+) -> Response:
+    availability.delete_window(
+        session=session, user=user, machine_id=machine_id, window_id=window_id
+    )
     return Response(status_code=204)
 
 

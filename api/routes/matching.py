@@ -11,7 +11,9 @@ from models.booking import BookingPublic
 from models.match_run import MatchRunCreate, MatchRunDetail, MatchRunPublic, MatchRunUnmatchedPublic
 
 router = APIRouter(tags=["matching"])
-FORBIDDEN: dict[int | str, dict[str, Any]] = {403: {"description": "not an operator of this cluster, nor an admin"}}
+FORBIDDEN: dict[int | str, dict[str, Any]] = {
+    403: {"description": "not an operator of this cluster, nor an admin"}
+}
 
 
 def _detail(run: MatchRunPublic, unmatched: list[MatchRunUnmatchedPublic]) -> MatchRunDetail:
@@ -37,7 +39,8 @@ def create_match_run(
     assert run.id is not None
     unmatched = matching_runs.list_unmatched(session=session, run_id=run.id)
     return _detail(
-        MatchRunPublic.model_validate(run), [MatchRunUnmatchedPublic.model_validate(u) for u in unmatched]
+        MatchRunPublic.model_validate(run),
+        [MatchRunUnmatchedPublic.model_validate(u) for u in unmatched],
     )
 
 
@@ -66,15 +69,20 @@ def get_match_run(session: SessionDep, user: CurrentUser, run_id: Id) -> MatchRu
     assert run.id is not None
     unmatched = matching_runs.list_unmatched(session=session, run_id=run.id)
     return _detail(
-        MatchRunPublic.model_validate(run), [MatchRunUnmatchedPublic.model_validate(u) for u in unmatched]
+        MatchRunPublic.model_validate(run),
+        [MatchRunUnmatchedPublic.model_validate(u) for u in unmatched],
     )
 
 
-@router.get("/proposals", response_model=Page[BookingPublic], tags=["bookings"], responses=FORBIDDEN)
+@router.get(
+    "/proposals", response_model=Page[BookingPublic], tags=["bookings"], responses=FORBIDDEN
+)
 def list_proposals(
     session: SessionDep, user: CurrentUser, limit: Limit = 50, offset: Offset = 0
 ) -> Page[BookingPublic]:
     """Proposed jobs on the caller's machines, to accept or decline
     (POST /bookings/{id}/accept | decline)."""
-    rows, count = matching_runs.list_proposals(session=session, user=user, limit=limit, offset=offset)
+    rows, count = matching_runs.list_proposals(
+        session=session, user=user, limit=limit, offset=offset
+    )
     return Page(data=[BookingPublic.model_validate(b) for b in rows], count=count)

@@ -11,7 +11,9 @@ from models.base import Page
 from models.order import OrderCreate, OrderEventPublic, OrderPublic, OrderStatus, OrderUpdate
 
 router = APIRouter(prefix="/orders", tags=["orders"])
-NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no such order, or not visible to the caller"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"description": "no such order, or not visible to the caller"}
+}
 CONFLICT: dict[int | str, dict[str, Any]] = {409: {"description": "the order's state forbids this"}}
 
 
@@ -65,7 +67,9 @@ def cancel_order(
     reason: Annotated[str, Body(embed=True, max_length=500)] = "",
 ) -> OrderPublic:
     """Cancel; held payments are voided, or the late-cancellation fee is captured."""
-    order = orders.cancel_order(session=session, user=user, order_id=order_id, reason=reason, payments=payments)
+    order = orders.cancel_order(
+        session=session, user=user, order_id=order_id, reason=reason, payments=payments
+    )
     return orders.order_public(session=session, order=order)
 
 
@@ -95,7 +99,9 @@ def upload_attachment(
 
 
 @router.get("/{order_id}/attachments", response_model=list[AttachmentPublic], responses=NOT_FOUND)
-def list_attachments(session: SessionDep, user: CurrentUser, order_id: Id) -> list[AttachmentPublic]:
+def list_attachments(
+    session: SessionDep, user: CurrentUser, order_id: Id
+) -> list[AttachmentPublic]:
     rows = attachments.list_attachments(session=session, user=user, order_id=order_id)
     return [AttachmentPublic.model_validate(a) for a in rows]
 

@@ -33,7 +33,9 @@ def accept_delivery(
     session: SessionDep, user: CurrentUser, payments: PaymentsDep, booking_id: Id
 ) -> BookingMoney:
     """The buyer accepts a delivered service booking: the price is captured and the owner paid."""
-    return money.accept_delivery(session=session, user=user, booking_id=booking_id, payments=payments)
+    return money.accept_delivery(
+        session=session, user=user, booking_id=booking_id, payments=payments
+    )
 
 
 @router.post(
@@ -41,7 +43,9 @@ def accept_delivery(
     response_model=BookingMoney,
     responses={409: {"description": "not delivered, settled, or the claim window closed"}},
 )
-def open_dispute(session: SessionDep, user: CurrentUser, booking_id: Id, data: DisputeCreate) -> BookingMoney:
+def open_dispute(
+    session: SessionDep, user: CurrentUser, booking_id: Id, data: DisputeCreate
+) -> BookingMoney:
     """The buyer disputes a delivery within the claim window; the money stays held."""
     return money.open_dispute(session=session, user=user, booking_id=booking_id, note=data.note)
 
@@ -52,7 +56,11 @@ def open_dispute(session: SessionDep, user: CurrentUser, booking_id: Id, data: D
     responses={403: {"description": "only the platform resolves disputes"}},
 )
 def resolve_dispute(
-    session: SessionDep, user: CurrentUser, payments: PaymentsDep, booking_id: Id, data: DisputeResolve
+    session: SessionDep,
+    user: CurrentUser,
+    payments: PaymentsDep,
+    booking_id: Id,
+    data: DisputeResolve,
 ) -> BookingMoney:
     """Admin: refund all, part, or nothing of a disputed delivery."""
     return money.resolve_dispute(
@@ -62,12 +70,16 @@ def resolve_dispute(
 
 
 @router.get("/payments/earnings", response_model=Earnings)
-def earnings(session: SessionDep, user: CurrentUser, limit: Limit = 50, offset: Offset = 0) -> Earnings:
+def earnings(
+    session: SessionDep, user: CurrentUser, limit: Limit = 50, offset: Offset = 0
+) -> Earnings:
     """The caller's owner org: earned, payable, paid out, and its payouts."""
     return money.owner_earnings(session=session, user=user, limit=limit, offset=offset)
 
 
 @router.get("/payments/statement", response_model=Statement)
-def statement(session: SessionDep, user: CurrentUser, limit: Limit = 100, offset: Offset = 0) -> Statement:
+def statement(
+    session: SessionDep, user: CurrentUser, limit: Limit = 100, offset: Offset = 0
+) -> Statement:
     """The caller's org as a buyer: net paid, held, and its ledger lines."""
     return money.buyer_statement(session=session, user=user, limit=limit, offset=offset)

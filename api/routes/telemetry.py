@@ -22,13 +22,19 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def _accepted(machine: Machine, applied: int, ignored: int) -> TelemetryAccepted:
-    assert machine.id is not None and machine.last_reported_at is not None and machine.reported_state is not None
+    assert (
+        machine.id is not None
+        and machine.last_reported_at is not None
+        and machine.reported_state is not None
+    )
     return TelemetryAccepted(machine_id=machine.id, accepted=applied, ignored=ignored,
                              state=MachineState(machine.reported_state), last_reported_at=machine.last_reported_at)  # fmt: skip
 
 
 @router.post("", response_model=TelemetryAccepted, responses=ERRORS)
-def report_state(session: SessionDep, settings: SettingsDep, report: StateReport, token: TOKEN = "") -> TelemetryAccepted:
+def report_state(
+    session: SessionDep, settings: SettingsDep, report: StateReport, token: TOKEN = ""
+) -> TelemetryAccepted:
     """One state (running, idle, down, alarm), seen now or at ``at``."""
     machine, applied, ignored = telemetry.report_states(
         session=session, token=token, reports=[report], hold_minutes=settings.telemetry_hold_minutes,
@@ -38,7 +44,9 @@ def report_state(session: SessionDep, settings: SettingsDep, report: StateReport
 
 
 @router.post("/batch", response_model=TelemetryAccepted, responses=ERRORS)
-def report_states(session: SessionDep, settings: SettingsDep, data: StateReports, token: TOKEN = "") -> TelemetryAccepted:
+def report_states(
+    session: SessionDep, settings: SettingsDep, data: StateReports, token: TOKEN = ""
+) -> TelemetryAccepted:
     """Reports a device buffered (up to 1,000, any order): all applied or none."""
     machine, applied, ignored = telemetry.report_states(
         session=session, token=token, reports=data.reports, hold_minutes=settings.telemetry_hold_minutes,

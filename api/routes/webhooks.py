@@ -16,7 +16,9 @@ router = APIRouter(tags=["payments"])
     "/webhooks/payments",
     responses={400: {"description": "the signature is missing, stale or wrong"}},
 )
-async def payments_webhook(request: Request, session: SessionDep, settings: SettingsDep) -> dict[str, bool]:
+async def payments_webhook(
+    request: Request, session: SessionDep, settings: SettingsDep
+) -> dict[str, bool]:
     """Signed provider events: each is stored once (a duplicate answers 200 and does
     nothing) and brings the payments it names forward, never backwards. Async only to
     read the raw body the signature covers; the work runs in the threadpool."""

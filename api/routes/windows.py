@@ -13,7 +13,9 @@ from models.machine import WindowImport, WindowsImported
 router = APIRouter(prefix="/windows", tags=["machines"])
 REFUSED: dict[int | str, dict[str, Any]] = {
     409: {"description": "every refused row overlaps offered time; nothing written"},
-    422: {"description": "a row is invalid; `field` names the first (`windows[i].start_at`); nothing written"},
+    422: {
+        "description": "a row is invalid; `field` names the first (`windows[i].start_at`); nothing written"
+    },
 }
 
 

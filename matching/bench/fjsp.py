@@ -59,11 +59,20 @@ def fjsp_problem(text: str, name: str = "fjsp") -> CompiledProblem:
     for ji, ops in enumerate(fjobs):
         idx = []
         for oi, op in enumerate(ops):
-            opts = tuple(Option(machine=m, duration=d, cost=0, latest_end=horizon, due=NO_DUE)
-                         for m, d in op)
+            opts = tuple(
+                Option(machine=m, duration=d, cost=0, latest_end=horizon, due=NO_DUE) for m, d in op
+            )
             idx.append(len(jobs))
-            jobs.append(Job(key=f"{ji + 1}.{oi + 1}", order=ji, release=0, tardiness_per_min=0,
-                            penalty=horizon + 1, options=opts))
+            jobs.append(
+                Job(
+                    key=f"{ji + 1}.{oi + 1}",
+                    order=ji,
+                    release=0,
+                    tardiness_per_min=0,
+                    penalty=horizon + 1,
+                    options=opts,
+                )
+            )
         orders.append(Order(key=str(ji + 1), jobs=tuple(idx)))
     return CompiledProblem(
         name=name,
@@ -80,7 +89,7 @@ def _instance_key(path: Path) -> list[str]:
     keys = [stem, stem.lower()]
     low = stem.lower()
     if low.startswith("brandimartemk"):
-        keys.append(f"mk{int(low[len('brandimartemk'):]):02d}")
+        keys.append(f"mk{int(low[len('brandimartemk') :]):02d}")
     parent = path.parent.name.lower()
     if parent in {"edata", "rdata", "vdata", "sdata"}:
         keys.insert(0, f"{low}_{parent}")
@@ -100,14 +109,22 @@ def best_known(path: Path, bks: Path | None) -> tuple[str, int | None, int | Non
     return keys[0], None, None
 
 
-def run_fjsp(path: str | Path, *, time_limit_s: float, seed: int = 0, workers: int = 2,
-             bks: str | Path | None = None, deterministic: bool = True) -> dict[str, Any]:
+def run_fjsp(
+    path: str | Path,
+    *,
+    time_limit_s: float,
+    seed: int = 0,
+    workers: int = 2,
+    bks: str | Path | None = None,
+    deterministic: bool = True,
+) -> dict[str, Any]:
     path = Path(path)
     name, ub, _lb = best_known(path, Path(bks) if bks else None)
     cp = fjsp_problem(path.read_text(), name)
     t = time.monotonic()
-    sol, info = solve_compiled(cp, time_limit_s=time_limit_s, seed=seed, workers=workers,
-                               deterministic=deterministic)
+    sol, info = solve_compiled(
+        cp, time_limit_s=time_limit_s, seed=seed, workers=workers, deterministic=deterministic
+    )
     seconds = time.monotonic() - t
     obj = int(info["objective"])  # type: ignore[call-overload]
     bound = int(info["bound"])  # type: ignore[call-overload]
@@ -115,5 +132,11 @@ def run_fjsp(path: str | Path, *, time_limit_s: float, seed: int = 0, workers: i
         status = "incomplete"
     else:
         status = "optimal" if bound >= obj else "feasible"
-    return {"instance": name, "objective": obj, "bound": bound, "best_known": ub,
-            "seconds": round(seconds, 2), "status": status}
+    return {
+        "instance": name,
+        "objective": obj,
+        "bound": bound,
+        "best_known": ub,
+        "seconds": round(seconds, 2),
+        "status": status,
+    }

@@ -55,11 +55,11 @@ def parse_gap(text: str, stem: str) -> list[GapInstance]:
     for pos, name in zip(starts, names, strict=True):
         m, n = toks[pos], toks[pos + 1]
         q = pos + 2
-        cost = [toks[q + i * n: q + (i + 1) * n] for i in range(m)]
+        cost = [toks[q + i * n : q + (i + 1) * n] for i in range(m)]
         q += m * n
-        use = [toks[q + i * n: q + (i + 1) * n] for i in range(m)]
+        use = [toks[q + i * n : q + (i + 1) * n] for i in range(m)]
         q += m * n
-        probs.append(GapInstance(name, cost, use, toks[q: q + m]))
+        probs.append(GapInstance(name, cost, use, toks[q : q + m]))
     return probs
 
 
@@ -71,14 +71,29 @@ def gap_problem(g: GapInstance, maximize: bool = False) -> tuple[CompiledProblem
     big = sum(max(coef[i][j] for i in range(m)) for j in range(n)) + 1
     jobs = []
     for j in range(n):
-        opts = tuple(Option(machine=i, duration=g.use[i][j], cost=coef[i][j],
-                            latest_end=g.capacity[i], due=NO_DUE, price=coef[i][j])
-                     for i in range(m) if g.use[i][j] <= g.capacity[i])
-        jobs.append(Job(key=str(j), order=j, release=0, tardiness_per_min=0, penalty=big,
-                        options=opts))
-    cp = CompiledProblem(name=g.name, machine_keys=tuple(str(i) for i in range(m)),
-                         free=tuple(((0, b),) for b in g.capacity), jobs=tuple(jobs),
-                         orders=single_job_orders(jobs), mode=ObjectiveMode.COST)
+        opts = tuple(
+            Option(
+                machine=i,
+                duration=g.use[i][j],
+                cost=coef[i][j],
+                latest_end=g.capacity[i],
+                due=NO_DUE,
+                price=coef[i][j],
+            )
+            for i in range(m)
+            if g.use[i][j] <= g.capacity[i]
+        )
+        jobs.append(
+            Job(key=str(j), order=j, release=0, tardiness_per_min=0, penalty=big, options=opts)
+        )
+    cp = CompiledProblem(
+        name=g.name,
+        machine_keys=tuple(str(i) for i in range(m)),
+        free=tuple(((0, b),) for b in g.capacity),
+        jobs=tuple(jobs),
+        orders=single_job_orders(jobs),
+        mode=ObjectiveMode.COST,
+    )
     return cp, n * cmax if maximize else 0
 
 
@@ -103,9 +118,16 @@ def best_known(g: GapInstance, stem: str, bks: Path | None) -> int | None:
     return None
 
 
-def run_gap(path: str | Path, *, time_limit_s: float, seed: int = 0, workers: int = 2,
-            maximize: bool = False, bks: str | Path | None = None,
-            deterministic: bool = True) -> list[dict[str, Any]]:
+def run_gap(
+    path: str | Path,
+    *,
+    time_limit_s: float,
+    seed: int = 0,
+    workers: int = 2,
+    maximize: bool = False,
+    bks: str | Path | None = None,
+    deterministic: bool = True,
+) -> list[dict[str, Any]]:
     """One row per problem in the file; the time limit applies to each problem.
     Best-known values (``bks_fontanf.csv``) are in the minimisation sense only."""
     path = Path(path)
@@ -114,8 +136,9 @@ def run_gap(path: str | Path, *, time_limit_s: float, seed: int = 0, workers: in
     for g in parse_gap(path.read_text(), path.stem):
         cp, offset = gap_problem(g, maximize)
         t = time.monotonic()
-        sol, info = solve_compiled(cp, time_limit_s=time_limit_s, seed=seed, workers=workers,
-                                   deterministic=deterministic)
+        sol, info = solve_compiled(
+            cp, time_limit_s=time_limit_s, seed=seed, workers=workers, deterministic=deterministic
+        )
         seconds = time.monotonic() - t
         obj = int(info["objective"])  # type: ignore[call-overload]
         bound = int(info["bound"])  # type: ignore[call-overload]
@@ -124,8 +147,14 @@ def run_gap(path: str | Path, *, time_limit_s: float, seed: int = 0, workers: in
         status = ("optimal" if bound >= obj else "feasible") if complete else "incomplete"
         if maximize:
             obj, bound = offset - obj, offset - bound  # bound becomes an upper bound
-        rows.append({"instance": g.name, "objective": obj if complete else None,
-                     "bound": bound, "best_known": None if maximize else best_known(
-                         g, path.stem, bks_path), "seconds": round(seconds, 2),
-                     "status": status})
+        rows.append(
+            {
+                "instance": g.name,
+                "objective": obj if complete else None,
+                "bound": bound,
+                "best_known": None if maximize else best_known(g, path.stem, bks_path),
+                "seconds": round(seconds, 2),
+                "status": status,
+            }
+        )
     return rows

@@ -22,9 +22,14 @@ from matching.domain import haversine_km
 
 HORIZON = 14 * 24 * 60
 CITIES = [  # name, lat, lon
-    ("Ningbo", 29.87, 121.55), ("Hangzhou", 30.27, 120.16), ("Wenzhou", 28.0, 120.67),
-    ("Shaoxing", 30.0, 120.58), ("Taizhou", 28.66, 121.42), ("Jinhua", 29.08, 119.65),
-    ("Jiaxing", 30.75, 120.76), ("Huzhou", 30.89, 120.09),
+    ("Ningbo", 29.87, 121.55),
+    ("Hangzhou", 30.27, 120.16),
+    ("Wenzhou", 28.0, 120.67),
+    ("Shaoxing", 30.0, 120.58),
+    ("Taizhou", 28.66, 121.42),
+    ("Jinhua", 29.08, 119.65),
+    ("Jiaxing", 30.75, 120.76),
+    ("Huzhou", 30.89, 120.09),
 ]
 FAMILIES = [  # name, materials, rate range (fen/h), std duration range (min)
     ("cnc_mill", ["al6061", "steel45", "ss304", "ti6al4v"], (9000, 30000), (60, 900)),
@@ -66,8 +71,14 @@ def _free_windows(rng: random.Random) -> list[list[int]]:
     return merged
 
 
-def generate_market(*, n_jobs: int, n_machines: int, seed: int = 1, load: float = 0.85,
-                    n_families: int | None = None) -> dict[str, Any]:
+def generate_market(
+    *,
+    n_jobs: int,
+    n_machines: int,
+    seed: int = 1,
+    load: float = 0.85,
+    n_families: int | None = None,
+) -> dict[str, Any]:
     rng = random.Random(seed)
     nf = n_families or (2 if n_jobs <= 500 else 8)
     fams = FAMILIES[:nf]
@@ -75,16 +86,24 @@ def generate_market(*, n_jobs: int, n_machines: int, seed: int = 1, load: float 
     for mid in range(n_machines):
         fam = fams[mid % nf]
         city = rng.choice(CITIES)
-        machines.append({
-            "id": mid, "cluster": city[0], "family": fam[0],
-            "free": _free_windows(rng),
-            "_lat": city[1] + rng.uniform(-0.15, 0.15), "_lon": city[2] + rng.uniform(-0.15, 0.15),
-            "_materials": set(rng.sample(fam[1], rng.randint(2, len(fam[1])))),
-            "_size": rng.choice([1, 2, 2, 3]), "_speed": rng.uniform(0.7, 1.4),
-            "_rate": rng.randrange(*fam[2], 100),
-        })
-    cap = {f[0]: sum(e - s for m in machines if m["family"] == f[0] for s, e in m["free"])
-           for f in fams}
+        machines.append(
+            {
+                "id": mid,
+                "cluster": city[0],
+                "family": fam[0],
+                "free": _free_windows(rng),
+                "_lat": city[1] + rng.uniform(-0.15, 0.15),
+                "_lon": city[2] + rng.uniform(-0.15, 0.15),
+                "_materials": set(rng.sample(fam[1], rng.randint(2, len(fam[1])))),
+                "_size": rng.choice([1, 2, 2, 3]),
+                "_speed": rng.uniform(0.7, 1.4),
+                "_rate": rng.randrange(*fam[2], 100),
+            }
+        )
+    cap = {
+        f[0]: sum(e - s for m in machines if m["family"] == f[0] for s, e in m["free"])
+        for f in fams
+    }
     jobs_per_family = {f[0]: 0 for f in fams}
     raw_jobs = []
     for jid in range(n_jobs):
@@ -102,7 +121,9 @@ def generate_market(*, n_jobs: int, n_machines: int, seed: int = 1, load: float 
         size = rng.choice([1, 1, 2, 2, 3])
         release = rng.randrange(0, HORIZON - 3 * 24 * 60, 5)
         slack = rng.uniform(1.5, 6.0)
-        due = min(HORIZON + 2 * 24 * 60, release + int(std * slack) + rng.randrange(6 * 60, 72 * 60))
+        due = min(
+            HORIZON + 2 * 24 * 60, release + int(std * slack) + rng.randrange(6 * 60, 72 * 60)
+        )
         hard = rng.random() < 0.25
         tard = rng.randrange(1, 60)
         value = int(std / 60 * (fam[2][0] + fam[2][1]) / 2 * rng.uniform(1.2, 2.5))
@@ -122,18 +143,31 @@ def generate_market(*, n_jobs: int, n_machines: int, seed: int = 1, load: float 
             option_due = due - lag
             if not any(max(s, release) + dur <= min(e, latest_end) for s, e in m["free"]):
                 continue
-            options.append({"machine": m["id"], "duration_min": dur,
-                            "cost_fen": price + transport, "latest_end_min": latest_end,
-                            "due_min": option_due})
-        jobs.append({"id": jid, "family": fam[0], "release_min": release,
-                     "tardiness_fen_per_min": tard,
-                     "unassigned_penalty_fen": int(value * rng.uniform(1.5, 3.0)),
-                     "options": options})
+            options.append(
+                {
+                    "machine": m["id"],
+                    "duration_min": dur,
+                    "cost_fen": price + transport,
+                    "latest_end_min": latest_end,
+                    "due_min": option_due,
+                }
+            )
+        jobs.append(
+            {
+                "id": jid,
+                "family": fam[0],
+                "release_min": release,
+                "tardiness_fen_per_min": tard,
+                "unassigned_penalty_fen": int(value * rng.uniform(1.5, 3.0)),
+                "options": options,
+            }
+        )
     return {
         "format": "capshare-market-v1",
         "name": f"gen-{n_jobs}x{n_machines}-seed{seed}",
         "generator": {"n": n_jobs, "m": n_machines, "seed": seed, "load": load},
-        "horizon_min": HORIZON, "money_unit": "fen",
+        "horizon_min": HORIZON,
+        "money_unit": "fen",
         "machines": [{k: v for k, v in m.items() if not k.startswith("_")} for m in machines],
         "jobs": jobs,
     }

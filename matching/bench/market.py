@@ -26,13 +26,28 @@ def market_problem(inst: dict[str, Any]) -> CompiledProblem:
     machines = inst["machines"]
     jobs: list[Job] = []
     for i, jb in enumerate(inst["jobs"]):
-        opts = tuple(Option(machine=o["machine"], duration=o["duration_min"], cost=o["cost_fen"],
-                            latest_end=o["latest_end_min"], due=o["due_min"], price=o["cost_fen"])
-                     for o in jb["options"])
-        jobs.append(Job(key=str(jb["id"]), order=i, release=jb["release_min"],
-                        tardiness_per_min=jb["tardiness_fen_per_min"],
-                        penalty=jb["unassigned_penalty_fen"], options=opts,
-                        reason=None if opts else Reason.NO_ELIGIBLE_MACHINE))
+        opts = tuple(
+            Option(
+                machine=o["machine"],
+                duration=o["duration_min"],
+                cost=o["cost_fen"],
+                latest_end=o["latest_end_min"],
+                due=o["due_min"],
+                price=o["cost_fen"],
+            )
+            for o in jb["options"]
+        )
+        jobs.append(
+            Job(
+                key=str(jb["id"]),
+                order=i,
+                release=jb["release_min"],
+                tardiness_per_min=jb["tardiness_fen_per_min"],
+                penalty=jb["unassigned_penalty_fen"],
+                options=opts,
+                reason=None if opts else Reason.NO_ELIGIBLE_MACHINE,
+            )
+        )
     return CompiledProblem(
         name=inst["name"],
         machine_keys=tuple(str(m["id"]) for m in machines),
@@ -91,27 +106,46 @@ def solution_json(cp: CompiledProblem, sol: Solution) -> dict[str, Any]:
     rows = []
     for j in sorted(sol):
         oi, st = sol[j]
-        rows.append({"job": int(cp.jobs[j].key),
-                     "machine": int(cp.machine_keys[cp.jobs[j].options[oi].machine]),
-                     "start_min": int(st)})
+        rows.append(
+            {
+                "job": int(cp.jobs[j].key),
+                "machine": int(cp.machine_keys[cp.jobs[j].options[oi].machine]),
+                "start_min": int(st),
+            }
+        )
     return {"instance": cp.name, "assignments": rows}
 
 
-def _row(cp: CompiledProblem, method: str, sol: Solution, bound: int | None,
-         seconds: float) -> dict[str, Any]:
+def _row(
+    cp: CompiledProblem, method: str, sol: Solution, bound: int | None, seconds: float
+) -> dict[str, Any]:
     b = breakdown(cp, sol)
     tard_min = 0
     for j, (oi, st) in sol.items():
         opt = cp.jobs[j].options[oi]
         tard_min += max(0, st + opt.duration - opt.due)
-    return {"instance": cp.name, "method": method, "objective": b["total"], "placed": len(sol),
-            "tardiness_min": tard_min, "bound": bound, "seconds": round(seconds, 2),
-            "peak_rss_mb": peak_rss_mb()}
+    return {
+        "instance": cp.name,
+        "method": method,
+        "objective": b["total"],
+        "placed": len(sol),
+        "tardiness_min": tard_min,
+        "bound": bound,
+        "seconds": round(seconds, 2),
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
-def run_market(path: str | Path, *, time_limit_s: float, seed: int = 0, workers: int = 2,
-               solutions_dir: str | Path | None = None, progress: Any = None,
-               deterministic: bool = True) -> list[dict[str, Any]]:
+def run_market(
+    path: str | Path,
+    *,
+    time_limit_s: float,
+    seed: int = 0,
+    workers: int = 2,
+    solutions_dir: str | Path | None = None,
+    progress: Any = None,
+    deterministic: bool = True,
+) -> list[dict[str, Any]]:
     """Side by side on one instance: greedy EDD; the best greedy as the benchmark's README
     defines it (the best of three orders, see ``reference_orders``); the engine's own
     best greedy, its warm start (more orders); and the engine."""
@@ -129,13 +163,31 @@ def run_market(path: str | Path, *, time_limit_s: float, seed: int = 0, workers:
     _name, hint, _vals = best_greedy(cp)  # the engine's own warm start: more orders
     rows.append(_row(cp, "greedy-engine", hint, None, time.monotonic() - t))
     t = time.monotonic()
-    sol, info = solve_compiled(cp, time_limit_s=time_limit_s, seed=seed, workers=workers,
-                               progress=progress, deterministic=deterministic)
-    rows.append(_row(cp, "capshare", sol, int(info["bound"]),  # type: ignore[call-overload]
-                     time.monotonic() - t))
+    sol, info = solve_compiled(
+        cp,
+        time_limit_s=time_limit_s,
+        seed=seed,
+        workers=workers,
+        progress=progress,
+        deterministic=deterministic,
+    )
+    rows.append(
+        _row(
+            cp,
+            "capshare",
+            sol,
+            int(info["bound"]),  # type: ignore[call-overload]
+            time.monotonic() - t,
+        )
+    )
     if solutions_dir is not None:
         out = Path(solutions_dir)
         out.mkdir(parents=True, exist_ok=True)
-        for method, s in (("greedy-edd", edd), ("greedy-best", best), ("greedy-engine", hint), ("capshare", sol)):
+        for method, s in (
+            ("greedy-edd", edd),
+            ("greedy-best", best),
+            ("greedy-engine", hint),
+            ("capshare", sol),
+        ):
             (out / f"{cp.name}.{method}.json").write_text(json.dumps(solution_json(cp, s)))
     return rows

@@ -41,13 +41,18 @@ class TestRegister:
         assert user.password_hash.startswith("$argon2id$")
         assert "a-long-password" not in user.password_hash
 
-    def test_duplicate_email_is_409_naming_email(self, client: TestClient, session: Session) -> None:
+    def test_duplicate_email_is_409_naming_email(
+        self, client: TestClient, session: Session
+    ) -> None:
         assert client.post("/api/v1/auth/register", json=REGISTER).status_code == 201
         again = dict(REGISTER, org_name="Another org")
         r = client.post("/api/v1/auth/register", json=again)
         assert r.status_code == 409
         assert r.json()["field"] == "email"
-        assert session.exec(select(Organization).where(Organization.name == "Another org")).first() is None
+        assert (
+            session.exec(select(Organization).where(Organization.name == "Another org")).first()
+            is None
+        )
 
     def test_operator_cannot_self_register(self, client: TestClient) -> None:
         r = client.post("/api/v1/auth/register", json=dict(REGISTER, roles=["operator"]))
@@ -78,7 +83,12 @@ class TestTokens:
         user = make_user(session)
         past = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)
         token = jwt.encode(
-            {"sub": str(user.id), "iat": past, "exp": past + dt.timedelta(minutes=5), "typ": "access"},
+            {
+                "sub": str(user.id),
+                "iat": past,
+                "exp": past + dt.timedelta(minutes=5),
+                "typ": "access",
+            },
             settings.secret_key.get_secret_value(),
             algorithm="HS256",
         )
@@ -86,7 +96,9 @@ class TestTokens:
         assert r.status_code == 401
         assert "expired" in r.json()["detail"]
 
-    def test_token_carries_an_expiry(self, client: TestClient, session: Session, settings: Settings) -> None:
+    def test_token_carries_an_expiry(
+        self, client: TestClient, session: Session, settings: Settings
+    ) -> None:
         user = make_user(session)
         r = client.post("/api/v1/auth/token", data={"username": user.email, "password": PASSWORD})
         payload = jwt.decode(
@@ -106,7 +118,12 @@ class TestOrgScoping:
         assert listed["count"] == 1
         assert listed["data"][0]["id"] == alice.org_id
 
-    def test_admin_sees_every_org(self, client: TestClient, session: Session, settings: Settings) -> None:
+    def test_admin_sees_every_org(
+        self, client: TestClient, session: Session, settings: Settings
+    ) -> None:
         admin, other = make_user(session, roles=(Role.admin,)), make_user(session)
-        assert client.get(f"/api/v1/orgs/{other.org_id}", headers=auth(settings, admin)).status_code == 200
+        assert (
+            client.get(f"/api/v1/orgs/{other.org_id}", headers=auth(settings, admin)).status_code
+            == 200
+        )
         assert client.get("/api/v1/orgs", headers=auth(settings, admin)).json()["count"] >= 2

@@ -23,7 +23,9 @@ def make_order(client: TestClient, settings: Settings, buyer: Any) -> dict[str, 
     return client.post("/api/v1/orders", json=new_order(), headers=auth(settings, buyer)).json()  # type: ignore[no-any-return]
 
 
-def test_upload_link_download_and_audit(client: TestClient, session: Session, settings: Settings) -> None:
+def test_upload_link_download_and_audit(
+    client: TestClient, session: Session, settings: Settings
+) -> None:
     buyer = make_user(session, roles=(Role.buyer,))
     order = make_order(client, settings, buyer)
     h = auth(settings, buyer)
@@ -55,10 +57,16 @@ def test_too_big_and_forbidden_types_write_nothing(
     assert (r.status_code, r.json()["field"]) == (413, "file")
     r = client.post(url, files={"file": ("run.exe", b"MZ", "application/x-msdownload")}, headers=h)
     assert (r.status_code, r.json()["field"]) == (415, "file")
-    r = client.post(url, files={"file": ("fake.pdf", b"%PDF", "application/x-msdownload")}, headers=h)
+    r = client.post(
+        url, files={"file": ("fake.pdf", b"%PDF", "application/x-msdownload")}, headers=h
+    )
     assert r.status_code == 415
     assert count_attachments(session) == before
-    stored = [p for p in settings.attachment_dir.rglob("*") if p.is_file()] if settings.attachment_dir.exists() else []
+    stored = (
+        [p for p in settings.attachment_dir.rglob("*") if p.is_file()]
+        if settings.attachment_dir.exists()
+        else []
+    )
     assert stored == []
 
 
@@ -82,31 +90,43 @@ def test_owner_reads_files_only_once_the_work_is_assigned(
     session.flush()
     link = client.post(link_url, headers=auth(settings, owner)).json()
     assert client.get(link["url"]).content == b"%PDF-1.7 drawing"
-    log = client.get(f"/api/v1/orders/{order['id']}/attachments/access-log", headers=auth(settings, buyer)).json()
+    log = client.get(
+        f"/api/v1/orders/{order['id']}/attachments/access-log", headers=auth(settings, buyer)
+    ).json()
     assert log[-1]["org_id"] == owner.org_id and log[-1]["action"] == "download"
     # the owner reads the file but not the buyer's audit log
-    assert client.get(f"/api/v1/orders/{order['id']}/attachments/access-log", headers=auth(settings, owner)).status_code == 404
+    assert (
+        client.get(
+            f"/api/v1/orders/{order['id']}/attachments/access-log", headers=auth(settings, owner)
+        ).status_code
+        == 404
+    )
 
 
-def test_expired_or_forged_links_are_refused(client: TestClient, session: Session, settings: Settings) -> None:
+def test_expired_or_forged_links_are_refused(
+    client: TestClient, session: Session, settings: Settings
+) -> None:
     buyer = make_user(session, roles=(Role.buyer,))
     order = make_order(client, settings, buyer)
     meta = client.post(
         f"/api/v1/orders/{order['id']}/attachments",
         files={"file": ("a.txt", b"hello", "text/plain")}, headers=auth(settings, buyer),
     ).json()  # fmt: skip
-    forged = URLSafeTimedSerializer("wrong-key", salt="attachment-link").dumps({"a": meta["id"], "u": buyer.id})
+    forged = URLSafeTimedSerializer("wrong-key", salt="attachment-link").dumps(
+        {"a": meta["id"], "u": buyer.id}
+    )
     assert client.get(f"/api/v1/attachments/download/{forged}").status_code == 404
+
     class Yesterday(TimestampSigner):
         def get_timestamp(self) -> int:
             return super().get_timestamp() - 24 * 3600
 
     old = URLSafeTimedSerializer(
         settings.secret_key.get_secret_value(), salt="attachment-link", signer=Yesterday
-    ).dumps(
-        {"a": meta["id"], "u": buyer.id}
-    )
+    ).dumps({"a": meta["id"], "u": buyer.id})
     r = client.get(f"/api/v1/attachments/download/{old}")
     assert r.status_code == 404 and "expired" in r.json()["detail"]
-    fresh = client.post(f"/api/v1/attachments/{meta['id']}/link", headers=auth(settings, buyer)).json()
+    fresh = client.post(
+        f"/api/v1/attachments/{meta['id']}/link", headers=auth(settings, buyer)
+    ).json()
     assert client.get(fresh["url"]).status_code == 200

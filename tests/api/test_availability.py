@@ -16,7 +16,9 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 def count_windows(session: Session, machine_id: int) -> int:
     return session.exec(
-        select(func.count()).select_from(AvailabilityWindow).where(AvailabilityWindow.machine_id == machine_id)
+        select(func.count())
+        .select_from(AvailabilityWindow)
+        .where(AvailabilityWindow.machine_id == machine_id)
     ).one()
 
 
@@ -39,7 +41,12 @@ class TestExpandRule:
             weekdays=[0], start_time="08:00", end_time="18:00", valid_from=dt.date(2030, 1, 7),
             valid_until=dt.date(2030, 1, 14), tz=SHANGHAI, not_before=now,
         )  # fmt: skip
-        assert spans == [(dt.datetime(2030, 1, 14, 0, 0, tzinfo=dt.UTC), dt.datetime(2030, 1, 14, 10, 0, tzinfo=dt.UTC))]
+        assert spans == [
+            (
+                dt.datetime(2030, 1, 14, 0, 0, tzinfo=dt.UTC),
+                dt.datetime(2030, 1, 14, 10, 0, tzinfo=dt.UTC),
+            )
+        ]
 
     def test_same_start_and_end_is_a_full_day(self) -> None:
         spans = expand_rule(
@@ -50,7 +57,9 @@ class TestExpandRule:
 
 
 class TestWindows:
-    def test_create_list_delete(self, client: TestClient, session: Session, settings: Settings) -> None:
+    def test_create_list_delete(
+        self, client: TestClient, session: Session, settings: Settings
+    ) -> None:
         owner = make_user(session, roles=(Role.owner,))
         machine = make_machine(session, owner=owner)
         url = f"/api/v1/machines/{machine.id}/windows"
@@ -58,7 +67,10 @@ class TestWindows:
         r = client.post(url, json=body, headers=auth(settings, owner))
         assert r.status_code == 201, r.text
         assert client.get(url, headers=auth(settings, owner)).json()[0]["id"] == r.json()["id"]
-        assert client.delete(f"{url}/{r.json()['id']}", headers=auth(settings, owner)).status_code == 204
+        assert (
+            client.delete(f"{url}/{r.json()['id']}", headers=auth(settings, owner)).status_code
+            == 204
+        )
         assert count_windows(session, machine.id) == 0  # type: ignore[arg-type]
 
     def test_overlap_past_and_reversed_are_refused(
@@ -70,9 +82,30 @@ class TestWindows:
         ok = {"start_at": hours_from_now(2).isoformat(), "end_at": hours_from_now(10).isoformat()}
         assert client.post(url, json=ok, headers=headers).status_code == 201
         cases = [
-            ({"start_at": hours_from_now(9).isoformat(), "end_at": hours_from_now(12).isoformat()}, 409, "start_at"),
-            ({"start_at": hours_from_now(-30).isoformat(), "end_at": hours_from_now(-20).isoformat()}, 422, "start_at"),
-            ({"start_at": hours_from_now(30).isoformat(), "end_at": hours_from_now(20).isoformat()}, 422, "end_at"),
+            (
+                {
+                    "start_at": hours_from_now(9).isoformat(),
+                    "end_at": hours_from_now(12).isoformat(),
+                },
+                409,
+                "start_at",
+            ),
+            (
+                {
+                    "start_at": hours_from_now(-30).isoformat(),
+                    "end_at": hours_from_now(-20).isoformat(),
+                },
+                422,
+                "start_at",
+            ),
+            (
+                {
+                    "start_at": hours_from_now(30).isoformat(),
+                    "end_at": hours_from_now(20).isoformat(),
+                },
+                422,
+                "end_at",
+            ),
             ({"start_at": "not a time", "end_at": hours_from_now(20).isoformat()}, 422, "start_at"),
         ]
         for body, status, field in cases:
@@ -80,7 +113,9 @@ class TestWindows:
             assert (r.status_code, r.json()["field"]) == (status, field), body
         assert count_windows(session, machine.id) == 1  # type: ignore[arg-type]
 
-    def test_touching_windows_are_fine(self, client: TestClient, session: Session, settings: Settings) -> None:
+    def test_touching_windows_are_fine(
+        self, client: TestClient, session: Session, settings: Settings
+    ) -> None:
         owner = make_user(session, roles=(Role.owner,))
         machine = make_machine(session, owner=owner)
         url, headers = f"/api/v1/machines/{machine.id}/windows", auth(settings, owner)
@@ -89,11 +124,18 @@ class TestWindows:
         assert client.post(url, json=a, headers=headers).status_code == 201
         assert client.post(url, json=b, headers=headers).status_code == 201
 
-    def test_only_the_owner_edits(self, client: TestClient, session: Session, settings: Settings) -> None:
-        owner, buyer = make_user(session, roles=(Role.owner,)), make_user(session, roles=(Role.buyer,))
+    def test_only_the_owner_edits(
+        self, client: TestClient, session: Session, settings: Settings
+    ) -> None:
+        owner, buyer = (
+            make_user(session, roles=(Role.owner,)),
+            make_user(session, roles=(Role.buyer,)),
+        )
         machine = make_machine(session, owner=owner)
         body = {"start_at": hours_from_now(2).isoformat(), "end_at": hours_from_now(10).isoformat()}
-        r = client.post(f"/api/v1/machines/{machine.id}/windows", json=body, headers=auth(settings, buyer))
+        r = client.post(
+            f"/api/v1/machines/{machine.id}/windows", json=body, headers=auth(settings, buyer)
+        )
         assert r.status_code == 404
 
 
@@ -109,10 +151,14 @@ class TestRules:
             "valid_from": (today + dt.timedelta(days=1)).isoformat(),
             "valid_until": (today + dt.timedelta(days=14)).isoformat(),
         }  # fmt: skip
-        r = client.post(f"/api/v1/machines/{machine.id}/rules", json=body, headers=auth(settings, owner))
+        r = client.post(
+            f"/api/v1/machines/{machine.id}/rules", json=body, headers=auth(settings, owner)
+        )
         assert r.status_code == 201, r.text
         assert r.json()["windows_created"] == 10
-        windows = client.get(f"/api/v1/machines/{machine.id}/windows", headers=auth(settings, owner)).json()
+        windows = client.get(
+            f"/api/v1/machines/{machine.id}/windows", headers=auth(settings, owner)
+        ).json()
         assert len(windows) == 10
         for w in windows:
             start = dt.datetime.fromisoformat(w["start_at"]).astimezone(SHANGHAI)
@@ -121,7 +167,12 @@ class TestRules:
             assert start.weekday() < 5
         # deleting the rule removes its windows
         rule_id = r.json()["id"]
-        assert client.delete(f"/api/v1/machines/{machine.id}/rules/{rule_id}", headers=auth(settings, owner)).status_code == 204
+        assert (
+            client.delete(
+                f"/api/v1/machines/{machine.id}/rules/{rule_id}", headers=auth(settings, owner)
+            ).status_code
+            == 204
+        )
         assert count_windows(session, machine.id) == 0  # type: ignore[arg-type]
 
     def test_rule_overlapping_a_window_writes_nothing(
@@ -134,7 +185,12 @@ class TestRules:
         single = dt.datetime.combine(day, dt.time(22, 0), SHANGHAI)
         headers = auth(settings, owner)
         w = {"start_at": single.isoformat(), "end_at": (single + dt.timedelta(hours=1)).isoformat()}
-        assert client.post(f"/api/v1/machines/{machine.id}/windows", json=w, headers=headers).status_code == 201
+        assert (
+            client.post(
+                f"/api/v1/machines/{machine.id}/windows", json=w, headers=headers
+            ).status_code
+            == 201
+        )
         body = {"weekdays": list(range(7)), "start_time": "20:00", "end_time": "08:00",
                 "valid_from": today.isoformat(), "valid_until": (today + dt.timedelta(days=7)).isoformat()}  # fmt: skip
         r = client.post(f"/api/v1/machines/{machine.id}/rules", json=body, headers=headers)
@@ -156,7 +212,11 @@ class TestRules:
             ({"valid_until": (today + dt.timedelta(days=400)).isoformat()}, "valid_until"),
         ]
         for change, field in cases:
-            r = client.post(f"/api/v1/machines/{machine.id}/rules", json={**base, **change}, headers=auth(settings, owner))
+            r = client.post(
+                f"/api/v1/machines/{machine.id}/rules",
+                json={**base, **change},
+                headers=auth(settings, owner),
+            )
             assert (r.status_code, r.json()["field"]) == (422, field), change
         assert count_windows(session, machine.id) == 0  # type: ignore[arg-type]
 
@@ -184,7 +244,9 @@ class TestWindowImport:
         assert again.status_code == 201 and again.json() == {"created": 0, "already_offered": 3}
         assert (count_windows(session, a.id), count_windows(session, b.id)) == (2, 1)
         # the touching windows stay two rows, and the machine's listing shows them
-        listed = client.get(f"/api/v1/machines/{a.id}/windows", headers=auth(settings, owner)).json()
+        listed = client.get(
+            f"/api/v1/machines/{a.id}/windows", headers=auth(settings, owner)
+        ).json()
         assert [w["end_at"] for w in listed][0] == listed[1]["start_at"]
 
     def test_every_bad_row_is_reported_and_nothing_is_written(
@@ -194,8 +256,16 @@ class TestWindowImport:
         mine = make_machine(session, owner=owner)
         theirs = make_machine(session, owner=make_user(session, roles=(Role.owner,)))
         assert mine.id is not None and theirs.id is not None
-        single = {"start_at": hours_from_now(50).isoformat(), "end_at": hours_from_now(60).isoformat()}
-        assert client.post(f"/api/v1/machines/{mine.id}/windows", json=single, headers=auth(settings, owner)).status_code == 201
+        single = {
+            "start_at": hours_from_now(50).isoformat(),
+            "end_at": hours_from_now(60).isoformat(),
+        }
+        assert (
+            client.post(
+                f"/api/v1/machines/{mine.id}/windows", json=single, headers=auth(settings, owner)
+            ).status_code
+            == 201
+        )
         assert count_windows(session, mine.id) == 1
         body = {"windows": [
             self.row(mine.id, 2, 10),      # 0: good
@@ -209,17 +279,23 @@ class TestWindowImport:
         r = client.post(self.URL, json=body, headers=auth(settings, owner))
         assert r.status_code == 422, r.text
         detail = r.json()
-        assert detail["field"] == "windows[1].machine_id" and detail["detail"].startswith("6 rows refused")
+        assert detail["field"] == "windows[1].machine_id" and detail["detail"].startswith(
+            "6 rows refused"
+        )
         assert [(p["row"], p["field"]) for p in detail["problems"]] == [
             (1, "machine_id"), (2, "end_at"), (3, "start_at"), (4, "start_at"), (5, "start_at"), (6, "end_at")]  # fmt: skip
         assert "overlaps row 0" in detail["problems"][4]["message"]
         assert count_windows(session, mine.id) == 1 and count_windows(session, theirs.id) == 0
 
-    def test_only_overlaps_is_a_conflict(self, client: TestClient, session: Session, settings: Settings) -> None:
+    def test_only_overlaps_is_a_conflict(
+        self, client: TestClient, session: Session, settings: Settings
+    ) -> None:
         owner = make_user(session, roles=(Role.owner,))
         machine = make_machine(session, owner=owner)
         assert machine.id is not None
-        first = client.post(self.URL, json={"windows": [self.row(machine.id, 2, 10)]}, headers=auth(settings, owner))
+        first = client.post(
+            self.URL, json={"windows": [self.row(machine.id, 2, 10)]}, headers=auth(settings, owner)
+        )
         assert first.status_code == 201
         r = client.post(self.URL, json={"windows": [self.row(machine.id, 3, 12), self.row(machine.id, 20, 30)]},
                         headers=auth(settings, owner))  # fmt: skip

@@ -20,19 +20,29 @@ def setup(session: Session) -> dict[str, Any]:
     owner = make_user(session, roles=(Role.owner,))
     machine = make_machine(session, owner=owner, hourly_rate_fen=8850, min_booking_minutes=120)
     make_window(session, machine=machine, start=hours_from_now(10), end=hours_from_now(22))
-    make_window(session, machine=machine, start=hours_from_now(22), end=hours_from_now(30))  # touching
+    make_window(
+        session, machine=machine, start=hours_from_now(22), end=hours_from_now(30)
+    )  # touching
     return {"owner": owner, "machine": machine, "buyer": make_user(session, roles=(Role.buyer,))}
 
 
 def lease(machine_id: int, start_h: float, end_h: float) -> dict[str, Any]:
-    return {"machine_id": machine_id, "start_at": hours_from_now(start_h).isoformat(), "end_at": hours_from_now(end_h).isoformat()}
+    return {
+        "machine_id": machine_id,
+        "start_at": hours_from_now(start_h).isoformat(),
+        "end_at": hours_from_now(end_h).isoformat(),
+    }
 
 
 class TestLease:
     def test_lease_is_confirmed_and_priced_in_fen(
         self, client: TestClient, settings: Settings, setup: dict[str, Any]
     ) -> None:
-        r = client.post("/api/v1/leases", json=lease(setup["machine"].id, 11, 13.5), headers=auth(settings, setup["buyer"]))
+        r = client.post(
+            "/api/v1/leases",
+            json=lease(setup["machine"].id, 11, 13.5),
+            headers=auth(settings, setup["buyer"]),
+        )
         assert r.status_code == 201, r.text
         body = r.json()
         assert (body["kind"], body["state"], body["currency"]) == ("lease", "confirmed", "CNY")
@@ -42,7 +52,11 @@ class TestLease:
     def test_lease_may_span_touching_windows(
         self, client: TestClient, settings: Settings, setup: dict[str, Any]
     ) -> None:
-        r = client.post("/api/v1/leases", json=lease(setup["machine"].id, 20, 24), headers=auth(settings, setup["buyer"]))
+        r = client.post(
+            "/api/v1/leases",
+            json=lease(setup["machine"].id, 20, 24),
+            headers=auth(settings, setup["buyer"]),
+        )
         assert r.status_code == 201, r.text
 
     @pytest.mark.parametrize(
@@ -60,29 +74,51 @@ class TestLease:
         start_h: float, end_h: float, status: int, field: str,
     ) -> None:  # fmt: skip
         before = count_bookings(session)
-        r = client.post("/api/v1/leases", json=lease(setup["machine"].id, start_h, end_h), headers=auth(settings, setup["buyer"]))
+        r = client.post(
+            "/api/v1/leases",
+            json=lease(setup["machine"].id, start_h, end_h),
+            headers=auth(settings, setup["buyer"]),
+        )
         assert (r.status_code, r.json()["field"]) == (status, field), r.text
         assert count_bookings(session) == before
 
-    def test_collision_is_409(self, client: TestClient, session: Session, settings: Settings, setup: dict[str, Any]) -> None:
+    def test_collision_is_409(
+        self, client: TestClient, session: Session, settings: Settings, setup: dict[str, Any]
+    ) -> None:
         h = auth(settings, setup["buyer"])
-        assert client.post("/api/v1/leases", json=lease(setup["machine"].id, 11, 14), headers=h).status_code == 201
+        assert (
+            client.post(
+                "/api/v1/leases", json=lease(setup["machine"].id, 11, 14), headers=h
+            ).status_code
+            == 201
+        )
         r = client.post("/api/v1/leases", json=lease(setup["machine"].id, 13, 16), headers=h)
         assert r.status_code == 409
         assert count_bookings(session) == 1
         # back to back is fine: intervals are half-open
-        assert client.post("/api/v1/leases", json=lease(setup["machine"].id, 14, 16), headers=h).status_code == 201
+        assert (
+            client.post(
+                "/api/v1/leases", json=lease(setup["machine"].id, 14, 16), headers=h
+            ).status_code
+            == 201
+        )
 
     def test_service_only_machine_is_not_leasable(
         self, client: TestClient, session: Session, settings: Settings, setup: dict[str, Any]
     ) -> None:
         machine = make_machine(session, owner=setup["owner"], leasable=False)
         make_window(session, machine=machine, start=hours_from_now(10), end=hours_from_now(22))
-        r = client.post("/api/v1/leases", json=lease(machine.id, 11, 14), headers=auth(settings, setup["buyer"]))  # type: ignore[arg-type]
+        r = client.post(
+            "/api/v1/leases", json=lease(machine.id, 11, 14), headers=auth(settings, setup["buyer"])
+        )  # type: ignore[arg-type]
         assert (r.status_code, r.json()["field"]) == (422, "machine_id")
 
-    def test_unknown_machine_is_404(self, client: TestClient, settings: Settings, setup: dict[str, Any]) -> None:
-        r = client.post("/api/v1/leases", json=lease(987654, 11, 14), headers=auth(settings, setup["buyer"]))
+    def test_unknown_machine_is_404(
+        self, client: TestClient, settings: Settings, setup: dict[str, Any]
+    ) -> None:
+        r = client.post(
+            "/api/v1/leases", json=lease(987654, 11, 14), headers=auth(settings, setup["buyer"])
+        )
         assert r.status_code == 404
 
 
@@ -91,22 +127,40 @@ class TestStateMachine:
         self, client: TestClient, settings: Settings, setup: dict[str, Any]
     ) -> None:
         buyer_h, owner_h = auth(settings, setup["buyer"]), auth(settings, setup["owner"])
-        booking = client.post("/api/v1/leases", json=lease(setup["machine"].id, 11, 14), headers=buyer_h).json()
+        booking = client.post(
+            "/api/v1/leases", json=lease(setup["machine"].id, 11, 14), headers=buyer_h
+        ).json()
         url = f"/api/v1/bookings/{booking['id']}"
         assert client.post(f"{url}/accept", headers=owner_h).status_code == 409  # already confirmed
-        assert client.post(f"{url}/start", headers=buyer_h).status_code == 403  # the owner starts it
+        assert (
+            client.post(f"{url}/start", headers=buyer_h).status_code == 403
+        )  # the owner starts it
         assert client.post(f"{url}/start", headers=owner_h).json()["state"] == "in_progress"
         assert client.post(f"{url}/cancel", headers=buyer_h).status_code == 409  # too late
         assert client.post(f"{url}/complete", headers=owner_h).json()["state"] == "done"
         assert client.post(f"{url}/fly", headers=owner_h).status_code == 422
 
-    def test_cancel_frees_the_slot(self, client: TestClient, settings: Settings, setup: dict[str, Any]) -> None:
+    def test_cancel_frees_the_slot(
+        self, client: TestClient, settings: Settings, setup: dict[str, Any]
+    ) -> None:
         h = auth(settings, setup["buyer"])
-        booking = client.post("/api/v1/leases", json=lease(setup["machine"].id, 11, 14), headers=h).json()
-        assert client.post(f"/api/v1/bookings/{booking['id']}/cancel", headers=h).json()["state"] == "cancelled"
-        assert client.post("/api/v1/leases", json=lease(setup["machine"].id, 11, 14), headers=h).status_code == 201
+        booking = client.post(
+            "/api/v1/leases", json=lease(setup["machine"].id, 11, 14), headers=h
+        ).json()
+        assert (
+            client.post(f"/api/v1/bookings/{booking['id']}/cancel", headers=h).json()["state"]
+            == "cancelled"
+        )
+        assert (
+            client.post(
+                "/api/v1/leases", json=lease(setup["machine"].id, 11, 14), headers=h
+            ).status_code
+            == 201
+        )
 
-    def test_decline_needs_a_reason(self, client: TestClient, session: Session, settings: Settings, setup: dict[str, Any]) -> None:
+    def test_decline_needs_a_reason(
+        self, client: TestClient, session: Session, settings: Settings, setup: dict[str, Any]
+    ) -> None:
         booking = Booking(
             machine_id=setup["machine"].id, kind="service", state="proposed", start_at=hours_from_now(11),
             end_at=hours_from_now(14), org_id=setup["buyer"].org_id, price_fen=100,
@@ -119,11 +173,27 @@ class TestStateMachine:
         r = client.post(url, json={"reason": "spindle maintenance"}, headers=h)
         assert (r.json()["state"], r.json()["reason"]) == ("declined", "spindle maintenance")
 
-    def test_bookings_are_scoped(self, client: TestClient, session: Session, settings: Settings, setup: dict[str, Any]) -> None:
-        booking = client.post("/api/v1/leases", json=lease(setup["machine"].id, 11, 14), headers=auth(settings, setup["buyer"])).json()
+    def test_bookings_are_scoped(
+        self, client: TestClient, session: Session, settings: Settings, setup: dict[str, Any]
+    ) -> None:
+        booking = client.post(
+            "/api/v1/leases",
+            json=lease(setup["machine"].id, 11, 14),
+            headers=auth(settings, setup["buyer"]),
+        ).json()
         stranger = make_user(session, roles=(Role.buyer,))
-        assert client.get(f"/api/v1/bookings/{booking['id']}", headers=auth(settings, stranger)).status_code == 404
-        assert client.post(f"/api/v1/bookings/{booking['id']}/cancel", headers=auth(settings, stranger)).status_code == 404
+        assert (
+            client.get(
+                f"/api/v1/bookings/{booking['id']}", headers=auth(settings, stranger)
+            ).status_code
+            == 404
+        )
+        assert (
+            client.post(
+                f"/api/v1/bookings/{booking['id']}/cancel", headers=auth(settings, stranger)
+            ).status_code
+            == 404
+        )
         assert client.get("/api/v1/bookings", headers=auth(settings, stranger)).json()["count"] == 0
         owner_view = client.get("/api/v1/bookings", headers=auth(settings, setup["owner"])).json()
         assert [b["id"] for b in owner_view["data"]] == [booking["id"]]

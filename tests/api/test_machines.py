@@ -47,7 +47,9 @@ class TestCreate:
         again = client.get(f"/api/v1/machines/{body['id']}", headers=auth(settings, owner)).json()
         assert "telemetry_token" not in again
 
-    def test_buyer_cannot_list_machines(self, client: TestClient, session: Session, settings: Settings) -> None:
+    def test_buyer_cannot_list_machines(
+        self, client: TestClient, session: Session, settings: Settings
+    ) -> None:
         buyer = make_user(session, roles=(Role.buyer,))
         before = count_machines(session)
         r = client.post("/api/v1/machines", json=NEW_MACHINE, headers=auth(settings, buyer))
@@ -71,11 +73,18 @@ class TestCreate:
         ],
     )
     def test_bad_input_names_the_field_and_writes_nothing(
-        self, client: TestClient, session: Session, settings: Settings, change: dict[str, Any], field: str
+        self,
+        client: TestClient,
+        session: Session,
+        settings: Settings,
+        change: dict[str, Any],
+        field: str,
     ) -> None:
         owner = make_user(session, roles=(Role.owner,))
         before = count_machines(session)
-        r = client.post("/api/v1/machines", json={**NEW_MACHINE, **change}, headers=auth(settings, owner))
+        r = client.post(
+            "/api/v1/machines", json={**NEW_MACHINE, **change}, headers=auth(settings, owner)
+        )
         assert r.status_code == 422, r.text
         assert r.json()["field"] == field
         assert count_machines(session) == before
@@ -89,7 +98,9 @@ class TestVisibility:
         machine = make_machine(session, owner=owner_a)
         url = f"/api/v1/machines/{machine.id}"
         assert client.get(url, headers=auth(settings, owner_a)).status_code == 200
-        assert client.get(url, headers=auth(settings, buyer)).status_code == 200  # listed on the market
+        assert (
+            client.get(url, headers=auth(settings, buyer)).status_code == 200
+        )  # listed on the market
         assert client.get(url, headers=auth(settings, owner_b)).status_code == 404  # a competitor
         r = client.patch(url, json={"hourly_rate_fen": 1}, headers=auth(settings, buyer))
         assert r.status_code == 404
@@ -116,20 +127,37 @@ class TestUpdateAndRetire:
     def test_update_then_retire_hides_from_buyers(
         self, client: TestClient, session: Session, settings: Settings
     ) -> None:
-        owner, buyer = make_user(session, roles=(Role.owner,)), make_user(session, roles=(Role.buyer,))
+        owner, buyer = (
+            make_user(session, roles=(Role.owner,)),
+            make_user(session, roles=(Role.buyer,)),
+        )
         machine = make_machine(session, owner=owner)
         url = f"/api/v1/machines/{machine.id}"
-        r = client.patch(url, json={"hourly_rate_fen": 12000, "materials": ["steel"]}, headers=auth(settings, owner))
+        r = client.patch(
+            url,
+            json={"hourly_rate_fen": 12000, "materials": ["steel"]},
+            headers=auth(settings, owner),
+        )
         assert r.status_code == 200
         assert (r.json()["hourly_rate_fen"], r.json()["materials"]) == (12000, ["steel"])
         bad = client.patch(url, json={"materials": ["silk"]}, headers=auth(settings, owner))
         assert bad.status_code == 422 and bad.json()["field"] == "materials"
-        assert client.post(f"{url}/retire", headers=auth(settings, owner)).json()["status"] == "retired"
+        assert (
+            client.post(f"{url}/retire", headers=auth(settings, owner)).json()["status"]
+            == "retired"
+        )
         assert client.get(url, headers=auth(settings, buyer)).status_code == 404
-        assert client.patch(url, json={"name": "x"}, headers=auth(settings, owner)).status_code == 422
+        assert (
+            client.patch(url, json={"name": "x"}, headers=auth(settings, owner)).status_code == 422
+        )
 
-    def test_retire_refused_while_booked(self, client: TestClient, session: Session, settings: Settings) -> None:
-        owner, buyer = make_user(session, roles=(Role.owner,)), make_user(session, roles=(Role.buyer,))
+    def test_retire_refused_while_booked(
+        self, client: TestClient, session: Session, settings: Settings
+    ) -> None:
+        owner, buyer = (
+            make_user(session, roles=(Role.owner,)),
+            make_user(session, roles=(Role.buyer,)),
+        )
         machine = make_machine(session, owner=owner)
         session.add(Booking(
             machine_id=machine.id, kind="lease", state=BookingState.confirmed.value,
@@ -146,7 +174,9 @@ class TestSearch:
     def market(self, session: Session) -> dict[str, Any]:
         owner = make_user(session, roles=(Role.owner,))
         ningbo = make_cluster(session, lat=29.9, lon=121.84)
-        cheap = make_machine(session, owner=owner, hourly_rate_fen=6000, tolerance_mm=0.02, cluster_id=ningbo.id)
+        cheap = make_machine(
+            session, owner=owner, hourly_rate_fen=6000, tolerance_mm=0.02, cluster_id=ningbo.id
+        )
         precise = make_machine(
             session, owner=owner, process_key="milling_5axis", materials=["titanium"],
             hourly_rate_fen=40000, tolerance_mm=0.005, envelope_x_mm=450, envelope_y_mm=400,
@@ -156,9 +186,17 @@ class TestSearch:
             session, owner=owner, process_key="turning", materials=["brass"], hourly_rate_fen=5000,
             envelope_x_mm=380, envelope_y_mm=0, envelope_z_mm=650, lat=28.0, lon=120.6,
         )  # fmt: skip
-        return {"buyer": make_user(session, roles=(Role.buyer,)), "cheap": cheap, "precise": precise, "lathe": lathe, "ningbo": ningbo}
+        return {
+            "buyer": make_user(session, roles=(Role.buyer,)),
+            "cheap": cheap,
+            "precise": precise,
+            "lathe": lathe,
+            "ningbo": ningbo,
+        }
 
-    def ids(self, client: TestClient, settings: Settings, market: dict[str, Any], **params: Any) -> list[int]:
+    def ids(
+        self, client: TestClient, settings: Settings, market: dict[str, Any], **params: Any
+    ) -> list[int]:
         r = client.get("/api/v1/machines", params=params, headers=auth(settings, market["buyer"]))
         assert r.status_code == 200, r.text
         return [m["id"] for m in r.json()["data"]]
@@ -170,15 +208,23 @@ class TestSearch:
         assert self.ids(client, settings, market, family="cnc", tolerance_mm=0.01) == [precise]
         assert self.ids(client, settings, market, part_x_mm=500, part_y_mm=300) == [cheap]
         assert self.ids(client, settings, market, part_x_mm=370, part_z_mm=600) == [lathe]
-        assert set(self.ids(client, settings, market, part_x_mm=300, part_y_mm=300)) == {cheap, precise, lathe}
+        assert set(self.ids(client, settings, market, part_x_mm=300, part_y_mm=300)) == {
+            cheap,
+            precise,
+            lathe,
+        }
         assert self.ids(client, settings, market, certification="AS9100") == [precise]
         assert self.ids(client, settings, market, cluster_id=market["ningbo"].id) == [cheap]
-        near = self.ids(client, settings, market, near_lat=29.9, near_lon=121.84, within_km=200, sort="distance")
+        near = self.ids(
+            client, settings, market, near_lat=29.9, near_lon=121.84, within_km=200, sort="distance"
+        )
         assert near == [cheap, precise]  # Hangzhou is ~150 km away, Wenzhou ~230 km
         assert self.ids(client, settings, market, sort="rate") == [lathe, cheap, precise]
         assert self.ids(client, settings, market, sort="-rate", limit=1, offset=1) == [cheap]
 
-    def test_free_between(self, client: TestClient, session: Session, settings: Settings, market: dict[str, Any]) -> None:
+    def test_free_between(
+        self, client: TestClient, session: Session, settings: Settings, market: dict[str, Any]
+    ) -> None:
         cheap, precise = market["cheap"], market["precise"]
         make_window(session, machine=cheap, start=hours_from_now(10), end=hours_from_now(30))
         make_window(session, machine=precise, start=hours_from_now(10), end=hours_from_now(30))
@@ -187,12 +233,20 @@ class TestSearch:
             end_at=hours_from_now(14), org_id=market["buyer"].org_id, price_fen=1,
         ))  # fmt: skip
         session.flush()
-        params = {"free_from": hours_from_now(11).isoformat(), "free_to": hours_from_now(13).isoformat()}
+        params = {
+            "free_from": hours_from_now(11).isoformat(),
+            "free_to": hours_from_now(13).isoformat(),
+        }
         assert self.ids(client, settings, market, **params) == [cheap.id]
-        later = {"free_from": hours_from_now(15).isoformat(), "free_to": hours_from_now(20).isoformat()}
+        later = {
+            "free_from": hours_from_now(15).isoformat(),
+            "free_to": hours_from_now(20).isoformat(),
+        }
         assert set(self.ids(client, settings, market, **later)) == {cheap.id, precise.id}
 
-    def test_count_and_bad_params(self, client: TestClient, settings: Settings, market: dict[str, Any]) -> None:
+    def test_count_and_bad_params(
+        self, client: TestClient, settings: Settings, market: dict[str, Any]
+    ) -> None:
         headers = auth(settings, market["buyer"])
         body = client.get("/api/v1/machines", params={"limit": 1}, headers=headers).json()
         assert body["count"] == 3 and len(body["data"]) == 1
@@ -215,8 +269,14 @@ def test_out_of_range_ids_are_422_naming_the_field(
     client: TestClient, session: Session, settings: Settings, method: str, path: str, field: str
 ) -> None:
     buyer = make_user(session, roles=(Role.buyer,))
-    body = {"machine_id": 2**40, "start_at": "2030-01-01T00:00:00Z", "end_at": "2030-01-01T05:00:00Z"}
-    r = client.request(method.upper(), path, headers=auth(settings, buyer), json=body if method == "post" else None)
+    body = {
+        "machine_id": 2**40,
+        "start_at": "2030-01-01T00:00:00Z",
+        "end_at": "2030-01-01T05:00:00Z",
+    }
+    r = client.request(
+        method.upper(), path, headers=auth(settings, buyer), json=body if method == "post" else None
+    )
     assert (r.status_code, r.json()["field"]) == (422, field)
 
 

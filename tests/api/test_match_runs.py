@@ -20,9 +20,17 @@ class TestMatchRunsApi:
         self, client: TestClient, session: Session, settings: Settings, market: Market
     ) -> None:
         make_order(session, buyer=market.buyer)
-        make_order(session, buyer=market.buyer, operations=[{"process_key": "turning", "material_key": "steel"}])
+        make_order(
+            session,
+            buyer=market.buyer,
+            operations=[{"process_key": "turning", "material_key": "steel"}],
+        )
         h = auth(settings, market.operator)
-        r = client.post("/api/v1/match-runs", json={"cluster_id": market.cluster.id, "time_limit_s": 2}, headers=h)
+        r = client.post(
+            "/api/v1/match-runs",
+            json={"cluster_id": market.cluster.id, "time_limit_s": 2},
+            headers=h,
+        )
         assert r.status_code == 201, r.text
         run = r.json()
         assert (run["status"], run["proposals"], run["unmatched"]) == ("succeeded", 1, 1)
@@ -34,16 +42,35 @@ class TestMatchRunsApi:
         inbox = client.get("/api/v1/proposals", headers=auth(settings, market.owner)).json()
         assert inbox["count"] == 1 and inbox["data"][0]["state"] == "proposed"
 
-    def test_scoping(self, client: TestClient, session: Session, settings: Settings, market: Market) -> None:
+    def test_scoping(
+        self, client: TestClient, session: Session, settings: Settings, market: Market
+    ) -> None:
         other = make_market(session)
         h = auth(settings, market.operator)
         r = client.post("/api/v1/match-runs", json={"cluster_id": other.cluster.id}, headers=h)
         assert (r.status_code, r.json()["field"]) == (403, "cluster_id")
-        assert client.post("/api/v1/match-runs", json={"cluster_id": None}, headers=h).status_code == 403
-        r = client.post("/api/v1/match-runs", json={"cluster_id": market.cluster.id}, headers=auth(settings, market.buyer))
+        assert (
+            client.post("/api/v1/match-runs", json={"cluster_id": None}, headers=h).status_code
+            == 403
+        )
+        r = client.post(
+            "/api/v1/match-runs",
+            json={"cluster_id": market.cluster.id},
+            headers=auth(settings, market.buyer),
+        )
         assert r.status_code == 403
-        assert client.get("/api/v1/match-runs", headers=auth(settings, market.buyer)).status_code == 403
-        assert client.post("/api/v1/match-runs", json={"cluster_id": 987654}, headers=auth(settings, make_user(session, roles=(Role.admin,)))).status_code == 404
+        assert (
+            client.get("/api/v1/match-runs", headers=auth(settings, market.buyer)).status_code
+            == 403
+        )
+        assert (
+            client.post(
+                "/api/v1/match-runs",
+                json={"cluster_id": 987654},
+                headers=auth(settings, make_user(session, roles=(Role.admin,))),
+            ).status_code
+            == 404
+        )
         theirs = client.post(
             "/api/v1/match-runs", json={"cluster_id": other.cluster.id, "time_limit_s": 1},
             headers=auth(settings, other.operator),
@@ -54,7 +81,9 @@ class TestMatchRunsApi:
         assert client.get(f"/api/v1/match-runs/{theirs['id']}", headers=admin_h).status_code == 200
 
     @pytest.mark.parametrize("limit", [0, 0.5, 121, "soon"])
-    def test_time_limit_is_bounded(self, client: TestClient, settings: Settings, market: Market, limit: object) -> None:
+    def test_time_limit_is_bounded(
+        self, client: TestClient, settings: Settings, market: Market, limit: object
+    ) -> None:
         r = client.post(
             "/api/v1/match-runs", json={"cluster_id": market.cluster.id, "time_limit_s": limit},
             headers=auth(settings, market.operator),

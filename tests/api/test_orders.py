@@ -54,7 +54,14 @@ class TestCreate:
         ("change", "status", "field"),
         [
             ({"due_at": hours_from_now(1).isoformat()}, 422, "due_at"),  # due before release
-            ({"due_at": hours_from_now(-5).isoformat(), "release_at": hours_from_now(-10).isoformat()}, 422, "due_at"),
+            (
+                {
+                    "due_at": hours_from_now(-5).isoformat(),
+                    "release_at": hours_from_now(-10).isoformat(),
+                },
+                422,
+                "due_at",
+            ),
             ({"budget_fen": -1}, 422, "budget_fen"),
             ({"budget_fen": 10**15}, 422, "budget_fen"),
             ({"operations": []}, 422, "operations"),
@@ -76,7 +83,10 @@ class TestCreate:
         [
             ({"process_key": "alchemy"}, "operations[1].process_key"),
             ({"material_key": "unobtainium"}, "operations[1].material_key"),
-            ({"material_key": "steel"}, "operations[1].material_key"),  # anodizing takes aluminium only
+            (
+                {"material_key": "steel"},
+                "operations[1].material_key",
+            ),  # anodizing takes aluminium only
             ({"quantity": 0}, "operations[1].quantity"),
             ({"quantity": -5}, "operations[1].quantity"),
             ({"quantity": 10**12}, "operations[1].quantity"),
@@ -96,9 +106,16 @@ class TestCreate:
         assert (r.status_code, r.json()["field"]) == (422, field), r.text
         assert (count(session, Order), count(session, Operation)) == before
 
-    def test_owner_only_org_cannot_order(self, client: TestClient, session: Session, settings: Settings) -> None:
+    def test_owner_only_org_cannot_order(
+        self, client: TestClient, session: Session, settings: Settings
+    ) -> None:
         owner = make_user(session, roles=(Role.owner,))
-        assert client.post("/api/v1/orders", json=new_order(), headers=auth(settings, owner)).status_code == 403
+        assert (
+            client.post(
+                "/api/v1/orders", json=new_order(), headers=auth(settings, owner)
+            ).status_code
+            == 403
+        )
 
 
 class TestLifecycle:
@@ -117,7 +134,12 @@ class TestLifecycle:
         assert late.status_code == 409
         assert client.get(url, headers=h).json()["title"] == "Brass pins"
         assert client.post(f"{url}/open", headers=h).status_code == 409
-        assert client.post(f"{url}/cancel", json={"reason": "plans changed"}, headers=h).json()["status"] == "cancelled"
+        assert (
+            client.post(f"{url}/cancel", json={"reason": "plans changed"}, headers=h).json()[
+                "status"
+            ]
+            == "cancelled"
+        )
         assert client.post(f"{url}/cancel", headers=h).status_code == 409
         states = [e["state"] for e in client.get(f"{url}/timeline", headers=h).json()]
         assert states == ["draft", "open", "cancelled"]
@@ -142,11 +164,21 @@ class TestLifecycle:
 
 
 class TestScoping:
-    def test_foreign_order_is_404(self, client: TestClient, session: Session, settings: Settings, buyer: Any) -> None:
+    def test_foreign_order_is_404(
+        self, client: TestClient, session: Session, settings: Settings, buyer: Any
+    ) -> None:
         other = make_user(session, roles=(Role.buyer,))
-        order = client.post("/api/v1/orders", json=new_order(), headers=auth(settings, buyer)).json()
+        order = client.post(
+            "/api/v1/orders", json=new_order(), headers=auth(settings, buyer)
+        ).json()
         h = auth(settings, other)
-        for method, path in [("get", ""), ("patch", ""), ("post", "/open"), ("post", "/cancel"), ("get", "/timeline")]:
+        for method, path in [
+            ("get", ""),
+            ("patch", ""),
+            ("post", "/open"),
+            ("post", "/cancel"),
+            ("get", "/timeline"),
+        ]:
             kwargs: dict[str, Any] = {"json": {}} if method == "patch" else {}
             r = getattr(client, method)(f"/api/v1/orders/{order['id']}{path}", headers=h, **kwargs)
             assert r.status_code == 404, (method, path)
@@ -159,7 +191,9 @@ class TestScoping:
     ) -> None:
         owner = make_user(session, roles=(Role.owner,))
         machine = make_machine(session, owner=owner)
-        order = client.post("/api/v1/orders", json=new_order(), headers=auth(settings, buyer)).json()
+        order = client.post(
+            "/api/v1/orders", json=new_order(), headers=auth(settings, buyer)
+        ).json()
         url = f"/api/v1/orders/{order['id']}"
         booking = Booking(
             machine_id=machine.id, kind="service", state="proposed", start_at=hours_from_now(30),
@@ -172,4 +206,6 @@ class TestScoping:
         session.add(booking)
         session.flush()
         assert client.get(url, headers=auth(settings, owner)).status_code == 200
-        assert client.patch(url, json={"title": "x"}, headers=auth(settings, owner)).status_code == 404
+        assert (
+            client.patch(url, json={"title": "x"}, headers=auth(settings, owner)).status_code == 404
+        )

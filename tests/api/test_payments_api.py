@@ -32,25 +32,52 @@ HOOK = "/api/v1/webhooks/payments"
 
 def signed(body: bytes, secret: str = STUB_SECRET) -> dict[str, str]:
     ts = int(time.time())
-    return {"Capshare-Signature": f"t={ts},v1={compute_signature(body, secret, ts)}", "Content-Type": "application/json"}
+    return {
+        "Capshare-Signature": f"t={ts},v1={compute_signature(body, secret, ts)}",
+        "Content-Type": "application/json",
+    }
 
 
 def raw_events(stub_url: str) -> list[dict[str, Any]]:
-    r = httpx.get(f"{stub_url}/v1/events", params={"limit": 100}, headers={"Authorization": f"Bearer {STUB_KEY}"})
+    r = httpx.get(
+        f"{stub_url}/v1/events",
+        params={"limit": 100},
+        headers={"Authorization": f"Bearer {STUB_KEY}"},
+    )
     r.raise_for_status()
     return list(r.json()["data"])
 
 
 class TestWebhookInbox:
-    def test_bad_or_missing_signature_is_400_and_stores_nothing(self, client: TestClient, session: Session) -> None:
-        body = json.dumps({"id": "evt_x", "type": "payment_intent.succeeded", "created": 1, "data": {"object": {}}}).encode()
-        assert client.post(HOOK, content=body, headers=signed(body, "whsec_wrong")).status_code == 400
+    def test_bad_or_missing_signature_is_400_and_stores_nothing(
+        self, client: TestClient, session: Session
+    ) -> None:
+        body = json.dumps(
+            {
+                "id": "evt_x",
+                "type": "payment_intent.succeeded",
+                "created": 1,
+                "data": {"object": {}},
+            }
+        ).encode()
+        assert (
+            client.post(HOOK, content=body, headers=signed(body, "whsec_wrong")).status_code == 400
+        )
         r = client.post(HOOK, content=body, headers={"Content-Type": "application/json"})
         assert r.status_code == 400 and r.json()["field"] == "Capshare-Signature"
         assert session.exec(select(func.count()).select_from(PaymentEvent)).one() == 0
 
-    def test_duplicate_delivery_is_processed_once(self, client: TestClient, session: Session) -> None:
-        body = json.dumps({"id": "evt_dup", "type": "payout.paid", "created": 1, "data": {"object": {"id": "po_1"}}}).encode()
+    def test_duplicate_delivery_is_processed_once(
+        self, client: TestClient, session: Session
+    ) -> None:
+        body = json.dumps(
+            {
+                "id": "evt_dup",
+                "type": "payout.paid",
+                "created": 1,
+                "data": {"object": {"id": "po_1"}},
+            }
+        ).encode()
         first = client.post(HOOK, content=body, headers=signed(body))
         second = client.post(HOOK, content=body, headers=signed(body))
         assert (first.status_code, second.status_code) == (200, 200)
@@ -59,20 +86,34 @@ class TestWebhookInbox:
         assert len(rows) == 1 and rows[0].handled_at is not None
 
     def test_out_of_order_events_move_forward_only(
-        self, client: TestClient, session: Session, market: Market, provider: PaymentsClient, money_stub_url: str
+        self,
+        client: TestClient,
+        session: Session,
+        market: Market,
+        provider: PaymentsClient,
+        money_stub_url: str,
     ) -> None:
         booking = make_service_booking(session, market, price_fen=40_000)
         for action in ("accept", "start", "complete"):  # no client: the payments stay pending
-            bookings.transition_booking(session=session, user=market.owner, booking_id=booking.id, action=action)  # type: ignore[arg-type]
+            bookings.transition_booking(
+                session=session, user=market.owner, booking_id=booking.id, action=action
+            )  # type: ignore[arg-type]
         money.accept_delivery(session=session, user=market.buyer, booking_id=booking.id)  # type: ignore[arg-type]
-        hold, capture = session.exec(select(Payment).where(Payment.booking_id == booking.id).order_by(Payment.id)).all()  # type: ignore[arg-type]
+        hold, capture = session.exec(
+            select(Payment).where(Payment.booking_id == booking.id).order_by(Payment.id)
+        ).all()  # type: ignore[arg-type]
         # the provider applies both, but capshare hears only through webhooks
         intent = provider.create_payment_intent(amount_fen=40_000, idempotency_key=hold.idempotency_key,
                                                 capture_method="manual", payment_method=hold.payment_method,
                                                 confirm=True, metadata=money._metadata(hold))  # fmt: skip
-        provider.capture_payment_intent(intent.id, idempotency_key=capture.idempotency_key, amount_fen=40_000)
+        provider.capture_payment_intent(
+            intent.id, idempotency_key=capture.idempotency_key, amount_fen=40_000
+        )
         events = {e["type"]: e for e in raw_events(money_stub_url)}
-        newest, older = events["payment_intent.succeeded"], events["payment_intent.amount_capturable_updated"]
+        newest, older = (
+            events["payment_intent.succeeded"],
+            events["payment_intent.amount_capturable_updated"],
+        )
         for event in (newest, older, newest):  # newest first, then a stale one, then a duplicate
             body = json.dumps(event).encode()
             assert client.post(HOOK, content=body, headers=signed(body)).status_code == 200
@@ -86,32 +127,65 @@ class TestWebhookInbox:
         assert (payout.status, payout.amount_fen) == ("pending", 38_000)
 
 
-def delivered(client: TestClient, session: Session, settings: Settings, market: Market, provider: PaymentsClient,
-              price_fen: int) -> tuple[Booking, dict[str, str], dict[str, str]]:
+def delivered(
+    client: TestClient,
+    session: Session,
+    settings: Settings,
+    market: Market,
+    provider: PaymentsClient,
+    price_fen: int,
+) -> tuple[Booking, dict[str, str], dict[str, str]]:
     """A service booking the owner accepted, started and completed over HTTP (the app
     talking to ``provider``): (booking, owner's headers, buyer's headers)."""
     client.app.dependency_overrides[get_payments] = lambda: provider  # type: ignore[attr-defined]
     booking = make_service_booking(session, market, price_fen=price_fen)
     owner_h, buyer_h = auth(settings, market.owner), auth(settings, market.buyer)
     for action in ("accept", "start", "complete"):
-        assert client.post(f"/api/v1/bookings/{booking.id}/{action}", headers=owner_h).status_code == 200
+        assert (
+            client.post(f"/api/v1/bookings/{booking.id}/{action}", headers=owner_h).status_code
+            == 200
+        )
     return booking, owner_h, buyer_h
 
 
 class TestMoneyViews:
     def test_delivery_accepted_over_http_and_views_are_scoped(
-        self, client: TestClient, session: Session, settings: Settings, market: Market, provider: PaymentsClient
+        self,
+        client: TestClient,
+        session: Session,
+        settings: Settings,
+        market: Market,
+        provider: PaymentsClient,
     ) -> None:
         booking, owner_h, buyer_h = delivered(client, session, settings, market, provider, 20_000)
-        assert client.get(f"/api/v1/bookings/{booking.id}/payments", headers=buyer_h).json()["money_status"] == "authorized"
-        assert client.post(f"/api/v1/bookings/{booking.id}/delivery/accept", headers=owner_h).status_code == 403
+        assert (
+            client.get(f"/api/v1/bookings/{booking.id}/payments", headers=buyer_h).json()[
+                "money_status"
+            ]
+            == "authorized"
+        )
+        assert (
+            client.post(
+                f"/api/v1/bookings/{booking.id}/delivery/accept", headers=owner_h
+            ).status_code
+            == 403
+        )
         r = client.post(f"/api/v1/bookings/{booking.id}/delivery/accept", headers=buyer_h)
         assert r.status_code == 200, r.text
         assert r.json()["money_status"] == "captured" and r.json()["captured_fen"] == 20_000
-        assert client.post(f"/api/v1/bookings/{booking.id}/delivery/accept", headers=buyer_h).status_code == 409
+        assert (
+            client.post(
+                f"/api/v1/bookings/{booking.id}/delivery/accept", headers=buyer_h
+            ).status_code
+            == 409
+        )
 
         earnings = client.get("/api/v1/payments/earnings", headers=owner_h).json()
-        assert (earnings["earned_fen"], earnings["paid_out_fen"], earnings["payable_fen"]) == (19_000, 19_000, 0)
+        assert (earnings["earned_fen"], earnings["paid_out_fen"], earnings["payable_fen"]) == (
+            19_000,
+            19_000,
+            0,
+        )
         assert (earnings["gross_fen"], earnings["fee_fen"]) == (20_000, 1_000)
         assert len(earnings["payouts"]) == 1
         statement = client.get("/api/v1/payments/statement", headers=buyer_h).json()
@@ -120,17 +194,36 @@ class TestMoneyViews:
 
         stranger = make_user(session, roles=(Role.buyer, Role.owner))
         stranger_h = auth(settings, stranger)
-        assert client.get(f"/api/v1/bookings/{booking.id}/payments", headers=stranger_h).status_code == 404
-        assert client.post(f"/api/v1/bookings/{booking.id}/delivery/dispute", json={"note": "x"}, headers=stranger_h).status_code == 404
+        assert (
+            client.get(f"/api/v1/bookings/{booking.id}/payments", headers=stranger_h).status_code
+            == 404
+        )
+        assert (
+            client.post(
+                f"/api/v1/bookings/{booking.id}/delivery/dispute",
+                json={"note": "x"},
+                headers=stranger_h,
+            ).status_code
+            == 404
+        )
         assert client.get("/api/v1/payments/statement", headers=stranger_h).json()["lines"] == []
         assert client.get("/api/v1/payments/earnings", headers=stranger_h).json()["earned_fen"] == 0
         assert client.get("/api/v1/payments/earnings", headers=buyer_h).status_code == 403
 
     def test_dispute_over_http_and_only_an_admin_resolves(
-        self, client: TestClient, session: Session, settings: Settings, market: Market, provider: PaymentsClient
+        self,
+        client: TestClient,
+        session: Session,
+        settings: Settings,
+        market: Market,
+        provider: PaymentsClient,
     ) -> None:
         booking, owner_h, buyer_h = delivered(client, session, settings, market, provider, 10_000)
-        r = client.post(f"/api/v1/bookings/{booking.id}/delivery/dispute", json={"note": "scratched"}, headers=buyer_h)
+        r = client.post(
+            f"/api/v1/bookings/{booking.id}/delivery/dispute",
+            json={"note": "scratched"},
+            headers=buyer_h,
+        )
         assert r.status_code == 200 and r.json()["money_status"] == "disputed"
         resolve = f"/api/v1/bookings/{booking.id}/delivery/resolve"
         assert client.post(resolve, json={"refund_fen": 10_000}, headers=buyer_h).status_code == 403

@@ -13,7 +13,10 @@ from tests.factories_matching import Market, make_market
 
 
 def rows(session: Session) -> tuple[int, ...]:
-    return tuple(session.exec(select(func.count()).select_from(m)).one() for m in (Booking, Order, Operation, OrderEvent, MatchRun))
+    return tuple(
+        session.exec(select(func.count()).select_from(m)).one()
+        for m in (Booking, Order, Operation, OrderEvent, MatchRun)
+    )
 
 
 def draft(**overrides: Any) -> dict[str, Any]:
@@ -29,7 +32,9 @@ def draft(**overrides: Any) -> dict[str, Any]:
 @pytest.fixture
 def market(session: Session) -> Market:
     m = make_market(session)
-    far = make_machine(session, owner=m.owner, hourly_rate_fen=6000, lat=30.6, lon=121.84, cluster_id=m.cluster.id)  # ~78 km north, cheap
+    far = make_machine(
+        session, owner=m.owner, hourly_rate_fen=6000, lat=30.6, lon=121.84, cluster_id=m.cluster.id
+    )  # ~78 km north, cheap
     make_window(session, machine=far, start=hours_from_now(20), end=hours_from_now(60))  # and later
     return m
 
@@ -50,17 +55,25 @@ class TestQuotes:
             assert o["processing_fen"] == sum(s["price_fen"] for s in o["steps"])
             assert o["transport_fen"] == sum(s["transport_fen"] for s in o["steps"])
             assert o["total_fen"] == o["processing_fen"] + o["transport_fen"]
-            assert all(isinstance(o[k], int) for k in ("processing_fen", "transport_fen", "total_fen"))
+            assert all(
+                isinstance(o[k], int) for k in ("processing_fen", "transport_fen", "total_fen")
+            )
             assert o["steps"][0]["end_at"] <= o["steps"][1]["start_at"]
             assert o["completion_at"] == o["steps"][-1]["end_at"]
         by = {label: o for o in body["options"] for label in o["labels"]}
         assert by["cheapest"]["total_fen"] <= min(o["total_fen"] for o in body["options"])
         assert by["earliest"]["completion_at"] <= min(o["completion_at"] for o in body["options"])
-        assert by["nearest"]["max_distance_km"] <= min(o["max_distance_km"] for o in body["options"])
+        assert by["nearest"]["max_distance_km"] <= min(
+            o["max_distance_km"] for o in body["options"]
+        )
         assert rows(session) == before
 
-    def test_no_capacity_says_why(self, client: TestClient, settings: Settings, market: Market) -> None:
-        body = draft(operations=[{"process_key": "turning", "material_key": "steel", "std_duration_min": 60}])
+    def test_no_capacity_says_why(
+        self, client: TestClient, settings: Settings, market: Market
+    ) -> None:
+        body = draft(
+            operations=[{"process_key": "turning", "material_key": "steel", "std_duration_min": 60}]
+        )
         r = client.post("/api/v1/quotes", json=body, headers=auth(settings, market.buyer))
         assert r.status_code == 200
         assert r.json()["options"] == [] and "no_eligible_machine" in r.json()["unavailable"]
@@ -70,18 +83,55 @@ class TestQuotes:
         [
             ({"due_at": hours_from_now(-5).isoformat()}, "due_at"),
             ({"operations": []}, "operations"),
-            ({"operations": [{"process_key": "milling_3axis", "material_key": "aluminium", "std_duration_min": 0}]}, "operations[0].std_duration_min"),
-            ({"operations": [{"process_key": "juggling", "material_key": "aluminium", "std_duration_min": 60}]}, "operations[0].process_key"),
+            (
+                {
+                    "operations": [
+                        {
+                            "process_key": "milling_3axis",
+                            "material_key": "aluminium",
+                            "std_duration_min": 0,
+                        }
+                    ]
+                },
+                "operations[0].std_duration_min",
+            ),
+            (
+                {
+                    "operations": [
+                        {
+                            "process_key": "juggling",
+                            "material_key": "aluminium",
+                            "std_duration_min": 60,
+                        }
+                    ]
+                },
+                "operations[0].process_key",
+            ),
             ({"budget_fen": -1}, "budget_fen"),
         ],
     )
     def test_bad_drafts_are_422_naming_the_field(
-        self, client: TestClient, session: Session, settings: Settings, market: Market, change: dict[str, Any], field: str
+        self,
+        client: TestClient,
+        session: Session,
+        settings: Settings,
+        market: Market,
+        change: dict[str, Any],
+        field: str,
     ) -> None:
         before = rows(session)
-        r = client.post("/api/v1/quotes", json=draft(**change), headers=auth(settings, market.buyer))
+        r = client.post(
+            "/api/v1/quotes", json=draft(**change), headers=auth(settings, market.buyer)
+        )
         assert (r.status_code, r.json()["field"]) == (422, field), r.text
         assert rows(session) == before
 
-    def test_owners_only_are_refused(self, client: TestClient, settings: Settings, market: Market) -> None:
-        assert client.post("/api/v1/quotes", json=draft(), headers=auth(settings, market.owner)).status_code == 403
+    def test_owners_only_are_refused(
+        self, client: TestClient, settings: Settings, market: Market
+    ) -> None:
+        assert (
+            client.post(
+                "/api/v1/quotes", json=draft(), headers=auth(settings, market.owner)
+            ).status_code
+            == 403
+        )

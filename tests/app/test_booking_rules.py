@@ -15,7 +15,9 @@ from tests.factories import auth, hours_from_now, make_cluster, make_machine, ma
 from tests.money_fixtures import Market, make_service_booking, market, money_stub_url, provider  # noqa: F401
 
 
-def test_operator_sees_no_booking_of_another_org(client: TestClient, session: Session, settings: Settings) -> None:
+def test_operator_sees_no_booking_of_another_org(
+    client: TestClient, session: Session, settings: Settings
+) -> None:
     operator = make_user(session, roles=(Role.operator,))
     cluster = make_cluster(session, operator_org=session.get(Organization, operator.org_id))
     owner, buyer = make_user(session, roles=(Role.owner,)), make_user(session, roles=(Role.buyer,))
@@ -39,8 +41,12 @@ def test_owner_cancelling_late_refunds_the_whole_deposit(
                                   data=LeaseCreate(machine_id=market.machine.id, start_at=hours_from_now(2),  # type: ignore[arg-type]
                                                    end_at=hours_from_now(5)))  # fmt: skip
     assert lease.id is not None
-    bookings.transition_booking(session=session, user=market.owner, booking_id=lease.id, action="cancel", payments=provider)
-    rows = session.exec(select(Payment).where(Payment.booking_id == lease.id).order_by(Payment.id)).all()  # type: ignore[arg-type]
+    bookings.transition_booking(
+        session=session, user=market.owner, booking_id=lease.id, action="cancel", payments=provider
+    )
+    rows = session.exec(
+        select(Payment).where(Payment.booking_id == lease.id).order_by(Payment.id)
+    ).all()  # type: ignore[arg-type]
     deposit, refund = rows[0], rows[-1]
     assert (deposit.kind, refund.kind) == ("deposit", "refund")
     assert refund.amount_fen == deposit.amount_fen and refund.purpose == "cancel"
@@ -63,7 +69,13 @@ def test_order_progresses_with_its_bookings_and_cannot_be_cancelled_once_started
     session.flush()
     assert booking.id is not None and booking.order_id is not None
     for action in ("accept", "start"):
-        bookings.transition_booking(session=session, user=market.owner, booking_id=booking.id, action=action, payments=provider)
+        bookings.transition_booking(
+            session=session,
+            user=market.owner,
+            booking_id=booking.id,
+            action=action,
+            payments=provider,
+        )
     session.refresh(order)
     assert order.status == "in_progress"
     try:
@@ -71,6 +83,12 @@ def test_order_progresses_with_its_bookings_and_cannot_be_cancelled_once_started
         raise AssertionError("an order at work must not be cancellable")
     except InvalidTransition:
         pass
-    bookings.transition_booking(session=session, user=market.owner, booking_id=booking.id, action="complete", payments=provider)
+    bookings.transition_booking(
+        session=session,
+        user=market.owner,
+        booking_id=booking.id,
+        action="complete",
+        payments=provider,
+    )
     session.refresh(order)
     assert order.status == "completed"

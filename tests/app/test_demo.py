@@ -28,15 +28,26 @@ def test_demo_market_meets_the_brief(session: Session) -> None:
     n = lambda model: session.exec(select(func.count()).select_from(model)).one()  # noqa: E731
     assert n(Machine) == counts.machines and n(Order) == counts.orders
     # every cluster has an operator, the three families all have machines
-    assert session.exec(select(func.count()).select_from(Cluster).where(col(Cluster.operator_org_id).is_(None))).one() == 0
-    families = set(session.exec(select(Process.family).join(Machine, col(Machine.process_key) == Process.key)).all())
+    assert (
+        session.exec(
+            select(func.count()).select_from(Cluster).where(col(Cluster.operator_org_id).is_(None))
+        ).one()
+        == 0
+    )
+    families = set(
+        session.exec(
+            select(Process.family).join(Machine, col(Machine.process_key) == Process.key)
+        ).all()
+    )
     assert {"cnc", "garment", "additive"} <= families
     multi = session.exec(select(Operation.order_id).where(Operation.seq == 2)).all()
     assert len(multi) == counts.multi_step_orders > 50
     # leases lie inside one offered window of their machine and never overlap one another
     from models import AvailabilityWindow
 
-    leases = session.exec(select(Booking).order_by(col(Booking.machine_id), col(Booking.start_at))).all()
+    leases = session.exec(
+        select(Booking).order_by(col(Booking.machine_id), col(Booking.start_at))
+    ).all()
     for b in leases:
         assert b.start_at < b.end_at and b.price_fen > 0
         inside = session.exec(select(AvailabilityWindow.id).where(
@@ -57,7 +68,11 @@ def _fingerprint(tmp: Path, name: str) -> list[tuple[str, int, str]]:
     engine = make_engine(url)
     with Session(engine) as s:
         seed_demo(s, today=dt.date(2030, 3, 4))
-        rows = s.exec(select(Machine.name, Machine.hourly_rate_fen, Machine.process_key).order_by(col(Machine.id))).all()
+        rows = s.exec(
+            select(Machine.name, Machine.hourly_rate_fen, Machine.process_key).order_by(
+                col(Machine.id)
+            )
+        ).all()
     engine.dispose()
     return [tuple(r) for r in rows]  # type: ignore[misc]
 

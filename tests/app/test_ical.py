@@ -8,7 +8,9 @@ from models import Booking, Role
 from tests.factories import hours_from_now, make_machine, make_user
 
 
-def test_feed_lists_live_bookings_and_folds_long_lines(session: Session, settings: Settings) -> None:
+def test_feed_lists_live_bookings_and_folds_long_lines(
+    session: Session, settings: Settings
+) -> None:
     owner, buyer = make_user(session, roles=(Role.owner,)), make_user(session, roles=(Role.buyer,))
     machine = make_machine(session, owner=owner, name="五轴加工中心 DMG Mori DMU 50, bay 3; night shift " * 2,
                            telemetry_token_hash="a" * 64)  # fmt: skip

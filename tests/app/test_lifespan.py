@@ -13,7 +13,9 @@ def _job_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "capshare-jobs"]
 
 
-def test_periodic_jobs_start_and_stop_with_the_app(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
+def test_periodic_jobs_start_and_stop_with_the_app(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: object
+) -> None:
     monkeypatch.setenv("CAPSHARE_JOBS_IN_PROCESS", "true")
     monkeypatch.setenv("CAPSHARE_JOBS_INTERVAL_S", "3600")
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/jobs.db")

@@ -32,12 +32,34 @@ def market(session: Session) -> Market:
 
 
 class TestRunMatching:
-    def test_writes_proposals_and_the_run(self, session: Session, market: Market, settings: Settings) -> None:
+    def test_writes_proposals_and_the_run(
+        self, session: Session, market: Market, settings: Settings
+    ) -> None:
         order = make_order(session, buyer=market.buyer, operations=[{}, {"std_duration_min": 60}])
-        run = run_matching(session=session, user=market.operator, cluster_id=market.cluster.id, time_limit_s=2, settings=settings)
-        assert (run.status, run.scope, run.proposals, run.unmatched) == ("succeeded", "cluster", 2, 0)
-        assert (run.orders_in, run.operations_in, run.machines_in, run.free_intervals_in) == (1, 2, 2, 2)
-        assert run.objective_fen is not None and run.bound_fen is not None and run.finished_at is not None
+        run = run_matching(
+            session=session,
+            user=market.operator,
+            cluster_id=market.cluster.id,
+            time_limit_s=2,
+            settings=settings,
+        )
+        assert (run.status, run.scope, run.proposals, run.unmatched) == (
+            "succeeded",
+            "cluster",
+            2,
+            0,
+        )
+        assert (run.orders_in, run.operations_in, run.machines_in, run.free_intervals_in) == (
+            1,
+            2,
+            2,
+            2,
+        )
+        assert (
+            run.objective_fen is not None
+            and run.bound_fen is not None
+            and run.finished_at is not None
+        )
         booked = proposals(session, order)
         assert len(booked) == 2 and booked[0].end_at <= booked[1].start_at
         assert all(b.kind == "service" and b.org_id == market.buyer.org_id for b in booked)
@@ -48,12 +70,18 @@ class TestRunMatching:
         states = session.exec(select(OrderEvent.state).where(OrderEvent.order_id == order.id)).all()
         assert "matched" in states and states.count("booking_proposed") == 2
 
-    def test_progress_events_reach_the_caller(self, session: Session, market: Market, settings: Settings) -> None:
+    def test_progress_events_reach_the_caller(
+        self, session: Session, market: Market, settings: Settings
+    ) -> None:
         make_order(session, buyer=market.buyer, operations=[{}, {"std_duration_min": 60}])
         events: list[dict[str, object]] = []
         run = run_matching(
-            session=session, user=market.operator, cluster_id=market.cluster.id, time_limit_s=2,
-            settings=settings, progress=events.append,
+            session=session,
+            user=market.operator,
+            cluster_id=market.cluster.id,
+            time_limit_s=2,
+            settings=settings,
+            progress=events.append,
         )
         assert run.status == "succeeded"
         phases = [e["phase"] for e in events]
@@ -61,10 +89,22 @@ class TestRunMatching:
         assert events[-1]["objective"] == run.objective_fen and events[-1]["bound"] == run.bound_fen
         assert all(isinstance(e["seconds"], float) for e in events)
 
-    def test_unmatched_reasons_are_recorded(self, session: Session, market: Market, settings: Settings) -> None:
-        make_order(session, buyer=market.buyer, operations=[{"process_key": "turning", "material_key": "steel"}])
+    def test_unmatched_reasons_are_recorded(
+        self, session: Session, market: Market, settings: Settings
+    ) -> None:
+        make_order(
+            session,
+            buyer=market.buyer,
+            operations=[{"process_key": "turning", "material_key": "steel"}],
+        )
         make_order(session, buyer=market.buyer, budget_fen=100)
-        run = run_matching(session=session, user=None, cluster_id=market.cluster.id, time_limit_s=2, settings=settings)
+        run = run_matching(
+            session=session,
+            user=None,
+            cluster_id=market.cluster.id,
+            time_limit_s=2,
+            settings=settings,
+        )
         assert run.status == "succeeded" and run.unmatched == 2
         reasons = sorted(u.reason for u in list_unmatched(session=session, run_id=run.id))  # type: ignore[arg-type]
         assert reasons == ["no_eligible_machine", "over_budget"]
@@ -72,13 +112,22 @@ class TestRunMatching:
     def test_who_may_run(self, session: Session, market: Market, settings: Settings) -> None:
         other = make_market(session)
         with pytest.raises(PermissionDenied):
-            run_matching(session=session, user=market.operator, cluster_id=other.cluster.id, settings=settings)
+            run_matching(
+                session=session,
+                user=market.operator,
+                cluster_id=other.cluster.id,
+                settings=settings,
+            )
         with pytest.raises(PermissionDenied):
             run_matching(session=session, user=market.operator, cluster_id=None, settings=settings)
         with pytest.raises(PermissionDenied):
-            run_matching(session=session, user=market.buyer, cluster_id=market.cluster.id, settings=settings)
+            run_matching(
+                session=session, user=market.buyer, cluster_id=market.cluster.id, settings=settings
+            )
         admin = make_user(session, roles=(Role.admin,))
-        run = run_matching(session=session, user=admin, cluster_id=None, time_limit_s=1, settings=settings)
+        run = run_matching(
+            session=session, user=admin, cluster_id=None, time_limit_s=1, settings=settings
+        )
         assert (run.status, run.scope) == ("succeeded", "market")
 
     def test_a_result_with_violations_is_not_persisted(
@@ -88,12 +137,20 @@ class TestRunMatching:
 
         def bad_solve(problem, **_kw):  # type: ignore[no-untyped-def]
             o = problem.orders[0]
-            a = Assignment(o.operations[0].id, o.id, problem.machines[0].id, -500, -380, 1)  # outside free time
+            a = Assignment(
+                o.operations[0].id, o.id, problem.machines[0].id, -500, -380, 1
+            )  # outside free time
             return MatchResult(SolveStatus.FEASIBLE, (a,), (), 1, 1, 0.0, 0.01)
 
         monkeypatch.setattr(matching_runs, "solve", bad_solve)
         before = count(session, Booking)
-        run = run_matching(session=session, user=None, cluster_id=market.cluster.id, time_limit_s=1, settings=settings)
+        run = run_matching(
+            session=session,
+            user=None,
+            cluster_id=market.cluster.id,
+            time_limit_s=1,
+            settings=settings,
+        )
         assert run.status == "failed" and "hard rule" in run.error and run.proposals == 0
         assert count(session, Booking) == before
         session.refresh(order)
@@ -104,7 +161,13 @@ class TestRunMatching:
         self, session: Session, market: Market, settings: Settings, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         order = make_order(session, buyer=market.buyer)
-        run_matching(session=session, user=None, cluster_id=market.cluster.id, time_limit_s=1, settings=settings)
+        run_matching(
+            session=session,
+            user=None,
+            cluster_id=market.cluster.id,
+            time_limit_s=1,
+            settings=settings,
+        )
         old = proposals(session, order)
         assert len(old) == 1
 
@@ -112,7 +175,13 @@ class TestRunMatching:
             raise RuntimeError("solver crashed")
 
         monkeypatch.setattr(matching_runs, "solve", boom)
-        run = run_matching(session=session, user=None, cluster_id=market.cluster.id, time_limit_s=1, settings=settings)
+        run = run_matching(
+            session=session,
+            user=None,
+            cluster_id=market.cluster.id,
+            time_limit_s=1,
+            settings=settings,
+        )
         assert run.status == "failed" and "solver crashed" in run.error
         assert [b.id for b in proposals(session, order)] == [old[0].id]  # the old proposal stands
         assert count(session, Booking) == 1
@@ -124,19 +193,45 @@ class TestProposals:
     ) -> None:
         a = make_order(session, buyer=market.buyer)
         b = make_order(session, buyer=market.buyer)
-        run_matching(session=session, user=None, cluster_id=market.cluster.id, time_limit_s=1, settings=settings)
+        run_matching(
+            session=session,
+            user=None,
+            cluster_id=market.cluster.id,
+            time_limit_s=1,
+            settings=settings,
+        )
         (pa,), (pb,) = proposals(session, a), proposals(session, b)
-        confirmed = transition_booking(session=session, user=market.owner, booking_id=pa.id, action="accept")  # type: ignore[arg-type]
-        snapshot = (confirmed.id, confirmed.machine_id, confirmed.start_at, confirmed.end_at, confirmed.state)
-        transition_booking(session=session, user=market.owner, booking_id=pb.id, action="decline", reason="tooling")  # type: ignore[arg-type]
-        run = run_matching(session=session, user=None, cluster_id=market.cluster.id, time_limit_s=1, settings=settings)
+        confirmed = transition_booking(
+            session=session, user=market.owner, booking_id=pa.id, action="accept"
+        )  # type: ignore[arg-type]
+        snapshot = (
+            confirmed.id,
+            confirmed.machine_id,
+            confirmed.start_at,
+            confirmed.end_at,
+            confirmed.state,
+        )
+        transition_booking(
+            session=session, user=market.owner, booking_id=pb.id, action="decline", reason="tooling"
+        )  # type: ignore[arg-type]
+        run = run_matching(
+            session=session,
+            user=None,
+            cluster_id=market.cluster.id,
+            time_limit_s=1,
+            settings=settings,
+        )
         assert run.status == "succeeded" and run.orders_in == 1 and run.proposals == 1
         again = session.get(Booking, confirmed.id)
         assert again is not None
         assert (again.id, again.machine_id, again.start_at, again.end_at, again.state) == snapshot
         (pb2,) = proposals(session, b)
         assert pb2.id != pb.id
-        assert not (pb2.machine_id == confirmed.machine_id and pb2.start_at < confirmed.end_at and confirmed.start_at < pb2.end_at)
+        assert not (
+            pb2.machine_id == confirmed.machine_id
+            and pb2.start_at < confirmed.end_at
+            and confirmed.start_at < pb2.end_at
+        )
         session.refresh(b)
         assert b.status == "matched"
 
@@ -144,7 +239,13 @@ class TestProposals:
         self, session: Session, market: Market, settings: Settings
     ) -> None:
         order = make_order(session, buyer=market.buyer)
-        run_matching(session=session, user=None, cluster_id=market.cluster.id, time_limit_s=1, settings=settings)
+        run_matching(
+            session=session,
+            user=None,
+            cluster_id=market.cluster.id,
+            time_limit_s=1,
+            settings=settings,
+        )
         (p,) = proposals(session, order)
         assert expire_proposals(session=session, now=utcnow(), settings=settings) == 0
         later = utcnow() + dt.timedelta(minutes=settings.proposal_ttl_minutes + 1)
@@ -154,14 +255,34 @@ class TestProposals:
         assert (p.state, order.status) == ("expired", "open")
         events = session.exec(select(OrderEvent.state).where(OrderEvent.order_id == order.id)).all()
         assert "booking_expired" in events and events[-1] == "open"
-        run = run_matching(session=session, user=None, cluster_id=market.cluster.id, time_limit_s=1, settings=settings)
+        run = run_matching(
+            session=session,
+            user=None,
+            cluster_id=market.cluster.id,
+            time_limit_s=1,
+            settings=settings,
+        )
         assert run.proposals == 1 and len(proposals(session, order)) == 1
 
-    def test_a_rerun_supersedes_old_proposals(self, session: Session, market: Market, settings: Settings) -> None:
+    def test_a_rerun_supersedes_old_proposals(
+        self, session: Session, market: Market, settings: Settings
+    ) -> None:
         order = make_order(session, buyer=market.buyer)
-        run_matching(session=session, user=None, cluster_id=market.cluster.id, time_limit_s=1, settings=settings)
+        run_matching(
+            session=session,
+            user=None,
+            cluster_id=market.cluster.id,
+            time_limit_s=1,
+            settings=settings,
+        )
         (old,) = proposals(session, order)
-        run = run_matching(session=session, user=None, cluster_id=market.cluster.id, time_limit_s=1, settings=settings)
+        run = run_matching(
+            session=session,
+            user=None,
+            cluster_id=market.cluster.id,
+            time_limit_s=1,
+            settings=settings,
+        )
         assert run.superseded == 1 and run.proposals == 1
         session.refresh(old)
         assert old.state == "cancelled" and "superseded" in old.reason

@@ -23,12 +23,18 @@ def balances(session: Session) -> dict[str, int]:
 
 
 def payments_of(session: Session, booking: Booking) -> list[Payment]:
-    return list(session.exec(select(Payment).where(Payment.booking_id == booking.id).order_by(Payment.id)).all())  # type: ignore[arg-type]
+    return list(
+        session.exec(
+            select(Payment).where(Payment.booking_id == booking.id).order_by(Payment.id)
+        ).all()
+    )  # type: ignore[arg-type]
 
 
 def run(session: Session, user, booking: Booking, action: str, provider: PaymentsClient) -> Booking:  # type: ignore[no-untyped-def]
     assert booking.id is not None
-    return bookings.transition_booking(session=session, user=user, booking_id=booking.id, action=action, payments=provider)
+    return bookings.transition_booking(
+        session=session, user=user, booking_id=booking.id, action=action, payments=provider
+    )
 
 
 def deliver(session: Session, market: Market, booking: Booking, provider: PaymentsClient) -> None:
@@ -38,9 +44,13 @@ def deliver(session: Session, market: Market, booking: Booking, provider: Paymen
 
 class TestLedger:
     def test_balanced_transaction_is_written_and_sums_to_zero(self, session: Session) -> None:
-        txn = money.post_transaction(session, kind="test", entries=[("a", -100), ("b", 95), ("c", 5), ("d", 0)])
+        txn = money.post_transaction(
+            session, kind="test", entries=[("a", -100), ("b", 95), ("c", 5), ("d", 0)]
+        )
         assert txn is not None
-        entries = session.exec(select(LedgerEntry).where(LedgerEntry.transaction_id == txn.id)).all()
+        entries = session.exec(
+            select(LedgerEntry).where(LedgerEntry.transaction_id == txn.id)
+        ).all()
         assert sorted(e.amount_fen for e in entries) == [-100, 5, 95]  # the zero line is dropped
         assert money.unbalanced_transactions(session) == []
 
@@ -65,7 +75,9 @@ class TestServiceFlow:
         assert balances(session) == {}  # a hold moves no money
         run(session, market.owner, booking, "start", provider)
         run(session, market.owner, booking, "complete", provider)
-        result = money.accept_delivery(session=session, user=market.buyer, booking_id=booking.id, payments=provider)  # type: ignore[arg-type]
+        result = money.accept_delivery(
+            session=session, user=market.buyer, booking_id=booking.id, payments=provider
+        )  # type: ignore[arg-type]
         assert result.money_status == "captured" and result.captured_fen == 100_000
         b = balances(session)
         assert b[money.buyer_account(market.buyer.org_id)] == -100_000
@@ -83,29 +95,52 @@ class TestServiceFlow:
         booking = make_service_booking(session, market)
         deliver(session, market, booking, provider)
         with pytest.raises(PermissionDenied):
-            money.accept_delivery(session=session, user=market.owner, booking_id=booking.id, payments=provider)  # type: ignore[arg-type]
-        money.accept_delivery(session=session, user=market.buyer, booking_id=booking.id, payments=provider)  # type: ignore[arg-type]
+            money.accept_delivery(
+                session=session, user=market.owner, booking_id=booking.id, payments=provider
+            )  # type: ignore[arg-type]
+        money.accept_delivery(
+            session=session, user=market.buyer, booking_id=booking.id, payments=provider
+        )  # type: ignore[arg-type]
         with pytest.raises(InvalidTransition):
-            money.accept_delivery(session=session, user=market.buyer, booking_id=booking.id, payments=provider)  # type: ignore[arg-type]
+            money.accept_delivery(
+                session=session, user=market.buyer, booking_id=booking.id, payments=provider
+            )  # type: ignore[arg-type]
 
-    def test_claim_window_release(self, session: Session, market: Market, provider: PaymentsClient) -> None:
+    def test_claim_window_release(
+        self, session: Session, market: Market, provider: PaymentsClient
+    ) -> None:
         booking = make_service_booking(session, market)
         deliver(session, market, booking, provider)
-        assert money.release_due_captures(session=session, payments=provider) == 0  # window still open
+        assert (
+            money.release_due_captures(session=session, payments=provider) == 0
+        )  # window still open
         later = utcnow() + dt.timedelta(days=8)
         assert money.release_due_captures(session=session, now=later, payments=provider) == 1
-        assert money.booking_money(session=session, user=market.buyer, booking_id=booking.id).money_status == "captured"  # type: ignore[arg-type]
+        assert (
+            money.booking_money(
+                session=session, user=market.buyer, booking_id=booking.id
+            ).money_status
+            == "captured"
+        )  # type: ignore[arg-type]
         assert money.release_due_captures(session=session, now=later, payments=provider) == 0
 
-    def test_dispute_holds_then_partial_refund(self, session: Session, market: Market, provider: PaymentsClient) -> None:
+    def test_dispute_holds_then_partial_refund(
+        self, session: Session, market: Market, provider: PaymentsClient
+    ) -> None:
         booking = make_service_booking(session, market, price_fen=100_000)
         deliver(session, market, booking, provider)
-        view = money.open_dispute(session=session, user=market.buyer, booking_id=booking.id, note="bad finish")  # type: ignore[arg-type]
+        view = money.open_dispute(
+            session=session, user=market.buyer, booking_id=booking.id, note="bad finish"
+        )  # type: ignore[arg-type]
         assert view.money_status == "disputed"
         later = utcnow() + dt.timedelta(days=30)
-        assert money.release_due_captures(session=session, now=later, payments=provider) == 0  # held
+        assert (
+            money.release_due_captures(session=session, now=later, payments=provider) == 0
+        )  # held
         admin = make_user(session, roles=(Role.admin,))
-        view = money.resolve_dispute(session=session, user=admin, booking_id=booking.id, refund_fen=30_000, payments=provider)  # type: ignore[arg-type]
+        view = money.resolve_dispute(
+            session=session, user=admin, booking_id=booking.id, refund_fen=30_000, payments=provider
+        )  # type: ignore[arg-type]
         assert view.captured_fen == 70_000
         b = balances(session)
         assert b[money.buyer_account(market.buyer.org_id)] == -70_000
@@ -113,23 +148,37 @@ class TestServiceFlow:
         assert b[money.paid_out_account(market.owner.org_id)] == 66_500
         assert money.reconcile_payments(session=session, payments=provider).ok
 
-    def test_dispute_full_refund_voids_the_hold(self, session: Session, market: Market, provider: PaymentsClient) -> None:
+    def test_dispute_full_refund_voids_the_hold(
+        self, session: Session, market: Market, provider: PaymentsClient
+    ) -> None:
         booking = make_service_booking(session, market)
         deliver(session, market, booking, provider)
-        money.open_dispute(session=session, user=market.buyer, booking_id=booking.id, note="never arrived")  # type: ignore[arg-type]
+        money.open_dispute(
+            session=session, user=market.buyer, booking_id=booking.id, note="never arrived"
+        )  # type: ignore[arg-type]
         admin = make_user(session, roles=(Role.admin,))
-        view = money.resolve_dispute(session=session, user=admin, booking_id=booking.id, refund_fen=booking.price_fen, payments=provider)  # type: ignore[arg-type]
+        view = money.resolve_dispute(
+            session=session,
+            user=admin,
+            booking_id=booking.id,
+            refund_fen=booking.price_fen,
+            payments=provider,
+        )  # type: ignore[arg-type]
         assert view.money_status == "voided"
         assert balances(session) == {}
 
-    def test_dispute_after_the_window_is_409(self, session: Session, market: Market, provider: PaymentsClient) -> None:
+    def test_dispute_after_the_window_is_409(
+        self, session: Session, market: Market, provider: PaymentsClient
+    ) -> None:
         booking = make_service_booking(session, market)
         deliver(session, market, booking, provider)
         with pytest.raises(InvalidTransition):
             money.open_dispute(session=session, user=market.buyer, booking_id=booking.id, note="late",  # type: ignore[arg-type]
                                now=utcnow() + dt.timedelta(days=8))  # fmt: skip
 
-    def test_free_cancellation_voids(self, session: Session, market: Market, provider: PaymentsClient) -> None:
+    def test_free_cancellation_voids(
+        self, session: Session, market: Market, provider: PaymentsClient
+    ) -> None:
         booking = make_service_booking(session, market, start_h=72)
         run(session, market.owner, booking, "accept", provider)
         run(session, market.buyer, booking, "cancel", provider)
@@ -148,14 +197,18 @@ class TestServiceFlow:
         assert b[money.paid_out_account(market.owner.org_id)] == 20_000
         assert money.reconcile_payments(session=session, payments=provider).ok
 
-    def test_declined_card_fails_the_authorization(self, session: Session, market: Market, provider: PaymentsClient) -> None:
+    def test_declined_card_fails_the_authorization(
+        self, session: Session, market: Market, provider: PaymentsClient
+    ) -> None:
         booking = make_service_booking(session, market)
         run(session, market.owner, booking, "accept", None)  # type: ignore[arg-type]
         [hold] = payments_of(session, booking)
         hold.payment_method = "pm_card_declined"
         session.add(hold)
         session.commit()
-        assert money.drive_payment(session=session, payments=provider, payment_id=hold.id) == "failed"  # type: ignore[arg-type]
+        assert (
+            money.drive_payment(session=session, payments=provider, payment_id=hold.id) == "failed"
+        )  # type: ignore[arg-type]
         session.refresh(hold)
         assert hold.failure_code == "generic_decline"
         view = money.booking_money(session=session, user=market.buyer, booking_id=booking.id)  # type: ignore[arg-type]
@@ -163,7 +216,14 @@ class TestServiceFlow:
 
 
 class TestLeaseFlow:
-    def lease(self, session: Session, market: Market, provider: PaymentsClient | None, start_h: float, hours: float) -> Booking:
+    def lease(
+        self,
+        session: Session,
+        market: Market,
+        provider: PaymentsClient | None,
+        start_h: float,
+        hours: float,
+    ) -> Booking:
         return bookings.create_lease(
             session=session, user=market.buyer, payments=provider,
             data=LeaseCreate(machine_id=market.machine.id, start_at=hours_from_now(start_h),  # type: ignore[arg-type]
@@ -176,7 +236,11 @@ class TestLeaseFlow:
         booking = self.lease(session, market, provider, 48, 4)
         assert booking.price_fen == 36_000
         [deposit] = payments_of(session, booking)
-        assert (deposit.kind, deposit.status, deposit.amount_fen) == ("deposit", "succeeded", 10_800)
+        assert (deposit.kind, deposit.status, deposit.amount_fen) == (
+            "deposit",
+            "succeeded",
+            10_800,
+        )
         assert balances(session)[money.ESCROW] == 10_800
         for action in ("start", "complete"):
             run(session, market.owner, booking, action, provider)
@@ -202,7 +266,11 @@ class TestLeaseFlow:
 
 class TestCrashSafety:
     def test_lost_commit_after_the_provider_call_is_repaired_once(
-        self, session: Session, market: Market, provider: PaymentsClient, monkeypatch: pytest.MonkeyPatch
+        self,
+        session: Session,
+        market: Market,
+        provider: PaymentsClient,
+        monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         booking = make_service_booking(session, market, price_fen=50_000)
         deliver(session, market, booking, provider)
@@ -217,7 +285,9 @@ class TestCrashSafety:
 
         monkeypatch.setattr(money, "record_outcome", crash_once)
         with pytest.raises(RuntimeError):
-            money.accept_delivery(session=session, user=market.buyer, booking_id=booking.id, payments=provider)  # type: ignore[arg-type]
+            money.accept_delivery(
+                session=session, user=market.buyer, booking_id=booking.id, payments=provider
+            )  # type: ignore[arg-type]
         monkeypatch.setattr(money, "record_outcome", real)
         capture = session.get(Payment, crashed[0])
         assert capture is not None and capture.status == "pending" and capture.kind == "capture"
@@ -261,8 +331,13 @@ class TestOrderCancellation:
         session.add(booking)
         session.flush()
         run(session, market.owner, booking, "accept", provider)
-        orders.cancel_order(session=session, user=market.buyer, order_id=order.id, payments=provider)  # type: ignore[arg-type]
-        assert [(p.kind, p.status) for p in payments_of(session, booking)] == [("authorize", "succeeded"), ("void", "succeeded")]
+        orders.cancel_order(
+            session=session, user=market.buyer, order_id=order.id, payments=provider
+        )  # type: ignore[arg-type]
+        assert [(p.kind, p.status) for p in payments_of(session, booking)] == [
+            ("authorize", "succeeded"),
+            ("void", "succeeded"),
+        ]
         view = money.order_money(session=session, user=market.buyer, order_id=order.id)  # type: ignore[arg-type]
         assert [v.money_status for v in view] == ["voided"]
         stranger = make_user(session, roles=(Role.buyer,))

@@ -57,25 +57,39 @@ def test_upgrading_a_database_with_data_keeps_it_and_downgrading_too(tmp_path: P
     ts = "2030-01-01 00:00:00.000000"
     with sqlite3.connect(path) as c:
         c.execute("PRAGMA foreign_keys=ON")
-        c.execute("INSERT INTO process(key, family, name_en, name_zh) VALUES ('p-mig', 'cnc', 'p', 'p')")
-        c.execute("INSERT INTO organization(id, name, is_owner, is_buyer, is_operator, created_at) VALUES (1, 'o', 1, 0, 0, ?)", (ts,))
+        c.execute(
+            "INSERT INTO process(key, family, name_en, name_zh) VALUES ('p-mig', 'cnc', 'p', 'p')"
+        )
+        c.execute(
+            "INSERT INTO organization(id, name, is_owner, is_buyer, is_operator, created_at) VALUES (1, 'o', 1, 0, 0, ?)",
+            (ts,),
+        )
         c.execute("""INSERT INTO machine(id, name, make_model, envelope_x_mm, envelope_y_mm, envelope_z_mm, tolerance_mm,
                      speed_factor, hourly_rate_fen, min_booking_minutes, leasable, process_key, materials, certifications,
                      lat, lon, owner_org_id, currency, status, created_at, updated_at, telemetry_token_hash)
                      VALUES (1, 'm', 'm', 1, 1, 1, 0.1, 1, 100, 60, 1, 'p-mig', '[]', '[]', 30, 120, 1, 'CNY', 'active', ?, ?, 'h')""",
                   (ts, ts))  # fmt: skip
-        c.execute("INSERT INTO availability_window(machine_id, start_at, end_at) VALUES (1, ?, '2030-01-01 05:00:00.000000')", (ts,))
+        c.execute(
+            "INSERT INTO availability_window(machine_id, start_at, end_at) VALUES (1, ?, '2030-01-01 05:00:00.000000')",
+            (ts,),
+        )
         c.execute("""INSERT INTO booking(machine_id, kind, state, start_at, end_at, org_id, price_fen, currency, reason,
                      created_at, updated_at) VALUES (1, 'lease', 'confirmed', ?, '2030-01-01 01:00:00.000000', 1, 100, 'CNY', '', ?, ?)""",
                   (ts, ts, ts))  # fmt: skip
 
     def counts() -> tuple[int, int, int]:
         with sqlite3.connect(path) as c:
-            return tuple(c.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("machine", "availability_window", "booking"))  # type: ignore[return-value]
+            return tuple(
+                c.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                for t in ("machine", "availability_window", "booking")
+            )  # type: ignore[return-value]
 
     command.upgrade(alembic_config(url=url), "head")
     assert counts() == (1, 1, 1)
     with sqlite3.connect(path) as c:
-        assert {r[1] for r in c.execute("PRAGMA table_info(machine)")} >= {"reported_state", "last_reported_at"}
+        assert {r[1] for r in c.execute("PRAGMA table_info(machine)")} >= {
+            "reported_state",
+            "last_reported_at",
+        }
     command.downgrade(alembic_config(url=url), "0003")
     assert counts() == (1, 1, 1)

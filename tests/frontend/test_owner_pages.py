@@ -33,7 +33,9 @@ def report_rows(html: str) -> list[tuple[str, str]]:
 
 
 def count_machines(session: Session, owner: User) -> int:
-    return session.exec(select(func.count()).select_from(Machine).where(Machine.owner_org_id == owner.org_id)).one()
+    return session.exec(
+        select(func.count()).select_from(Machine).where(Machine.owner_org_id == owner.org_id)
+    ).one()
 
 
 def edit_body(token: str, **changes: str) -> dict[str, str]:
@@ -44,17 +46,27 @@ def edit_body(token: str, **changes: str) -> dict[str, str]:
     return body
 
 
-def test_edit_with_a_bad_field_shows_the_error_beside_it_and_changes_nothing(client: TestClient, session: Session) -> None:
+def test_edit_with_a_bad_field_shows_the_error_beside_it_and_changes_nothing(
+    client: TestClient, session: Session
+) -> None:
     owner = make_user(session, roles=(Role.owner,))
     machine = make_machine(session, owner=owner)
     sign_in(client, owner.email)
     page = client.get(f"/owner/machines/{machine.id}/edit?lang=en")
-    assert page.status_code == 200 and 'value="90.00"' in page.text and '<label for="hourly_rate_yuan">' in page.text
+    assert (
+        page.status_code == 200
+        and 'value="90.00"' in page.text
+        and '<label for="hourly_rate_yuan">' in page.text
+    )
     for field, bad in (("hourly_rate_yuan", "lots"), ("tolerance_mm", "-1"), ("materials", "aluminium, cheese"),
                        ("name", ""), ("speed_factor", "")):  # fmt: skip
-        r = client.post(f"/owner/machines/{machine.id}/edit", data=edit_body(csrf(page.text), **{field: bad}))
+        r = client.post(
+            f"/owner/machines/{machine.id}/edit", data=edit_body(csrf(page.text), **{field: bad})
+        )
         assert r.status_code == 422, (field, r.text)
-        assert f'id="{field}-error"' in r.text and f'aria-describedby="{field}-error"' in r.text, field
+        assert f'id="{field}-error"' in r.text and f'aria-describedby="{field}-error"' in r.text, (
+            field
+        )
         assert f'value="{bad}"' in r.text or field == "name"  # the input is kept
     session.refresh(machine)
     assert (machine.name, machine.hourly_rate_fen, machine.status) == (machine.name, 9000, "active")
@@ -66,7 +78,11 @@ def test_edit_saves_and_redirects(client: TestClient, session: Session) -> None:
     machine = make_machine(session, owner=owner, leasable=False)
     sign_in(client, owner.email)
     page = client.get(f"/owner/machines/{machine.id}/edit")
-    r = client.post(f"/owner/machines/{machine.id}/edit", data=edit_body(csrf(page.text)), follow_redirects=False)
+    r = client.post(
+        f"/owner/machines/{machine.id}/edit",
+        data=edit_body(csrf(page.text)),
+        follow_redirects=False,
+    )
     assert r.status_code == 303 and r.headers["location"] == f"/owner/machines/{machine.id}"
     session.refresh(machine)
     assert (machine.name, machine.hourly_rate_fen, machine.min_booking_minutes, machine.status, machine.leasable) == (
@@ -80,11 +96,18 @@ def test_another_owner_cannot_edit(client: TestClient, session: Session) -> None
     sign_in(client, other.email)
     assert client.get(f"/owner/machines/{machine.id}/edit").status_code == 404
     token = csrf(client.get("/owner/machines").text)
-    assert client.post(f"/owner/machines/{machine.id}/edit", data=edit_body(token)).status_code == 404
-    assert client.post(f"/owner/machines/{machine.id}/retire", data={"csrf_token": token}).status_code == 404
+    assert (
+        client.post(f"/owner/machines/{machine.id}/edit", data=edit_body(token)).status_code == 404
+    )
+    assert (
+        client.post(f"/owner/machines/{machine.id}/retire", data={"csrf_token": token}).status_code
+        == 404
+    )
 
 
-def test_retire_asks_first_and_refuses_with_active_bookings(client: TestClient, session: Session) -> None:
+def test_retire_asks_first_and_refuses_with_active_bookings(
+    client: TestClient, session: Session
+) -> None:
     owner = make_user(session, roles=(Role.owner,))
     buyer = make_user(session, roles=(Role.buyer,))
     machine = make_machine(session, owner=owner)
@@ -103,7 +126,11 @@ def test_retire_asks_first_and_refuses_with_active_bookings(client: TestClient, 
     booking.state = BookingState.cancelled.value
     session.add(booking)
     session.flush()
-    r = client.post(f"/owner/machines/{machine.id}/retire", data={"csrf_token": csrf(confirm.text)}, follow_redirects=False)
+    r = client.post(
+        f"/owner/machines/{machine.id}/retire",
+        data={"csrf_token": csrf(confirm.text)},
+        follow_redirects=False,
+    )
     assert r.status_code == 303 and r.headers["location"] == "/owner/machines"
     session.refresh(machine)
     assert machine.status == "retired"
@@ -115,11 +142,17 @@ def upload(client: TestClient, text: str, token: str) -> object:
                        files={"file": ("machines.csv", text.encode("utf-8"), "text/csv")})  # fmt: skip
 
 
-def test_import_with_a_bad_row_reports_row_and_field_and_writes_nothing(client: TestClient, session: Session) -> None:
+def test_import_with_a_bad_row_reports_row_and_field_and_writes_nothing(
+    client: TestClient, session: Session
+) -> None:
     owner = make_user(session, roles=(Role.owner,))
     sign_in(client, owner.email)
     page = client.get("/owner/machines/import?lang=en")
-    assert page.status_code == 200 and 'enctype="multipart/form-data"' in page.text and '<label for="file">' in page.text
+    assert (
+        page.status_code == 200
+        and 'enctype="multipart/form-data"' in page.text
+        and '<label for="file">' in page.text
+    )
     text = "\n".join([
         HEADER,
         "Mill A,Haas VF-2,milling_3axis,aluminium;steel,762,406,508,0.02,1.0,95.50,60,true",
@@ -151,14 +184,24 @@ def test_good_csv_creates_every_machine(client: TestClient, session: Session) ->
     ]) + "\r\n"  # fmt: skip
     r = upload(client, text, csrf(page.text))
     assert r.status_code == 200 and "2" in r.text  # type: ignore[attr-defined]
-    rows = session.exec(select(Machine).where(Machine.owner_org_id == owner.org_id).order_by(col(Machine.name))).all()
+    rows = session.exec(
+        select(Machine).where(Machine.owner_org_id == owner.org_id).order_by(col(Machine.name))
+    ).all()
     assert [(m.name, m.materials, m.hourly_rate_fen, m.leasable, m.min_booking_minutes) for m in rows] == [
         ("Mill A", ["aluminium", "steel"], 9550, True, 60), ("Mill B", ["aluminium"], 12000, False, 120)]  # fmt: skip
 
 
-def test_export_then_import_into_another_owner_gives_the_same_machines(client: TestClient, session: Session) -> None:
+def test_export_then_import_into_another_owner_gives_the_same_machines(
+    client: TestClient, session: Session
+) -> None:
     first = make_user(session, roles=(Role.owner,))
-    make_machine(session, owner=first, name="Mill, with a comma", materials=["aluminium", "steel"], hourly_rate_fen=9055)
+    make_machine(
+        session,
+        owner=first,
+        name="Mill, with a comma",
+        materials=["aluminium", "steel"],
+        hourly_rate_fen=9055,
+    )
     make_machine(session, owner=first, name="Lathe 2", process_key="turning", materials=["steel"], envelope_y_mm=0,
                  tolerance_mm=0.005, speed_factor=0.8, leasable=False, min_booking_minutes=240)  # fmt: skip
     make_machine(session, owner=make_user(session, roles=(Role.owner,)), name="Not mine")
@@ -173,7 +216,9 @@ def test_export_then_import_into_another_owner_gives_the_same_machines(client: T
     assert r.status_code == 200, r.text  # type: ignore[attr-defined]
 
     def shape(owner: User) -> list[tuple[object, ...]]:
-        rows = session.exec(select(Machine).where(Machine.owner_org_id == owner.org_id).order_by(col(Machine.name))).all()
+        rows = session.exec(
+            select(Machine).where(Machine.owner_org_id == owner.org_id).order_by(col(Machine.name))
+        ).all()
         return [(m.name, m.make_model, m.process_key, m.materials, m.envelope_x_mm, m.envelope_y_mm, m.envelope_z_mm,
                  m.tolerance_mm, m.speed_factor, m.hourly_rate_fen, m.min_booking_minutes, m.leasable) for m in rows]  # fmt: skip
 
@@ -181,13 +226,19 @@ def test_export_then_import_into_another_owner_gives_the_same_machines(client: T
     assert client.get("/owner/machines/export.csv").text == exported.text
 
 
-def test_calendar_adds_a_window_refuses_overlap_and_past_and_withdraws(client: TestClient, session: Session) -> None:
+def test_calendar_adds_a_window_refuses_overlap_and_past_and_withdraws(
+    client: TestClient, session: Session
+) -> None:
     owner = make_user(session, roles=(Role.owner,))
     machine = make_machine(session, owner=owner)
     sign_in(client, owner.email)
     url = f"/owner/machines/{machine.id}/calendar"
     page = client.get(url + "?lang=en")
-    assert page.status_code == 200 and 'class="calendar"' in page.text and page.text.count('<th scope="row">') == 14
+    assert (
+        page.status_code == 200
+        and 'class="calendar"' in page.text
+        and page.text.count('<th scope="row">') == 14
+    )
     assert '<label for="start_at">' in page.text
     start = re.search(r'name="start_at" type="datetime-local" value="([^"]+)"', page.text)
     end = re.search(r'name="end_at" type="datetime-local" value="([^"]+)"', page.text)
@@ -196,22 +247,44 @@ def test_calendar_adds_a_window_refuses_overlap_and_past_and_withdraws(client: T
     r = client.post(f"/owner/machines/{machine.id}/windows", data={"csrf_token": token, "start_at": start.group(1), "end_at": end.group(1)},
                     follow_redirects=False)  # fmt: skip
     assert r.status_code == 303, r.text
-    windows = session.exec(select(AvailabilityWindow).where(AvailabilityWindow.machine_id == machine.id)).all()
+    windows = session.exec(
+        select(AvailabilityWindow).where(AvailabilityWindow.machine_id == machine.id)
+    ).all()
     assert len(windows) == 1
     # 09:00–17:00 Beijing time is 01:00–09:00 UTC
     assert (windows[0].start_at.hour, windows[0].end_at.hour) == (1, 9)
     shown = client.get(url)
     assert shown.text.count('<td class="cal offered"') == 8
-    clash = client.post(f"/owner/machines/{machine.id}/windows", data={"csrf_token": token, "start_at": start.group(1), "end_at": end.group(1)})
+    clash = client.post(
+        f"/owner/machines/{machine.id}/windows",
+        data={"csrf_token": token, "start_at": start.group(1), "end_at": end.group(1)},
+    )
     assert clash.status_code == 409 and 'id="start_at-error"' in clash.text
     past = (dt.datetime.now() - dt.timedelta(days=3)).strftime("%Y-%m-%dT09:00")
-    old = client.post(f"/owner/machines/{machine.id}/windows", data={"csrf_token": token, "start_at": past, "end_at": past[:-5] + "12:00"})
+    old = client.post(
+        f"/owner/machines/{machine.id}/windows",
+        data={"csrf_token": token, "start_at": past, "end_at": past[:-5] + "12:00"},
+    )
     assert old.status_code == 422 and 'id="start_at-error"' in old.text
-    garbage = client.post(f"/owner/machines/{machine.id}/windows", data={"csrf_token": token, "start_at": "soon", "end_at": ""})
+    garbage = client.post(
+        f"/owner/machines/{machine.id}/windows",
+        data={"csrf_token": token, "start_at": "soon", "end_at": ""},
+    )
     assert garbage.status_code == 422 and 'id="end_at-error"' in garbage.text
-    gone = client.post(f"/owner/machines/{machine.id}/windows/{windows[0].id}/delete", data={"csrf_token": token}, follow_redirects=False)
+    gone = client.post(
+        f"/owner/machines/{machine.id}/windows/{windows[0].id}/delete",
+        data={"csrf_token": token},
+        follow_redirects=False,
+    )
     assert gone.status_code == 303
-    assert session.exec(select(func.count()).select_from(AvailabilityWindow).where(AvailabilityWindow.machine_id == machine.id)).one() == 0
+    assert (
+        session.exec(
+            select(func.count())
+            .select_from(AvailabilityWindow)
+            .where(AvailabilityWindow.machine_id == machine.id)
+        ).one()
+        == 0
+    )
 
 
 def test_calendar_shows_bookings(client: TestClient, session: Session) -> None:
@@ -224,7 +297,10 @@ def test_calendar_shows_bookings(client: TestClient, session: Session) -> None:
     session.flush()
     sign_in(client, owner.email)
     page = client.get(f"/owner/machines/{machine.id}/calendar")
-    assert page.text.count('<td class="cal booked"') in (3, 4) and page.text.count('<td class="cal offered"') >= 20
+    assert (
+        page.text.count('<td class="cal booked"') in (3, 4)
+        and page.text.count('<td class="cal offered"') >= 20
+    )
 
 
 def test_earnings_page_shows_the_owner_totals(client: TestClient, session: Session) -> None:
@@ -287,7 +363,9 @@ def test_windows_export_lists_only_mine_in_beijing_time_and_reimports_as_already
     mill = make_machine(session, owner=owner, name="Mill, north bay")
     start = hours_from_now(30).replace(minute=0)
     make_window(session, machine=mill, start=start, end=start + dt.timedelta(hours=8))
-    make_window(session, machine=mill, start=hours_from_now(-30), end=hours_from_now(-20))  # ended: not exported
+    make_window(
+        session, machine=mill, start=hours_from_now(-30), end=hours_from_now(-20)
+    )  # ended: not exported
     other = make_machine(session, owner=make_user(session, roles=(Role.owner,)), name="Not mine")
     make_window(session, machine=other, start=start, end=start + dt.timedelta(hours=8))
     sign_in(client, owner.email)
@@ -304,17 +382,26 @@ def test_windows_export_lists_only_mine_in_beijing_time_and_reimports_as_already
     assert "已开放 1 个时段（1 个此前已开放）" in again.text  # Chinese is the default language
     rows = session.exec(select(AvailabilityWindow).where(AvailabilityWindow.machine_id == mill.id)
                         .order_by(col(AvailabilityWindow.start_at))).all()  # fmt: skip
-    assert len(rows) == 3 and (rows[-1].start_at.hour, rows[-1].end_at.hour) == (1, 9)  # 09:00-17:00 Beijing = 01-09 UTC
+    assert len(rows) == 3 and (rows[-1].start_at.hour, rows[-1].end_at.hour) == (
+        1,
+        9,
+    )  # 09:00-17:00 Beijing = 01-09 UTC
 
 
-def test_windows_import_reports_every_bad_line_and_writes_nothing(client: TestClient, session: Session) -> None:
+def test_windows_import_reports_every_bad_line_and_writes_nothing(
+    client: TestClient, session: Session
+) -> None:
     owner = make_user(session, roles=(Role.owner,))
     mill = make_machine(session, owner=owner)
     other = make_machine(session, owner=make_user(session, roles=(Role.owner,)))
     make_window(session, machine=mill, start=hours_from_now(48), end=hours_from_now(56))
     sign_in(client, owner.email)
     page = client.get("/owner/windows/import?lang=en")
-    assert page.status_code == 200 and 'action="/owner/windows/import"' in page.text and "machine_id,start,end" in page.text
+    assert (
+        page.status_code == 200
+        and 'action="/owner/windows/import"' in page.text
+        and "machine_id,start,end" in page.text
+    )
     ok = hours_from_now(100).strftime("%Y-%m-%dT%H:%M:%S+00:00")
     ok_end = hours_from_now(104).strftime("%Y-%m-%dT%H:%M:%S+00:00")
     text = "\n".join([
@@ -328,12 +415,27 @@ def test_windows_import_reports_every_bad_line_and_writes_nothing(client: TestCl
     r = upload_windows(client, text)
     assert r.status_code == 422
     report = report_rows(r.text)
-    assert report == [("3", "machine_id"), ("4", "start")]  # the file's own errors come first, alone
-    r = upload_windows(client, "\n".join(line for i, line in enumerate(text.split("\n")) if i not in (2, 3)))
+    assert report == [
+        ("3", "machine_id"),
+        ("4", "start"),
+    ]  # the file's own errors come first, alone
+    r = upload_windows(
+        client, "\n".join(line for i, line in enumerate(text.split("\n")) if i not in (2, 3))
+    )
     assert r.status_code == 422
     report = report_rows(r.text)
-    assert report == [("3", "machine_id"), ("4", "start")]  # lines 5 and 6 of the first file, renumbered
-    assert session.exec(select(func.count()).select_from(AvailabilityWindow).where(AvailabilityWindow.machine_id == mill.id)).one() == 1
+    assert report == [
+        ("3", "machine_id"),
+        ("4", "start"),
+    ]  # lines 5 and 6 of the first file, renumbered
+    assert (
+        session.exec(
+            select(func.count())
+            .select_from(AvailabilityWindow)
+            .where(AvailabilityWindow.machine_id == mill.id)
+        ).one()
+        == 1
+    )
     missing = upload_windows(client, "machine,start\n1,2030-01-01 09:00\n")
     assert missing.status_code == 422 and "machine_id, end" in missing.text
 
@@ -345,22 +447,44 @@ def test_owner_issues_a_telemetry_token_and_the_machine_page_shows_what_it_repor
     machine = make_machine(session, owner=owner)
     sign_in(client, owner.email)
     page = client.get(f"/owner/machines/{machine.id}?lang=en")
-    assert f'action="/owner/machines/{machine.id}/telemetry-token"' in page.text and "not networked" in page.text
-    r = client.post(f"/owner/machines/{machine.id}/telemetry-token", data={"csrf_token": csrf(page.text)})
+    assert (
+        f'action="/owner/machines/{machine.id}/telemetry-token"' in page.text
+        and "not networked" in page.text
+    )
+    r = client.post(
+        f"/owner/machines/{machine.id}/telemetry-token", data={"csrf_token": csrf(page.text)}
+    )
     assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
     token = re.search(r'id="token" readonly value="(mt_[^"]+)"', r.text)
     assert token and "/api/v1/telemetry" in r.text
-    reported = client.post("/api/v1/telemetry", json={"state": "alarm"}, headers={"X-Machine-Token": token.group(1)})
+    reported = client.post(
+        "/api/v1/telemetry", json={"state": "alarm"}, headers={"X-Machine-Token": token.group(1)}
+    )
     assert reported.status_code == 200, reported.text
-    assert re.search(r'id="reported-state">alarm<', client.get(f"/owner/machines/{machine.id}").text)
-    second = client.post(f"/owner/machines/{machine.id}/telemetry-token", data={"csrf_token": csrf(page.text)})
+    assert re.search(
+        r'id="reported-state">alarm<', client.get(f"/owner/machines/{machine.id}").text
+    )
+    second = client.post(
+        f"/owner/machines/{machine.id}/telemetry-token", data={"csrf_token": csrf(page.text)}
+    )
     assert second.status_code == 200
-    assert client.post("/api/v1/telemetry", json={"state": "idle"}, headers={"X-Machine-Token": token.group(1)}).status_code == 401
+    assert (
+        client.post(
+            "/api/v1/telemetry", json={"state": "idle"}, headers={"X-Machine-Token": token.group(1)}
+        ).status_code
+        == 401
+    )
     other = make_user(session, roles=(Role.owner,))
     client.cookies.clear()
     sign_in(client, other.email)
     token_page = client.get("/login")
-    assert client.post(f"/owner/machines/{machine.id}/telemetry-token", data={"csrf_token": csrf(token_page.text)}).status_code == 404
+    assert (
+        client.post(
+            f"/owner/machines/{machine.id}/telemetry-token",
+            data={"csrf_token": csrf(token_page.text)},
+        ).status_code
+        == 404
+    )
 
 
 def test_windows_import_names_the_real_line_after_blank_lines_and_refuses_odd_numbers(
@@ -369,7 +493,10 @@ def test_windows_import_names_the_real_line_after_blank_lines_and_refuses_odd_nu
     owner = make_user(session, roles=(Role.owner,))
     mill = make_machine(session, owner=owner)
     sign_in(client, owner.email)
-    text = "machine_id,start,end\n\n\n²,2030-01-01 09:00,2030-01-01 10:00\n" f"{mill.id},0001-01-01 00:00,2030-01-01 10:00\n"
+    text = (
+        "machine_id,start,end\n\n\n²,2030-01-01 09:00,2030-01-01 10:00\n"
+        f"{mill.id},0001-01-01 00:00,2030-01-01 10:00\n"
+    )
     r = upload_windows(client, text)
     assert r.status_code == 422
     report = report_rows(r.text)

@@ -26,7 +26,11 @@ def csrf(html: str) -> str:
 
 def sign_in(client: TestClient, email: str) -> None:
     page = client.get("/login")
-    r = client.post("/login", data={"email": email, "password": PASSWORD, "csrf_token": csrf(page.text)}, follow_redirects=False)
+    r = client.post(
+        "/login",
+        data={"email": email, "password": PASSWORD, "csrf_token": csrf(page.text)},
+        follow_redirects=False,
+    )
     assert r.status_code == 303, r.text
 
 
@@ -41,17 +45,23 @@ def test_home_is_chinese_by_default_and_english_on_request(client: TestClient) -
 
 def test_login_needs_csrf_and_right_password(client: TestClient, session: Session) -> None:
     user = make_user(session, roles=(Role.buyer,))
-    r = client.post("/login", data={"email": user.email, "password": PASSWORD, "csrf_token": "forged"})
+    r = client.post(
+        "/login", data={"email": user.email, "password": PASSWORD, "csrf_token": "forged"}
+    )
     assert r.status_code == 403
     page = client.get("/login")
-    bad = client.post("/login", data={"email": user.email, "password": "nope", "csrf_token": csrf(page.text)})
+    bad = client.post(
+        "/login", data={"email": user.email, "password": "nope", "csrf_token": csrf(page.text)}
+    )
     assert bad.status_code == 401 and "邮箱或密码错误" in bad.text
     assert client.get("/buyer/orders", follow_redirects=False).headers["location"] == "/login"
     sign_in(client, user.email)
     assert client.get("/buyer/orders").status_code == 200
 
 
-def test_owner_lists_a_machine_with_errors_beside_fields(client: TestClient, session: Session) -> None:
+def test_owner_lists_a_machine_with_errors_beside_fields(
+    client: TestClient, session: Session
+) -> None:
     owner = make_user(session, roles=(Role.owner,))
     sign_in(client, owner.email)
     form = client.get("/owner/machines/new?lang=en")
@@ -90,13 +100,21 @@ def test_owner_adds_a_night_shift_rule(client: TestClient, session: Session) -> 
     }, follow_redirects=True)  # fmt: skip
     assert r.status_code == 200
     assert re.search(r"\d+ windows offered", r.text), r.text
-    rules = session.exec(select(AvailabilityRule).where(AvailabilityRule.machine_id == machine.id)).all()
-    assert [(x.start_time, x.end_time, x.weekdays) for x in rules] == [("20:00", "08:00", [0, 1, 2, 3, 4])]
-    feed = re.search(r'id="ical-url" readonly value="([^"]+)"', client.get(f"/owner/machines/{machine.id}").text)
+    rules = session.exec(
+        select(AvailabilityRule).where(AvailabilityRule.machine_id == machine.id)
+    ).all()
+    assert [(x.start_time, x.end_time, x.weekdays) for x in rules] == [
+        ("20:00", "08:00", [0, 1, 2, 3, 4])
+    ]
+    feed = re.search(
+        r'id="ical-url" readonly value="([^"]+)"', client.get(f"/owner/machines/{machine.id}").text
+    )
     assert feed
     client.cookies.clear()  # a calendar app has no session: the URL is the key
     ics = client.get(feed.group(1))
-    assert ics.text.startswith("BEGIN:VCALENDAR") and ics.headers["content-type"].startswith("text/calendar")
+    assert ics.text.startswith("BEGIN:VCALENDAR") and ics.headers["content-type"].startswith(
+        "text/calendar"
+    )
     assert client.get(feed.group(1).replace(".ics", "x.ics")).status_code == 404
 
 
@@ -109,7 +127,9 @@ def order_form(client: TestClient) -> tuple[str, str, str]:
     return csrf(form.text), release.group(1), due.group(1)
 
 
-def test_buyer_posts_a_two_step_order_sees_quotes_and_confirms(client: TestClient, session: Session) -> None:
+def test_buyer_posts_a_two_step_order_sees_quotes_and_confirms(
+    client: TestClient, session: Session
+) -> None:
     owner = make_user(session, roles=(Role.owner,))
     for process, materials in (("milling_3axis", ["aluminium"]), ("anodizing", ["aluminium"])):
         machine = make_machine(session, owner=owner, process_key=process, materials=materials)
@@ -152,9 +172,13 @@ def test_operator_dashboard_is_scoped(client: TestClient, session: Session) -> N
     sign_in(client, operator.email)
     r = client.get("/operator")
     assert r.status_code == 200 and 'id="booked-hours"' in r.text
-    assert 'id="networking-rate">0.0 %' in r.text and 'id="actual-utilization">—' in r.text  # nothing reported yet
+    assert (
+        'id="networking-rate">0.0 %' in r.text and 'id="actual-utilization">—' in r.text
+    )  # nothing reported yet
     header = client.get("/operator/export/processes.csv").text.splitlines()[0]
-    assert header.startswith("process,family") and header.endswith("running_h_7d,actual_utilization_7d")
+    assert header.startswith("process,family") and header.endswith(
+        "running_h_7d,actual_utilization_7d"
+    )
     buyer = make_user(session, roles=(Role.buyer,))
     client.cookies.clear()
     sign_in(client, buyer.email)
@@ -165,7 +189,10 @@ def test_every_ui_string_has_a_chinese_translation() -> None:
     root = Path(__file__).resolve().parents[2] / "frontend"
     ids: set[str] = set()
     for path in [*root.glob("templates/*.html"), *root.glob("*.py")]:
-        ids |= {m.group(2) for m in re.finditer(r"""(?:\b_|gettext)\(\s*(["'])(.+?)\1""", path.read_text())}
+        ids |= {
+            m.group(2)
+            for m in re.finditer(r"""(?:\b_|gettext)\(\s*(["'])(.+?)\1""", path.read_text())
+        }
     missing = sorted(i for i in ids if i not in _messages("zh_CN"))
     assert len(ids) > 100 and missing == []
 
@@ -203,14 +230,22 @@ def test_rule_errors_stand_beside_their_fields(client: TestClient, session: Sess
     body = {"csrf_token": csrf(page.text), "start_time": "20:00", "end_time": "08:00",
             "valid_from": "2020-01-01", "valid_until": "2020-01-31", "weekdays": ["1"]}  # fmt: skip
     r = client.post(f"/owner/machines/{machine.id}/rules", data=body)
-    assert r.status_code == 422 and 'id="valid_until-error"' in r.text and 'value="2020-01-31"' in r.text
+    assert (
+        r.status_code == 422
+        and 'id="valid_until-error"' in r.text
+        and 'value="2020-01-31"' in r.text
+    )
     r = client.post(f"/owner/machines/{machine.id}/rules", data={**body, "weekdays": []})
     assert r.status_code == 422 and 'id="weekdays-error"' in r.text
-    rules = session.exec(select(AvailabilityRule).where(AvailabilityRule.machine_id == machine.id)).all()
+    rules = session.exec(
+        select(AvailabilityRule).where(AvailabilityRule.machine_id == machine.id)
+    ).all()
     assert rules == []
 
 
-def test_an_order_and_its_file_are_written_together_or_not_at_all(client: TestClient, session: Session) -> None:
+def test_an_order_and_its_file_are_written_together_or_not_at_all(
+    client: TestClient, session: Session
+) -> None:
     buyer = make_user(session, roles=(Role.buyer,))
     sign_in(client, buyer.email)
     token, release_at, due_at = order_form(client)
@@ -219,6 +254,8 @@ def test_an_order_and_its_file_are_written_together_or_not_at_all(client: TestCl
     for budget in ("inf", "1e400", "12.345", "-5"):
         r = client.post("/buyer/orders/new", data={**data, "budget_yuan": budget})
         assert r.status_code == 422 and 'id="budget_yuan-error"' in r.text, budget
-    r = client.post("/buyer/orders/new", data=data, files={"attachment": ("empty.pdf", b"", "application/pdf")})
+    r = client.post(
+        "/buyer/orders/new", data=data, files={"attachment": ("empty.pdf", b"", "application/pdf")}
+    )
     assert r.status_code == 422 and 'id="attachment-error"' in r.text
     assert session.exec(select(func.count()).select_from(Order)).one() == 0

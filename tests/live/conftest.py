@@ -69,7 +69,9 @@ def start_server(
         except httpx.TransportError:
             time.sleep(0.1)
     proc.terminate()
-    raise RuntimeError(f"server did not answer in {timeout_s} s:\n{log.read_text(errors='replace')}")
+    raise RuntimeError(
+        f"server did not answer in {timeout_s} s:\n{log.read_text(errors='replace')}"
+    )
 
 
 def stop_server(proc: subprocess.Popen[bytes]) -> None:
@@ -81,7 +83,9 @@ def stop_server(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def _serve(database_url: str, tmp_path: Path, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def _serve(
+    database_url: str, tmp_path: Path, port: int, env: dict[str, str]
+) -> subprocess.Popen[bytes]:
     upgrade(url=database_url)
     return start_server(
         [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",

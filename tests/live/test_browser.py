@@ -75,9 +75,13 @@ def market(database_url: str) -> dict[str, str]:
     now = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
     with Session(engine) as session:
         operator = make_user(session, roles=(Role.operator,))
-        cluster = make_cluster(session, operator_org=session.get(Organization, operator.org_id), lat=29.9, lon=121.84)
+        cluster = make_cluster(
+            session, operator_org=session.get(Organization, operator.org_id), lat=29.9, lon=121.84
+        )
         owner = make_user(session, roles=(Role.owner,))
-        buyer_org = Organization(name="宁波买家电器有限公司", is_buyer=True, lat=29.95, lon=121.9, city="Ningbo")
+        buyer_org = Organization(
+            name="宁波买家电器有限公司", is_buyer=True, lat=29.95, lon=121.9, city="Ningbo"
+        )
         session.add(buyer_org)
         session.flush()
         buyer = make_user(session, org=buyer_org, roles=(Role.buyer,))
@@ -151,7 +155,12 @@ def test_owner_buyer_operator_scenario(live_server_with_payments: LiveServer, pa
     page.select_option("#op1_process", "anodizing")
     page.fill("#op1_material", "aluminium")
     page.fill("#op1_minutes", "120")
-    page.set_input_files("#attachment", files=[{"name": "bracket.pdf", "mimeType": "application/pdf", "buffer": b"%PDF-1.7 bracket"}])
+    page.set_input_files(
+        "#attachment",
+        files=[
+            {"name": "bracket.pdf", "mimeType": "application/pdf", "buffer": b"%PDF-1.7 bracket"}
+        ],
+    )
     with page.expect_navigation():
         page.click("text=See instant quotes")
     cards = page.locator(".quote-option")

@@ -22,7 +22,10 @@ from tests.factories import hours_from_now, make_machine, make_user
 def _stale_proposal(url: str) -> int:
     engine = make_engine(url)
     with Session(engine) as session:
-        owner, buyer = make_user(session, roles=(Role.owner,)), make_user(session, roles=(Role.buyer,))
+        owner, buyer = (
+            make_user(session, roles=(Role.owner,)),
+            make_user(session, roles=(Role.buyer,)),
+        )
         machine = make_machine(session, owner=owner)
         booking = Booking(
             machine_id=machine.id, kind="service", state="proposed", start_at=hours_from_now(30),
@@ -51,7 +54,9 @@ def test_round_expires_unanswered_proposals(live_database_url: str) -> None:
     upgrade(url=live_database_url)
     booking_id = _stale_proposal(live_database_url)
     engine = make_engine(live_database_url)
-    settings = Settings(environment="development", database_url=live_database_url, payments_inline=False)
+    settings = Settings(
+        environment="development", database_url=live_database_url, payments_inline=False
+    )
     if engine.dialect.name == "postgresql":  # another runner holds the lock: this one skips
         with engine.connect() as other:
             other.execute(text("SELECT pg_advisory_lock(:k)"), {"k": LOCK_KEY})

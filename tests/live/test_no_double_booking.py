@@ -51,7 +51,9 @@ def test_concurrent_conflicting_leases_one_wins(live_server: LiveServer) -> None
         with httpx.Client(base_url=live_server.base_url, timeout=120) as http:
             barrier.wait()
             r = http.post(
-                "/api/v1/leases", json=bodies[i], headers={"Authorization": f"Bearer {tokens[i % len(tokens)]}"}
+                "/api/v1/leases",
+                json=bodies[i],
+                headers={"Authorization": f"Bearer {tokens[i % len(tokens)]}"},
             )
             return r.status_code
 
@@ -66,7 +68,9 @@ def test_concurrent_conflicting_leases_one_wins(live_server: LiveServer) -> None
         ).one()
     engine.dispose()
     assert held == 1
-    print(f"\n{CONCURRENT} concurrent leases on {engine.dialect.name}: 1 × 201, {statuses.count(409)} × 409, 1 booking")
+    print(
+        f"\n{CONCURRENT} concurrent leases on {engine.dialect.name}: 1 × 201, {statuses.count(409)} × 409, 1 booking"
+    )
 
 
 def test_database_refuses_overlap_even_without_the_service(live_database_url: str) -> None:
@@ -80,7 +84,10 @@ def test_database_refuses_overlap_even_without_the_service(live_database_url: st
 
     upgrade(url=live_database_url)
     with Session(engine) as session:
-        owner, buyer = make_user(session, roles=(Role.owner,)), make_user(session, roles=(Role.buyer,))
+        owner, buyer = (
+            make_user(session, roles=(Role.owner,)),
+            make_user(session, roles=(Role.buyer,)),
+        )
         machine = make_machine(session, owner=owner)
         session.commit()
         mid, oid = machine.id, buyer.org_id

@@ -98,10 +98,14 @@ SERVICE_PATHS = ("accept_delivery", "window", "dispute_part", "dispute_all", "di
 LEASE_PATHS = ("complete", "cancel_free", "cancel_late")
 
 
-def test_money_flows_survive_provider_chaos(chaos_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_money_flows_survive_provider_chaos(
+    chaos_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     seed = int(os.environ.get("CAPSHARE_CHAOS_SEED") or random.SystemRandom().randrange(1, 10**6))
     n_flows = int(os.environ.get("CAPSHARE_CHAOS_FLOWS") or 500)
-    print(f"\nchaos seed {seed} (replay: CAPSHARE_CHAOS_SEED={seed} CAPSHARE_CHAOS_WORKERS=1), {n_flows} flows")
+    print(
+        f"\nchaos seed {seed} (replay: CAPSHARE_CHAOS_SEED={seed} CAPSHARE_CHAOS_WORKERS=1), {n_flows} flows"
+    )
     rng = random.Random(seed)
     engine, stub_url = chaos_env["engine"], chaos_env["stub_url"]
     started = time.perf_counter()
@@ -156,7 +160,9 @@ def test_money_flows_survive_provider_chaos(chaos_env: dict[str, Any], monkeypat
         is_lease = i % 5 < 2
         path = rng.choice(LEASE_PATHS if is_lease else SERVICE_PATHS)
         table = late_free if path == "cancel_late" else slot_free
-        if path == "cancel_late" and table[mid] + dt.timedelta(hours=hours) > now + dt.timedelta(hours=23):
+        if path == "cancel_late" and table[mid] + dt.timedelta(hours=hours) > now + dt.timedelta(
+            hours=23
+        ):
             path, table = "cancel_free", slot_free
         start = table[mid]
         table[mid] = start + dt.timedelta(hours=hours)
@@ -188,16 +194,36 @@ def test_money_flows_survive_provider_chaos(chaos_env: dict[str, Any], monkeypat
         if plan["lease"]:
             step(bookings.create_lease, user=buyer, payments=client,
                  data=LeaseCreate(machine_id=mid, start_at=start, end_at=end))  # fmt: skip
-            booking = s.exec(select(Booking).where(Booking.machine_id == mid, Booking.start_at == start)).one()
+            booking = s.exec(
+                select(Booking).where(Booking.machine_id == mid, Booking.start_at == start)
+            ).one()
             price, bid = booking.price_fen, booking.id
             assert bid is not None
             deposit = -(-price * 3000 // 10_000)
             if path == "complete":
-                step(bookings.transition_booking, user=owner, booking_id=bid, action="start", payments=client)
-                step(bookings.transition_booking, user=owner, booking_id=bid, action="complete", payments=client)
+                step(
+                    bookings.transition_booking,
+                    user=owner,
+                    booking_id=bid,
+                    action="start",
+                    payments=client,
+                )
+                step(
+                    bookings.transition_booking,
+                    user=owner,
+                    booking_id=bid,
+                    action="complete",
+                    payments=client,
+                )
                 paid, owner_gets = price, price - price * fee_bps // 10_000
             else:
-                step(bookings.transition_booking, user=buyer, booking_id=bid, action="cancel", payments=client)
+                step(
+                    bookings.transition_booking,
+                    user=buyer,
+                    booking_id=bid,
+                    action="cancel",
+                    payments=client,
+                )
                 paid = owner_gets = min(price * late_bps // 10_000, deposit) if late else 0
         else:
             begin_write(s)  # a service booking as a match run would propose it
@@ -208,19 +234,45 @@ def test_money_flows_survive_provider_chaos(chaos_env: dict[str, Any], monkeypat
             s.commit()
             price, bid = booking.price_fen, booking.id
             assert bid is not None
-            step(bookings.transition_booking, user=owner, booking_id=bid, action="accept", payments=client)
+            step(
+                bookings.transition_booking,
+                user=owner,
+                booking_id=bid,
+                action="accept",
+                payments=client,
+            )
             if path.startswith("cancel"):
-                step(bookings.transition_booking, user=buyer, booking_id=bid, action="cancel", payments=client)
+                step(
+                    bookings.transition_booking,
+                    user=buyer,
+                    booking_id=bid,
+                    action="cancel",
+                    payments=client,
+                )
                 paid = owner_gets = price * late_bps // 10_000 if late else 0
             else:
-                step(bookings.transition_booking, user=owner, booking_id=bid, action="start", payments=client)
-                step(bookings.transition_booking, user=owner, booking_id=bid, action="complete", payments=client)
+                step(
+                    bookings.transition_booking,
+                    user=owner,
+                    booking_id=bid,
+                    action="start",
+                    payments=client,
+                )
+                step(
+                    bookings.transition_booking,
+                    user=owner,
+                    booking_id=bid,
+                    action="complete",
+                    payments=client,
+                )
                 paid = price
                 if path == "accept_delivery":
                     step(money.accept_delivery, user=buyer, booking_id=bid, payments=client)
                 elif path.startswith("dispute"):
                     step(money.open_dispute, user=buyer, booking_id=bid, note="chaos dispute")
-                    refund = {"dispute_part": price // 3, "dispute_all": price, "dispute_none": 0}[path]
+                    refund = {"dispute_part": price // 3, "dispute_all": price, "dispute_none": 0}[
+                        path
+                    ]
                     step(money.resolve_dispute, user=users[ids["admin"]], booking_id=bid, refund_fen=refund,
                          payments=client)  # fmt: skip
                     paid = price - refund
@@ -237,7 +289,10 @@ def test_money_flows_survive_provider_chaos(chaos_env: dict[str, Any], monkeypat
                     run_flow(s, users, plan)
 
     n_workers = int(os.environ.get("CAPSHARE_CHAOS_WORKERS") or 4)
-    lanes = [{lane for lane in range(len(ids["machines"])) if lane % n_workers == w} for w in range(n_workers)]
+    lanes = [
+        {lane for lane in range(len(ids["machines"])) if lane % n_workers == w}
+        for w in range(n_workers)
+    ]
     with ThreadPoolExecutor(n_workers) as pool:
         for future in [pool.submit(worker, mine) for mine in lanes]:
             future.result()
@@ -268,10 +323,14 @@ def test_money_flows_survive_provider_chaos(chaos_env: dict[str, Any], monkeypat
               f"({100 * request_faults / max(requests, 1):.1f} %); injected by kind: "
               f"{ {k: v for k, v in sorted(injected.items()) if k != 'chaos'} }; "
               f"crashes before commit: {crashes['crash_before_commit']}")  # fmt: skip
-        print(f"webhooks: {stats['counters'].get('webhook_delivered', 0)} delivered; "
-              f"pending payments after the flows {pending_before}; released after the window {released}")
-        print(f"reconcile: {len(report.differences)} differences {dict(kinds)}, repaired {dict(repaired)}, "
-              f"open {len(report.unrepaired)}; second pass: {len(second.differences)} differences")
+        print(
+            f"webhooks: {stats['counters'].get('webhook_delivered', 0)} delivered; "
+            f"pending payments after the flows {pending_before}; released after the window {released}"
+        )
+        print(
+            f"reconcile: {len(report.differences)} differences {dict(kinds)}, repaired {dict(repaired)}, "
+            f"open {len(report.unrepaired)}; second pass: {len(second.differences)} differences"
+        )
         platform = report.balances
         print(f"final balances: ledger total {second.ledger_total_fen} fen; platform holds "
               f"{second.ledger_platform_fen} fen, provider {second.provider_platform_fen} fen; revenue "
@@ -296,9 +355,11 @@ def test_money_flows_survive_provider_chaos(chaos_env: dict[str, Any], monkeypat
         net: dict[int, int] = defaultdict(int)
         for pi in intents:
             net[int(pi.metadata["booking_id"])] += pi.amount_received_fen - pi.amount_refunded_fen
-        wrong = {b: (net.get(b, 0), want) for b, want in expected_paid.items() if net.get(b, 0) != want}
+        wrong = {
+            b: (net.get(b, 0), want) for b, want in expected_paid.items() if net.get(b, 0) != want
+        }
         assert not wrong, f"{len(wrong)} bookings paid the wrong amount: {list(wrong.items())[:10]}"
-        assert len({r.metadata['capshare_payment_id'] for r in refunds}) == len(refunds)
+        assert len({r.metadata["capshare_payment_id"] for r in refunds}) == len(refunds)
         # no lost payout: each owner's connected account holds exactly its share
         for org, want in expected_owner.items():
             assert platform.get(money.paid_out_account(org), 0) == want, org

@@ -33,7 +33,9 @@ def test_serve_demo(live_database_url: str, tmp_path: Path) -> None:
             assert "capshare" in http.get("/").text
 
             def login(email: str) -> dict[str, str]:
-                r = http.post("/api/v1/auth/token", data={"username": email, "password": DEMO_PASSWORD})
+                r = http.post(
+                    "/api/v1/auth/token", data={"username": email, "password": DEMO_PASSWORD}
+                )
                 assert r.status_code == 200, r.text
                 return {"Authorization": f"Bearer {r.json()['access_token']}"}
 
@@ -62,7 +64,9 @@ def _lease_a_free_slot(http: httpx.Client, headers: dict[str, str]) -> dict[str,
     """Lease two hours at the start of the first offered window that has room."""
     import datetime as dt
 
-    machines = http.get("/api/v1/machines", params={"leasable": True, "limit": 100}, headers=headers).json()["data"]
+    machines = http.get(
+        "/api/v1/machines", params={"leasable": True, "limit": 100}, headers=headers
+    ).json()["data"]
     for m in machines:
         for w in http.get(f"/api/v1/machines/{m['id']}/windows", headers=headers).json():
             start = dt.datetime.fromisoformat(w["start_at"]) + dt.timedelta(hours=30)

@@ -33,7 +33,8 @@ from matching.validation import check_compiled
 
 def referee(shared: Path) -> ModuleType:
     spec = importlib.util.spec_from_file_location(
-        "market_evaluate", shared / "benchmarks" / "market" / "evaluate.py")
+        "market_evaluate", shared / "benchmarks" / "market" / "evaluate.py"
+    )
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -58,13 +59,28 @@ class TestMarket:
 
     def test_cli_json_fields(self, shared: Path, tmp_path: Path) -> None:
         path = shared / "benchmarks" / "market" / "market-S1-seed1.json.gz"
-        out = CliRunner().invoke(bench_app, ["market", str(path), "--time-limit", "2", "--json",
-                                             "--solutions", str(tmp_path)])
+        out = CliRunner().invoke(
+            bench_app,
+            ["market", str(path), "--time-limit", "2", "--json", "--solutions", str(tmp_path)],
+        )
         assert out.exit_code == 0, out.output
         rows = json.loads(out.output)
-        assert [r["method"] for r in rows] == ["greedy-edd", "greedy-best", "greedy-engine", "capshare"]
-        assert set(rows[0]) == {"instance", "method", "objective", "placed", "tardiness_min",
-                                "bound", "seconds", "peak_rss_mb"}
+        assert [r["method"] for r in rows] == [
+            "greedy-edd",
+            "greedy-best",
+            "greedy-engine",
+            "capshare",
+        ]
+        assert set(rows[0]) == {
+            "instance",
+            "method",
+            "objective",
+            "placed",
+            "tardiness_min",
+            "bound",
+            "seconds",
+            "peak_rss_mb",
+        }
         ref = referee(shared)
         inst = ref.load_json(str(path))
         for r in rows:
@@ -100,12 +116,34 @@ class TestGenerated:
 
     def test_cli_generate_runs_the_benchmark(self, shared: Path, tmp_path: Path) -> None:
         keep = tmp_path / "g.json.gz"
-        out = CliRunner().invoke(bench_app, [
-            "market", "--generate", "--jobs", "40", "--machines", "8", "--seed", "2",
-            "--time-limit", "1", "--json", "--out", str(keep), "--solutions", str(tmp_path)])
+        out = CliRunner().invoke(
+            bench_app,
+            [
+                "market",
+                "--generate",
+                "--jobs",
+                "40",
+                "--machines",
+                "8",
+                "--seed",
+                "2",
+                "--time-limit",
+                "1",
+                "--json",
+                "--out",
+                str(keep),
+                "--solutions",
+                str(tmp_path),
+            ],
+        )
         assert out.exit_code == 0, out.output
         rows = json.loads(out.stdout)  # the note about the generated file goes to stderr
-        assert [r["method"] for r in rows] == ["greedy-edd", "greedy-best", "greedy-engine", "capshare"]
+        assert [r["method"] for r in rows] == [
+            "greedy-edd",
+            "greedy-best",
+            "greedy-engine",
+            "capshare",
+        ]
         ref = referee(shared)
         inst = ref.load_json(str(keep))
         assert inst == generate_market(n_jobs=40, n_machines=8, seed=2)
@@ -133,7 +171,8 @@ class TestGenerated:
 
     def test_generator_is_seeded(self) -> None:
         assert generate_market(n_jobs=30, n_machines=8, seed=2) == generate_market(
-            n_jobs=30, n_machines=8, seed=2)
+            n_jobs=30, n_machines=8, seed=2
+        )
         inst = generate_market(n_jobs=30, n_machines=8, seed=2)
         assert all(o["due_min"] <= o["latest_end_min"] for j in inst["jobs"] for o in j["options"])
 
@@ -151,11 +190,14 @@ class TestFjsp:
         assert check_compiled(cp, sol) == [] and len(sol) == 3
         assert info["objective"] == 3
 
-    @pytest.mark.parametrize(("rel", "name", "best"), [
-        ("kacem/kacem1.txt", "kacem1", 11),
-        ("brandimarte/BrandimarteMk1.fjs", "mk01", 40),
-        ("hurink/edata/la01.txt", "la01_edata", 609),
-    ])
+    @pytest.mark.parametrize(
+        ("rel", "name", "best"),
+        [
+            ("kacem/kacem1.txt", "kacem1", 11),
+            ("brandimarte/BrandimarteMk1.fjs", "mk01", 40),
+            ("hurink/edata/la01.txt", "la01_edata", 609),
+        ],
+    )
     def test_reaches_optimum(self, shared: Path, rel: str, name: str, best: int) -> None:
         row = run_fjsp(shared / "benchmarks/fjsp" / rel, time_limit_s=10)
         assert row["instance"] == name and row["best_known"] == best
@@ -172,8 +214,9 @@ class TestGap:
         rows = run_gap(shared / "benchmarks/gap/orlib/gap1.txt", time_limit_s=3, maximize=True)
         assert rows[0]["objective"] == 336  # OR-Library c515-1, maximisation
 
-    def test_knapsack_path_valid_deterministic(self, shared: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_knapsack_path_valid_deterministic(
+        self, shared: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         import matching.solver as solver_mod
         from matching.bench.gap import gap_problem
         from matching.bench.market import market_problem as mp
@@ -228,17 +271,21 @@ def test_time_slices_give_valid_answers(monkeypatch: pytest.MonkeyPatch, tmp_pat
 
 
 @pytest.mark.parametrize("suite", ["market", "fjsp", "gap"])
-def test_cli_refuses_unreadable_files_before_running(suite: str, shared: Path,
-                                                     tmp_path: Path) -> None:
-    good = {"market": shared / "benchmarks/market/market-S1-seed1.json.gz",
-            "fjsp": shared / "benchmarks/fjsp/kacem/kacem1.txt",
-            "gap": shared / "benchmarks/gap/orlib/gap1.txt"}[suite]
+def test_cli_refuses_unreadable_files_before_running(
+    suite: str, shared: Path, tmp_path: Path
+) -> None:
+    good = {
+        "market": shared / "benchmarks/market/market-S1-seed1.json.gz",
+        "fjsp": shared / "benchmarks/fjsp/kacem/kacem1.txt",
+        "gap": shared / "benchmarks/gap/orlib/gap1.txt",
+    }[suite]
     bad = tmp_path / "bad.txt"
     bad.write_text("not an instance\n")
     # a bad file after a good one: refused at once, naming it, nothing solved
     wide = {"COLUMNS": "1000"}  # the error box must not wrap the file's path
-    out = CliRunner().invoke(bench_app, [suite, str(good), str(bad), "-t", "30", "--json"],
-                             env=wide)
+    out = CliRunner().invoke(
+        bench_app, [suite, str(good), str(bad), "-t", "30", "--json"], env=wide
+    )
     assert out.exit_code == 2
     assert f"{bad}: not a readable" in out.output
     assert "objective" not in out.output

@@ -43,7 +43,9 @@ class TestCapabilityMatch:
         assert [a.machine_id for a in res.assignments] == ["m1"]
 
     def test_envelope_rotates(self) -> None:
-        res = run(problem([machine(envelope=(300, 400, 500))], [order(ops=(op(envelope=(450, 10, 10)),))]))
+        res = run(
+            problem([machine(envelope=(300, 400, 500))], [order(ops=(op(envelope=(450, 10, 10)),))])
+        )
         assert len(res.assignments) == 1
 
 
@@ -67,7 +69,9 @@ class TestNoOverlap:
         assert a.end_min <= b.start_min
 
     def test_only_one_fits_other_displaced(self) -> None:
-        ops = [order(id=f"r{i}", ops=(op(id=f"op{i}"),), penalty=10_000 * (i + 1)) for i in range(2)]
+        ops = [
+            order(id=f"r{i}", ops=(op(id=f"op{i}"),), penalty=10_000 * (i + 1)) for i in range(2)
+        ]
         res = run(problem([machine(free=((0, 100),))], ops))
         assert [a.operation_id for a in res.assignments] == ["op1"]  # the higher penalty wins
         assert reason_of(res, "op0") is Reason.DISPLACED
@@ -94,8 +98,10 @@ class TestReleaseAndDue:
 
 class TestPrecedenceWithTransport:
     def test_second_step_waits_for_transport(self) -> None:
-        ms = [machine(id="a", process="mill3"), machine(id="b", process="anodize", site=HANGZHOU,
-                                                          materials=frozenset({"al"}))]
+        ms = [
+            machine(id="a", process="mill3"),
+            machine(id="b", process="anodize", site=HANGZHOU, materials=frozenset({"al"})),
+        ]
         o = order(ops=(op(id="s1"), op(id="s2", process="anodize")))
         res = run(problem(ms, [o]))
         s1, s2 = sorted(res.assignments, key=lambda x: x.start_min)
@@ -129,7 +135,9 @@ class TestBuyerLimits:
         assert reason_of(res, "op1") is Reason.TOO_FAR
 
     def test_near_enough(self) -> None:
-        res = run(problem([machine(site=HANGZHOU), machine(id="m2", site=NINGBO)], [order(max_km=50)]))
+        res = run(
+            problem([machine(site=HANGZHOU), machine(id="m2", site=NINGBO)], [order(max_km=50)])
+        )
         assert res.assignments[0].machine_id == "m2"
 
     def test_over_budget(self) -> None:
@@ -149,7 +157,9 @@ class TestBuyerLimits:
 
 class TestSoftPreferences:
     def test_cheaper_machine_wins(self) -> None:
-        res = run(problem([machine(id="dear", rate=9000), machine(id="cheap", rate=3000)], [order()]))
+        res = run(
+            problem([machine(id="dear", rate=9000), machine(id="cheap", rate=3000)], [order()])
+        )
         assert res.assignments[0].machine_id == "cheap"
 
     def test_transport_counts(self) -> None:

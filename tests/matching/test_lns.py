@@ -20,13 +20,22 @@ def test_lns_never_worse_valid_and_deterministic() -> None:
     for _ in range(2):
         sol: dict[int, tuple[int, int]] = {}
         for comp in components(cp):
-            part, stats = lns(cp, {j: gsol[j] for j in comp if j in gsol}, comp, 0.6,
-                              time.monotonic() + 60, 0, 1, True)
+            part, stats = lns(
+                cp,
+                {j: gsol[j] for j in comp if j in gsol},
+                comp,
+                0.6,
+                time.monotonic() + 60,
+                0,
+                1,
+                True,
+            )
             assert stats["steps"] > 0
             sol.update(part)
         assert check_compiled(cp, sol) == []
         out.append(sol)
     from matching.objective import evaluate
+
     assert evaluate(cp, out[0]) <= evaluate(cp, gsol)
     assert out[0] == out[1]
 
@@ -34,8 +43,7 @@ def test_lns_never_worse_valid_and_deterministic() -> None:
 def test_non_deterministic_mode_valid_and_not_worse() -> None:
     cp = market_problem(generate_market(n_jobs=120, n_machines=24, seed=7))
     events: list[dict[str, object]] = []
-    sol, info = solve_compiled(cp, time_limit_s=3.0, deterministic=False,
-                               progress=events.append)
+    sol, info = solve_compiled(cp, time_limit_s=3.0, deterministic=False, progress=events.append)
     assert check_compiled(cp, sol) == []
     assert info["objective"] <= info["greedy_objective"]
     assert info["bound"] <= info["objective"]

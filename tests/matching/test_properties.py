@@ -25,28 +25,50 @@ def problems(draw: st.DrawFn) -> MatchProblem:
             length = draw(st.integers(30, 400))
             free.append((t, t + length))
             t += length + draw(st.integers(1, 200))
-        machines.append(machine(
-            id=f"m{i}", owner_id=f"o{i % 2}", process=draw(st.sampled_from(PROCESSES)),
-            free=tuple(free), rate=draw(st.integers(1000, 20000)),
-            speed=draw(st.sampled_from([0.8, 1.0, 1.3])),
-            min_booking=draw(st.sampled_from([0, 90])), site=draw(st.sampled_from(SITES)),
-            on_time=draw(st.sampled_from([0.7, 1.0]))))
+        machines.append(
+            machine(
+                id=f"m{i}",
+                owner_id=f"o{i % 2}",
+                process=draw(st.sampled_from(PROCESSES)),
+                free=tuple(free),
+                rate=draw(st.integers(1000, 20000)),
+                speed=draw(st.sampled_from([0.8, 1.0, 1.3])),
+                min_booking=draw(st.sampled_from([0, 90])),
+                site=draw(st.sampled_from(SITES)),
+                on_time=draw(st.sampled_from([0.7, 1.0])),
+            )
+        )
     orders = []
     for k in range(draw(st.integers(1, 5))):
         n_ops = draw(st.integers(1, 2))
-        ops = tuple(op(id=f"r{k}.{i}", process=draw(st.sampled_from(PROCESSES)),
-                       minutes=draw(st.integers(10, 200))) for i in range(n_ops))
+        ops = tuple(
+            op(
+                id=f"r{k}.{i}",
+                process=draw(st.sampled_from(PROCESSES)),
+                minutes=draw(st.integers(10, 200)),
+            )
+            for i in range(n_ops)
+        )
         release = draw(st.integers(0, 300))
-        orders.append(order(
-            id=f"r{k}", ops=ops, release=release, due=release + draw(st.integers(50, 900)),
-            hard=draw(st.booleans()), tardiness=draw(st.integers(0, 50)),
-            penalty=draw(st.integers(1000, 200_000)),
-            budget=draw(st.one_of(st.none(), st.integers(1000, 80_000))),
-            max_km=draw(st.one_of(st.none(), st.just(50.0))),
-            delivery=draw(st.sampled_from(SITES))))
-    weights = Weights(owner_spread_fen=draw(st.sampled_from([0, 500])),
-                      unreliability_fen=draw(st.sampled_from([0, 1000])),
-                      cross_cluster_fen=draw(st.sampled_from([0, 300])))
+        orders.append(
+            order(
+                id=f"r{k}",
+                ops=ops,
+                release=release,
+                due=release + draw(st.integers(50, 900)),
+                hard=draw(st.booleans()),
+                tardiness=draw(st.integers(0, 50)),
+                penalty=draw(st.integers(1000, 200_000)),
+                budget=draw(st.one_of(st.none(), st.integers(1000, 80_000))),
+                max_km=draw(st.one_of(st.none(), st.just(50.0))),
+                delivery=draw(st.sampled_from(SITES)),
+            )
+        )
+    weights = Weights(
+        owner_spread_fen=draw(st.sampled_from([0, 500])),
+        unreliability_fen=draw(st.sampled_from([0, 1000])),
+        cross_cluster_fen=draw(st.sampled_from([0, 300])),
+    )
     mode = draw(st.sampled_from(list(ObjectiveMode)))
     return problem(machines, orders, horizon=2000, weights=weights, mode=mode)
 

@@ -30,17 +30,35 @@ def chained_market(n_orders: int, n_machines: int, seed: int) -> MatchProblem:
             length = rng.randint(300, 1500)
             free.append((t, t + length))
             t += length + rng.randint(60, 600)
-        machines.append(machine(id=f"m{i}", owner_id=f"o{i % 7}", process=procs[i % 3],
-                                free=tuple(free), rate=rng.randint(3000, 9000),
-                                site=SITES[i % len(SITES)], cluster=f"c{i % len(SITES)}"))
+        machines.append(
+            machine(
+                id=f"m{i}",
+                owner_id=f"o{i % 7}",
+                process=procs[i % 3],
+                free=tuple(free),
+                rate=rng.randint(3000, 9000),
+                site=SITES[i % len(SITES)],
+                cluster=f"c{i % len(SITES)}",
+            )
+        )
     orders = []
     for k in range(n_orders):
-        ops = tuple(op(id=f"r{k}o{i}", process=procs[(k + i) % 3], minutes=rng.randint(60, 400))
-                    for i in range(rng.randint(1, 3)))
+        ops = tuple(
+            op(id=f"r{k}o{i}", process=procs[(k + i) % 3], minutes=rng.randint(60, 400))
+            for i in range(rng.randint(1, 3))
+        )
         rel = rng.randint(0, 5000)
-        orders.append(order(id=f"r{k}", ops=ops, release=rel, due=rel + rng.randint(1500, 4000),
-                            tardiness=rng.randint(5, 50), penalty=5_000_000,
-                            delivery=SITES[k % len(SITES)]))
+        orders.append(
+            order(
+                id=f"r{k}",
+                ops=ops,
+                release=rel,
+                due=rel + rng.randint(1500, 4000),
+                tardiness=rng.randint(5, 50),
+                penalty=5_000_000,
+                delivery=SITES[k % len(SITES)],
+            )
+        )
     return problem(machines, orders, horizon=9000)
 
 
@@ -90,8 +108,16 @@ def test_order_lns_valid_and_never_worse() -> None:
     for _ in range(2):
         sol: dict[int, tuple[int, int]] = {}
         for comp in components(cp):
-            part, _stats = lns_orders(cp, {j: gsol[j] for j in comp if j in gsol}, comp, 0.5,
-                                      time.monotonic() + 60, 0, 1, True)
+            part, _stats = lns_orders(
+                cp,
+                {j: gsol[j] for j in comp if j in gsol},
+                comp,
+                0.5,
+                time.monotonic() + 60,
+                0,
+                1,
+                True,
+            )
             sol.update(part)
         assert check_compiled(cp, sol) == []
         assert evaluate(cp, sol) <= evaluate(cp, gsol)

@@ -69,7 +69,8 @@ def test_precedence_and_all_or_nothing() -> None:
     p = problem(ms, [o])
     assert "precedence" in rules(p, [a("s1", m="a"), a("s2", m="b", start=60, end=120)])
     assert "all_or_nothing" in rules(
-        p, [a("s1", m="a")], [Unassigned("s2", "r1", Reason.DISPLACED)])
+        p, [a("s1", m="a")], [Unassigned("s2", "r1", Reason.DISPLACED)]
+    )
 
 
 def test_wrong_objective_is_flagged() -> None:

@@ -50,9 +50,13 @@ def upgrade() -> None:
         sa.Column("time_limit_s", sa.Float(), nullable=False),
         sa.Column("error", sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=False),
         sa.Column("triggered_by_user_id", sa.Integer(), nullable=True),
-        sa.ForeignKeyConstraint(["cluster_id"], ["cluster.id"], name=op.f("fk_match_run_cluster_id_cluster")),
         sa.ForeignKeyConstraint(
-            ["triggered_by_user_id"], ["user.id"], name=op.f("fk_match_run_triggered_by_user_id_user")
+            ["cluster_id"], ["cluster.id"], name=op.f("fk_match_run_cluster_id_cluster")
+        ),
+        sa.ForeignKeyConstraint(
+            ["triggered_by_user_id"],
+            ["user.id"],
+            name=op.f("fk_match_run_triggered_by_user_id_user"),
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_match_run")),
     )
@@ -70,21 +74,26 @@ def upgrade() -> None:
         sa.Column("reason", sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
         sa.Column("detail", sqlmodel.sql.sqltypes.AutoString(length=500), nullable=False),
         sa.ForeignKeyConstraint(
-            ["run_id"], ["match_run.id"], name=op.f("fk_match_run_unmatched_run_id_match_run"),
+            ["run_id"],
+            ["match_run.id"],
+            name=op.f("fk_match_run_unmatched_run_id_match_run"),
             ondelete="CASCADE",
         ),
         sa.ForeignKeyConstraint(
             ["order_id"], ["order.id"], name=op.f("fk_match_run_unmatched_order_id_order")
         ),
         sa.ForeignKeyConstraint(
-            ["operation_id"], ["operation.id"],
+            ["operation_id"],
+            ["operation.id"],
             name=op.f("fk_match_run_unmatched_operation_id_operation"),
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_match_run_unmatched")),
     )
     with op.batch_alter_table("match_run_unmatched", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_match_run_unmatched_run_id"), ["run_id"], unique=False)
-        batch_op.create_index(batch_op.f("ix_match_run_unmatched_order_id"), ["order_id"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_match_run_unmatched_order_id"), ["order_id"], unique=False
+        )
 
 
 def downgrade() -> None:

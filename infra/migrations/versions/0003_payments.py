@@ -47,9 +47,13 @@ def upgrade() -> None:
         sa.Column("dispute_note", S(length=500), nullable=False),
         sa.Column("created_at", TS, nullable=False),
         sa.Column("updated_at", TS, nullable=False),
-        sa.ForeignKeyConstraint(["booking_id"], ["booking.id"], name=op.f("fk_payment_booking_id_booking")),
+        sa.ForeignKeyConstraint(
+            ["booking_id"], ["booking.id"], name=op.f("fk_payment_booking_id_booking")
+        ),
         sa.ForeignKeyConstraint(["order_id"], ["order.id"], name=op.f("fk_payment_order_id_order")),
-        sa.ForeignKeyConstraint(["parent_id"], ["payment.id"], name=op.f("fk_payment_parent_id_payment")),
+        sa.ForeignKeyConstraint(
+            ["parent_id"], ["payment.id"], name=op.f("fk_payment_parent_id_payment")
+        ),
         sa.ForeignKeyConstraint(
             ["payer_org_id"], ["organization.id"], name=op.f("fk_payment_payer_org_id_organization")
         ),
@@ -101,7 +105,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_ledger_entry")),
     )
     with op.batch_alter_table("ledger_entry", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_ledger_entry_transaction_id"), ["transaction_id"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_ledger_entry_transaction_id"), ["transaction_id"], unique=False
+        )
         batch_op.create_index(batch_op.f("ix_ledger_entry_account"), ["account"], unique=False)
 
     op.create_table(

@@ -27,10 +27,17 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     # plain ALTER TABLE ADD COLUMN and CREATE INDEX: on SQLite a batch rebuild of "machine"
     # would drop the table, and with foreign keys on that deletes its windows and rules
-    op.add_column("machine", sa.Column("reported_state", sqlmodel.sql.sqltypes.AutoString(length=10), nullable=True))
+    op.add_column(
+        "machine",
+        sa.Column("reported_state", sqlmodel.sql.sqltypes.AutoString(length=10), nullable=True),
+    )
     op.add_column("machine", sa.Column("last_reported_at", UTCDateTime(), nullable=True))
-    op.create_index(op.f("ix_machine_last_reported_at"), "machine", ["last_reported_at"], unique=False)
-    op.create_index(op.f("ix_machine_telemetry_token_hash"), "machine", ["telemetry_token_hash"], unique=True)
+    op.create_index(
+        op.f("ix_machine_last_reported_at"), "machine", ["last_reported_at"], unique=False
+    )
+    op.create_index(
+        op.f("ix_machine_telemetry_token_hash"), "machine", ["telemetry_token_hash"], unique=True
+    )
     op.create_table(
         "machine_state_span",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -41,13 +48,18 @@ def upgrade() -> None:
         sa.Column("reports", sa.Integer(), nullable=False),
         sa.Column("offered_s", sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(
-            ["machine_id"], ["machine.id"], name=op.f("fk_machine_state_span_machine_id_machine"), ondelete="CASCADE"
+            ["machine_id"],
+            ["machine.id"],
+            name=op.f("fk_machine_state_span_machine_id_machine"),
+            ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_machine_state_span")),
     )
     with op.batch_alter_table("machine_state_span", schema=None) as batch_op:
         batch_op.create_index(
-            "ix_machine_state_span_machine_id_start_at", ["machine_id", "start_at", "state", "offered_s"], unique=False
+            "ix_machine_state_span_machine_id_start_at",
+            ["machine_id", "start_at", "state", "offered_s"],
+            unique=False,
         )
         batch_op.create_index(batch_op.f("ix_machine_state_span_end_at"), ["end_at"], unique=False)
 
