@@ -8,11 +8,11 @@ from fastapi import Depends, Path, Query
 from fastapi.security import OAuth2PasswordBearer
 from sqlmodel import Session
 
-from app.accounts import get_user_by_token
+from app.accounts.service import get_user_by_token
 from app.config import Settings, get_settings
 from app.db import get_session
-from app.money import get_payments_client
-from app.payments import PaymentsClient
+from app.money.provider import PaymentsClient
+from app.money.service import get_payments_client
 from models import User
 from models.base import MAX_ID
 

@@ -18,8 +18,8 @@ from sqlalchemy import Engine, text
 from sqlmodel import Session
 
 from app.config import Settings
-from app.matching_runs import expire_proposals
-from app.money import drive_payments, get_payments_client, release_due_captures
+from app.matching_runs.service import expire_proposals
+from app.money.service import drive_payments, get_payments_client, release_due_captures
 from models import utcnow
 
 log = logging.getLogger("capshare.jobs")

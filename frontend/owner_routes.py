@@ -19,9 +19,13 @@ from pydantic import ValidationError
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
-from app import availability, bookings, catalog, machines, money, telemetry
+from app.bookings import service as bookings
+from app.catalog import service as catalog
 from app.errors import InvalidInput, MarketplaceError, RowsRejected
-from app.machines import MachineQuery, MachineSort
+from app.machines import availability, telemetry
+from app.machines import service as machines
+from app.machines.service import MachineQuery, MachineSort
+from app.money import service as money
 from frontend.i18n import parse_local
 from frontend.web import Csrf, SessionDep, T, WebUser, errors_of, parse_yuan, redirect, render
 from models import ACTIVE_STATES, Machine, User, utcnow

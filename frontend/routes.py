@@ -14,23 +14,19 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile as StarletteUploadFile
 
-from app import (
-    accounts,
-    attachments,
-    availability,
-    bookings,
-    catalog,
-    dashboard,
-    ical,
-    machines,
-    matching_runs,
-    money,
-    orders,
-    quotes,
-)
-from app.demo import DEMO_DOMAIN, DEMO_PASSWORD
+from app.accounts import service as accounts
+from app.bookings import service as bookings
+from app.catalog import service as catalog
+from app.dashboard import service as dashboard
+from app.demo.seed import DEMO_DOMAIN, DEMO_PASSWORD
 from app.errors import MarketplaceError
-from app.machines import MachineQuery, MachineSort
+from app.machines import availability, ical
+from app.machines import service as machines
+from app.machines.service import MachineQuery, MachineSort
+from app.matching_runs import service as matching_runs
+from app.money import service as money
+from app.orders import attachments, quotes
+from app.orders import service as orders
 from frontend.i18n import parse_local
 from frontend.web import (
     Csrf,

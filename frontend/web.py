@@ -15,8 +15,8 @@ from sqlmodel import Session
 
 from app.config import Settings, get_settings
 from app.db import get_session
-from app.money import get_payments_client
-from app.payments import PaymentsClient
+from app.money.provider import PaymentsClient
+from app.money.service import get_payments_client
 from frontend.i18n import DEFAULT, LOCALES, Translator
 from models import User
 
@@ -123,9 +123,9 @@ def parse_yuan(value: object, *, field: str, message: str) -> int:
     if (
         not amount.is_finite()
         or amount < 0
-        or amount.as_tuple().exponent < -2
+        or amount.as_tuple().exponent < -2  # type: ignore[operator]
         or amount > Decimal(10) ** 12
-    ):  # type: ignore[operator]
+    ):
         raise InvalidInput(message, field=field)
     return int(amount * 100)
 

@@ -12,9 +12,9 @@ import httpx
 import pytest
 from sqlmodel import Session
 
-from app.payments import PaymentsClient
-from app.payments_stub import create_stub_app, serve_in_thread
+from app.money.provider import PaymentsClient
 from models import Booking, BookingKind, BookingState, Machine, Role, User
+from payments_stub import create_stub_app, serve_in_thread
 from tests.factories import hours_from_now, make_machine, make_user, make_window
 
 STUB_KEY = "sk_test_suite"  # the suite's settings carry the same key and secret

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends
 from fastapi.security import OAuth2PasswordRequestForm
 
 from api.deps import CurrentUser, Id, Limit, Offset, SessionDep, SettingsDep
-from app import accounts
+from app.accounts import service as accounts
 from models.base import Page
 from models.org import Me, OrganizationPublic, RegisterRequest, Token, UserPublic
 

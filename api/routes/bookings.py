@@ -4,7 +4,8 @@ from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
 from api.deps import CurrentUser, Id, IdFilter, Limit, Offset, PaymentsDep, SessionDep, SettingsDep
-from app import attachments, bookings
+from app.bookings import service as bookings
+from app.orders import attachments
 from models.attachment import AttachmentLink, AttachmentPublic
 from models.base import Page
 from models.booking import (

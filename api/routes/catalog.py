@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from api.deps import CurrentUser, Id, SessionDep
-from app import catalog
+from app.catalog import service as catalog
 from models.cluster import ClusterCreate, ClusterPublic
 from models.taxonomy import Family, MaterialPublic, ProcessPublic
 

@@ -6,8 +6,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 
 from api.deps import CurrentUser, Id, IdFilter, Limit, Offset, SessionDep, SettingsDep
-from app import availability, machines, telemetry
-from app.machines import MachineQuery, MachineSort
+from app.machines import availability, telemetry
+from app.machines import service as machines
+from app.machines.service import MachineQuery, MachineSort
 from models.base import Page
 from models.machine import (
     MachineCreate,

@@ -5,7 +5,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from api.deps import CurrentUser, Id, IdFilter, Limit, Offset, SessionDep, SettingsDep
-from app import matching_runs
+from app.matching_runs import service as matching_runs
 from models.base import Page
 from models.booking import BookingPublic
 from models.match_run import MatchRunCreate, MatchRunDetail, MatchRunPublic, MatchRunUnmatchedPublic

@@ -5,7 +5,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, File, UploadFile
 
 from api.deps import CurrentUser, Id, Limit, Offset, PaymentsDep, SessionDep, SettingsDep
-from app import attachments, orders
+from app.orders import attachments
+from app.orders import service as orders
 from models.attachment import AttachmentAccessPublic, AttachmentPublic
 from models.base import Page
 from models.order import OrderCreate, OrderEventPublic, OrderPublic, OrderStatus, OrderUpdate

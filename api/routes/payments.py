@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from api.deps import CurrentUser, Id, Limit, Offset, PaymentsDep, SessionDep
-from app import money
+from app.money import service as money
 from models.payment import BookingMoney, DisputeCreate, DisputeResolve, Earnings, Statement
 
 router = APIRouter(tags=["payments"])

@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from api.deps import CurrentUser, SessionDep, SettingsDep
-from app import quotes
+from app.orders import quotes
 from models.order import OrderCreate
 from models.quote import QuotePublic
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header
 
 from api.deps import SessionDep, SettingsDep
-from app import telemetry
+from app.machines import telemetry
 from models import Machine
 from models.telemetry import MachineState, StateReport, StateReports, TelemetryAccepted
 

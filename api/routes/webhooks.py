@@ -6,8 +6,8 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import SessionDep, SettingsDep
-from app import money
-from app.payments import SIGNATURE_HEADER
+from app.money import service as money
+from app.money.provider import SIGNATURE_HEADER
 
 router = APIRouter(tags=["payments"])
 

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from api.deps import CurrentUser, SessionDep
-from app import availability
+from app.machines import availability
 from models.machine import WindowImport, WindowsImported
 
 router = APIRouter(prefix="/windows", tags=["machines"])

@@ -6,8 +6,8 @@ from zoneinfo import ZoneInfo
 from fastapi.testclient import TestClient
 from sqlmodel import Session, func, select
 
-from app.availability import expand_rule
 from app.config import Settings
+from app.machines.availability import expand_rule
 from models import AvailabilityRule, AvailabilityWindow, Role
 from tests.factories import auth, hours_from_now, make_machine, make_user
 

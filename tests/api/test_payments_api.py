@@ -12,9 +12,10 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, func, select
 
 from api.deps import get_payments
-from app import bookings, money
+from app.bookings import service as bookings
 from app.config import Settings
-from app.payments import PaymentsClient, compute_signature
+from app.money import service as money
+from app.money.provider import PaymentsClient, compute_signature
 from models import Booking, LedgerEntry, Payment, PaymentEvent, Role
 from tests.factories import auth, make_user
 from tests.money_fixtures import (  # noqa: F401

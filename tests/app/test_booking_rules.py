@@ -6,10 +6,11 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
-from app import bookings, orders
+from app.bookings import service as bookings
 from app.config import Settings
 from app.errors import InvalidTransition
-from app.payments import PaymentsClient
+from app.money.provider import PaymentsClient
+from app.orders import service as orders
 from models import Booking, Operation, Order, Organization, Payment, Role
 from tests.factories import auth, hours_from_now, make_cluster, make_machine, make_user
 from tests.money_fixtures import Market, make_service_booking, market, money_stub_url, provider  # noqa: F401

@@ -5,7 +5,7 @@ import datetime as dt
 import pytest
 from sqlmodel import Session
 
-from app.dashboard import operator_dashboard
+from app.dashboard.service import operator_dashboard
 from app.errors import PermissionDenied
 from models import Booking, Organization, Role
 from tests.factories import make_cluster, make_machine, make_user, make_window

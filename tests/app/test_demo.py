@@ -6,7 +6,7 @@ from pathlib import Path
 from sqlmodel import Session, col, func, select
 
 from app.db import make_engine
-from app.demo import seed_demo
+from app.demo.seed import seed_demo
 from app.migrations import upgrade
 from models import (
     AvailabilityRule,

@@ -3,7 +3,7 @@ from __future__ import annotations
 from sqlmodel import Session
 
 from app.config import Settings
-from app.ical import feed_token, machine_feed, machine_from_token
+from app.machines.ical import feed_token, machine_feed, machine_from_token
 from models import Booking, Role
 from tests.factories import hours_from_now, make_machine, make_user
 

@@ -7,9 +7,10 @@ import datetime as dt
 import pytest
 from sqlmodel import Session, select
 
-from app import bookings, money
+from app.bookings import service as bookings
 from app.errors import InvalidTransition, PermissionDenied
-from app.payments import PaymentsClient
+from app.money import service as money
+from app.money.provider import PaymentsClient
 from models import Booking, LedgerEntry, Payment, Role, utcnow
 from models.booking import LeaseCreate
 from tests.factories import hours_from_now, make_user
@@ -319,7 +320,7 @@ class TestOrderCancellation:
     def test_cancelling_an_order_voids_its_held_payments(
         self, session: Session, market: Market, provider: PaymentsClient
     ) -> None:
-        from app import orders
+        from app.orders import service as orders
         from models import Order
 
         order = Order(title="brackets", buyer_org_id=market.buyer.org_id, release_at=hours_from_now(1),

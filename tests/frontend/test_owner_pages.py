@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from fastapi.testclient import TestClient
 from sqlmodel import Session, col, func, select
 
-from app import money
+from app.money import service as money
 from models import (
     AvailabilityWindow,
     Booking,

@@ -116,7 +116,7 @@ def live_server(live_database_url: str, tmp_path: Path) -> Iterator[LiveServer]:
 def live_server_with_payments(live_database_url: str, tmp_path: Path) -> Iterator[LiveServer]:
     """A capshare server that drives its payments, inline, against the bundled stub
     (itself on loopback, sending its webhooks back to the server)."""
-    from app.payments_stub import create_stub_app, serve_in_thread
+    from payments_stub import create_stub_app, serve_in_thread
 
     port = free_port()
     stub = create_stub_app(

@@ -31,14 +31,15 @@ import pytest
 from pydantic import SecretStr
 from sqlmodel import Session, select
 
-from app import bookings, money
+from app.bookings import service as bookings
 from app.config import Settings, get_settings
 from app.db import begin_write, get_session, make_engine
 from app.main import create_app
 from app.migrations import upgrade
-from app.payments_stub import create_stub_app, serve_in_thread
+from app.money import service as money
 from models import Booking, BookingKind, BookingState, Payment, Role, User, utcnow
 from models.booking import LeaseCreate
+from payments_stub import create_stub_app, serve_in_thread
 from tests.conftest import TEST_SECRET
 from tests.factories import make_machine, make_user, make_window
 from tests.money_fixtures import fast_client

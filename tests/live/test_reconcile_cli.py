@@ -12,9 +12,9 @@ import httpx
 from sqlmodel import Session, select
 
 from app.db import make_engine
-from app.payments_stub import create_stub_app, serve_in_thread
 from models import Role
 from models.payment import Payment
+from payments_stub import create_stub_app, serve_in_thread
 from tests.factories import PASSWORD, hours_from_now, make_machine, make_user, make_window
 from tests.live.conftest import STUB_KEY, STUB_WEBHOOK_SECRET, LiveServer
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.demo import DEMO_DOMAIN, DEMO_PASSWORD
+from app.demo.seed import DEMO_DOMAIN, DEMO_PASSWORD
 from tests.conftest import TEST_SECRET
 from tests.live.conftest import free_port, start_server, stop_server
 

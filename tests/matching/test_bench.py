@@ -12,7 +12,7 @@ from types import ModuleType
 import pytest
 from typer.testing import CliRunner
 
-from app.bench_cli import bench_app, progress_printer
+from app.cli.bench import bench_app, progress_printer
 from matching.bench.fjsp import fjsp_problem, parse_fjsp, run_fjsp
 from matching.bench.gap import parse_gap, run_gap
 from matching.bench.generator import generate_market, write_market

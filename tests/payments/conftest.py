@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from app.payments import PaymentsClient
-from app.payments_stub import create_stub_app, serve_in_thread
+from app.money.provider import PaymentsClient
+from payments_stub import create_stub_app, serve_in_thread
 
 API_KEY = "sk_test_capshare_payments"
 WEBHOOK_SECRET = "whsec_test_capshare_payments"

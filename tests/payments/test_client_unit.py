@@ -10,7 +10,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from app.payments import (
+from app.money.provider import (
     PaymentConflict,
     PaymentDeclined,
     PaymentError,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from app.payments import PaymentInvalidRequest, PaymentProviderError, PaymentsClient
+from app.money.provider import PaymentInvalidRequest, PaymentProviderError, PaymentsClient
 from tests.payments.conftest import Stub, make_client
 
 

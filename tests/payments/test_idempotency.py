@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from app.payments import PaymentConflict, PaymentsClient
+from app.money.provider import PaymentConflict, PaymentsClient
 from tests.payments.conftest import Stub, make_client
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from app.payments import (
+from app.money.provider import (
     PaymentConflict,
     PaymentDeclined,
     PaymentInvalidRequest,
@@ -13,7 +13,7 @@ from app.payments import (
     PaymentProviderError,
     PaymentsClient,
 )
-from app.payments_stub import create_stub_app, serve_in_thread
+from payments_stub import create_stub_app, serve_in_thread
 from tests.payments.conftest import API_KEY, WEBHOOK_SECRET, Stub, make_client
 
 

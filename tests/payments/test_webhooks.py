@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from app.payments import (
+from app.money.provider import (
     SIGNATURE_HEADER,
     InvalidWebhookSignature,
     PaymentsClient,
@@ -15,7 +15,7 @@ from app.payments import (
     parse_webhook_event,
     verify_signature,
 )
-from app.payments_stub import create_stub_app, serve_in_thread, sign_payload
+from payments_stub import create_stub_app, serve_in_thread, sign_payload
 from tests.payments.conftest import API_KEY, WEBHOOK_SECRET, Receiver, Stub, make_client
 
 

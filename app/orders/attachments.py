@@ -21,7 +21,7 @@ from sqlmodel import Session, col, select
 from app.config import Settings
 from app.db import begin_write
 from app.errors import AttachmentNotFound, AttachmentRejected, InvalidTransition, NotFound
-from app.orders import get_order_or_raise, get_own_order_or_raise
+from app.orders.service import get_order_or_raise, get_own_order_or_raise
 from models import Attachment, AttachmentAccess, OrderStatus, User, utcnow
 
 EXTENSIONS: dict[str, str] = {

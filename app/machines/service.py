@@ -11,8 +11,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, exists, not_, or_
 from sqlmodel import Session, col, func, select
 
-from app.accounts import is_admin, operated_cluster_ids
-from app.catalog import check_process_materials, get_cluster_or_raise, nearest_cluster_id
+from app.accounts.service import is_admin, operated_cluster_ids
+from app.catalog.service import check_process_materials, get_cluster_or_raise, nearest_cluster_id
 from app.db import begin_write
 from app.errors import InvalidInput, MachineNotFound, PermissionDenied
 from app.geo import KM_PER_DEGREE_LAT, haversine_km, km_per_degree_lon

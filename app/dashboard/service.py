@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import ColumnElement, Float, and_, case, cast, func, literal
 from sqlmodel import Session, col, select
 
-from app.accounts import is_admin, operated_cluster_ids
+from app.accounts.service import is_admin, operated_cluster_ids
 from app.errors import PermissionDenied
 from models import (
     AvailabilityWindow,

@@ -19,8 +19,8 @@ import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from app.payments_stub.faults import Faults, RequestFault
-from app.payments_stub.store import IdempotencyRecord, Store, StubError
+from payments_stub.faults import Faults, RequestFault
+from payments_stub.store import IdempotencyRecord, Store, StubError
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

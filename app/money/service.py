@@ -41,7 +41,7 @@ from sqlmodel import Session, col, select
 from app.config import Settings, get_settings
 from app.db import begin_write
 from app.errors import InvalidInput, InvalidTransition, MarketplaceError, PermissionDenied
-from app.payments import (
+from app.money.provider import (
     SIGNATURE_HEADER,
     Event,
     InvalidWebhookSignature,
@@ -279,7 +279,7 @@ def plan_booking_payments(
 ) -> list[Payment]:
     """Write the payments a booking transition makes due (``create`` for a new lease).
 
-    Called by ``app.bookings`` inside its write transaction, before its commit. A late
+    Called by ``app.bookings.service`` inside its write transaction, before its commit. A late
     cancellation costs the customer a fee only when the customer cancels; when the
     owner cancels, the customer gets everything back."""
     settings = get_settings()
@@ -617,9 +617,10 @@ def drive_payment(*, session: Session, payments: PaymentsClient, payment_id: int
     parent = session.get(Payment, p.parent_id) if p.parent_id else None
     if parent is not None and parent.status != SUCCEEDED:
         if parent.status in DEAD:
+            assert p.id is not None
             record_outcome(
                 session=session, payment_id=p.id, outcome=Outcome(SKIPPED), settings=settings
-            )  # type: ignore[arg-type]
+            )
             return SKIPPED
         return PENDING  # waits for its parent
     if session.in_transaction() and not session.new and not session.dirty:
@@ -709,7 +710,7 @@ def accept_delivery(
     *, session: Session, user: User, booking_id: int, payments: PaymentsClient | None = None
 ) -> BookingMoney:
     """The buyer accepts a delivered service booking: capture, then pay the owner."""
-    from app.bookings import get_booking_or_raise
+    from app.bookings.service import get_booking_or_raise
 
     begin_write(session)
     booking = get_booking_or_raise(
@@ -730,7 +731,7 @@ def open_dispute(
     *, session: Session, user: User, booking_id: int, note: str, now: dt.datetime | None = None
 ) -> BookingMoney:
     """The buyer disputes a delivery within the claim window: the money stays held."""
-    from app.bookings import get_booking_or_raise
+    from app.bookings.service import get_booking_or_raise
 
     settings = get_settings()
     now = now or utcnow()
@@ -765,7 +766,7 @@ def resolve_dispute(
 ) -> BookingMoney:
     """An admin settles a dispute: refund all (void the hold), part (capture the rest),
     or nothing (capture all)."""
-    from app.bookings import get_booking_or_raise
+    from app.bookings.service import get_booking_or_raise
 
     if not user.has_role(Role.admin):
         raise PermissionDenied("only the platform resolves disputes")
@@ -875,7 +876,7 @@ def _booking_money(session: Session, booking: Booking) -> BookingMoney:
 
 
 def booking_money(*, session: Session, user: User, booking_id: int) -> BookingMoney:
-    from app.bookings import get_booking_or_raise
+    from app.bookings.service import get_booking_or_raise
 
     return _booking_money(
         session, get_booking_or_raise(session=session, user=user, booking_id=booking_id)
@@ -884,8 +885,8 @@ def booking_money(*, session: Session, user: User, booking_id: int) -> BookingMo
 
 def order_money(*, session: Session, user: User, order_id: int) -> list[BookingMoney]:
     """The money of each of an order's bookings the caller may see."""
-    from app.bookings import list_bookings
-    from app.orders import get_order_or_raise
+    from app.bookings.service import list_bookings
+    from app.orders.service import get_order_or_raise
 
     get_order_or_raise(session=session, user=user, order_id=order_id)
     rows, _ = list_bookings(session=session, user=user, order_id=order_id, limit=500)
@@ -948,10 +949,10 @@ def buyer_statement(
             held += hold.amount_fen
     lines = [
         LedgerLine(
-            transaction_id=t.id,
+            transaction_id=t.id,  # type: ignore[arg-type]
             kind=t.kind,
             booking_id=t.booking_id,
-            account=e.account,  # type: ignore[arg-type]
+            account=e.account,
             amount_fen=e.amount_fen,
             currency=e.currency,
             at=t.created_at,

@@ -6,7 +6,7 @@ from collections import defaultdict
 
 from sqlmodel import Session, col, select
 
-from app.accounts import is_admin
+from app.accounts.service import is_admin
 from app.db import begin_write
 from app.errors import (
     AlreadyExists,

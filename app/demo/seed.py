@@ -23,8 +23,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import insert
 from sqlmodel import Session, select
 
-from app.availability import expand_rule
-from app.bookings import price_fen
+from app.bookings.service import price_fen
+from app.machines.availability import expand_rule
 from app.security import hash_password, new_machine_token
 from models import (
     AvailabilityRule,
@@ -47,7 +47,7 @@ from models import (
 
 DEMO_PASSWORD = "capshare-demo"
 DEMO_DOMAIN = "demo.capshare.cn"
-DATA = Path(__file__).parent / "demo_data.json"
+DATA = Path(__file__).parent / "data.json"
 TZ = ZoneInfo("Asia/Shanghai")
 
 OWNER_WORDS = [

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from sqlmodel import Session, col, select
 
-from app.catalog import list_clusters
+from app.catalog.service import list_clusters
 from app.geo import haversine_km
 from matching import MachineSpec, MatchProblem, ObjectiveMode, OperationSpec, OrderSpec, Weights
 from models import (
@@ -313,9 +313,8 @@ def build_match_input(
                 bookings_by_op[b.operation_id].append(b)
     in_cluster: set[int] | None = None
     if cluster_id is not None:  # a cluster run leaves alone what another run proposed elsewhere
-        in_cluster = set(
-            session.exec(select(Machine.id).where(Machine.cluster_id == cluster_id)).all()
-        )  # type: ignore[arg-type]
+        machine_ids = select(col(Machine.id)).where(Machine.cluster_id == cluster_id)
+        in_cluster = {m for m in session.exec(machine_ids).all() if m is not None}
     movable: list[int] = []
     specs: list[OrderSpec] = []
     order_rows: dict[str, Order] = {}
@@ -324,8 +323,11 @@ def build_match_input(
         assert order.id is not None
         ops = ops_by_order.get(order.id, [])
         held = {
-            op.id: b for op in ops for b in bookings_by_op.get(op.id, []) if b.state in HELD_STATES
-        }  # type: ignore[arg-type]
+            op.id: b
+            for op in ops
+            for b in bookings_by_op.get(op.id, [])  # type: ignore[arg-type]
+            if b.state in HELD_STATES
+        }
         unplaced = [op for op in ops if op.id not in held]
         if not unplaced:
             continue

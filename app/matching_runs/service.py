@@ -1,7 +1,7 @@
 """Match runs: the matcher over a cluster or the whole market, written back as
 proposals; and the expiry of proposals nobody answered.
 
-A run reads the pool (:func:`app.matching_adapter.build_match_input`), solves
+A run reads the pool (:func:`app.matching_runs.adapter.build_match_input`), solves
 outside any write transaction, re-checks the answer without the solver
 (``matching.check_result``) and then, in ONE write transaction, supersedes the old
 proposals of the re-planned orders, writes the new ones, moves order statuses, and
@@ -19,14 +19,14 @@ from collections.abc import Callable
 
 from sqlmodel import Session, col, func, select
 
-from app.accounts import is_admin, operated_cluster_ids
-from app.availability import offered_spans
-from app.bookings import collision
-from app.catalog import get_cluster_or_raise
+from app.accounts.service import is_admin, operated_cluster_ids
+from app.bookings.service import collision
+from app.catalog.service import get_cluster_or_raise
 from app.config import Settings, get_settings
 from app.db import begin_write
 from app.errors import NotFound, PermissionDenied
-from app.matching_adapter import HELD_STATES, MatchInput, build_match_input
+from app.machines.availability import offered_spans
+from app.matching_runs.adapter import HELD_STATES, MatchInput, build_match_input
 from matching import MatchResult, check_result, solve
 from models import (
     Booking,

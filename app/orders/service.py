@@ -8,12 +8,12 @@ import datetime as dt
 from sqlalchemy import delete, or_
 from sqlmodel import Session, col, func, select
 
-from app import money
-from app.accounts import is_admin
-from app.catalog import check_process_materials
+from app.accounts.service import is_admin
+from app.catalog.service import check_process_materials
 from app.db import begin_write
 from app.errors import InvalidInput, InvalidTransition, OrderNotFound, PermissionDenied
-from app.payments import PaymentsClient
+from app.money import service as money
+from app.money.provider import PaymentsClient
 from models import (
     ACTIVE_STATES,
     Booking,

@@ -16,7 +16,7 @@ from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from app.accounts import is_admin
+from app.accounts.service import is_admin
 from app.db import begin_write
 from app.errors import (
     Conflict,
@@ -27,7 +27,7 @@ from app.errors import (
     RowsRejected,
     WindowOverlap,
 )
-from app.machines import get_machine_or_raise, get_own_machine_or_raise, lock_machine
+from app.machines.service import get_machine_or_raise, get_own_machine_or_raise, lock_machine
 from models import (
     ACTIVE_STATES,
     AvailabilityRule,

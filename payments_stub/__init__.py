@@ -2,7 +2,7 @@
 
 It is a separate ASGI app (FastAPI) with its own thread-safe in-memory store; it does
 not import capshare's database, models or settings. capshare talks to it over HTTP
-through ``app.payments.PaymentsClient`` exactly as it would talk to a real provider.
+through ``app.money.provider.PaymentsClient`` exactly as it would talk to a real provider.
 
 Public surface::
 
@@ -17,9 +17,9 @@ The resources (``/v1/customers``, ``/v1/payment_intents``, ``/v1/refunds``,
 documented in ``app/payments_stub/api.py``.
 """
 
-from app.payments_stub.api import StubConfig, create_stub_app
-from app.payments_stub.server import run, serve_in_thread
-from app.payments_stub.webhooks import SIGNATURE_HEADER, sign_payload
+from payments_stub.api import StubConfig, create_stub_app
+from payments_stub.server import run, serve_in_thread
+from payments_stub.webhooks import SIGNATURE_HEADER, sign_payload
 
 __all__ = [
     "SIGNATURE_HEADER",

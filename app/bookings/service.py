@@ -21,9 +21,7 @@ from sqlalchemy import or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
-from app import money, orders
-from app.accounts import is_admin
-from app.availability import PAST_GRACE, offered_spans
+from app.accounts.service import is_admin
 from app.db import begin_write
 from app.errors import (
     BookingNotFound,
@@ -32,8 +30,11 @@ from app.errors import (
     InvalidTransition,
     PermissionDenied,
 )
-from app.machines import get_machine_or_raise, lock_machine
-from app.payments import PaymentsClient
+from app.machines.availability import PAST_GRACE, offered_spans
+from app.machines.service import get_machine_or_raise, lock_machine
+from app.money import service as money
+from app.money.provider import PaymentsClient
+from app.orders import service as orders
 from models import (
     ACTIVE_STATES,
     Booking,

@@ -27,7 +27,7 @@ from typing import Any
 
 import httpx
 
-from app.payments_stub.faults import Faults
+from payments_stub.faults import Faults
 
 logger = logging.getLogger(__name__)
 

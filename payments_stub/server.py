@@ -12,7 +12,7 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
-from app.payments_stub.api import create_stub_app
+from payments_stub.api import create_stub_app
 
 
 def _uvicorn_config(app: FastAPI, *, host: str, port: int, log_level: str) -> uvicorn.Config:

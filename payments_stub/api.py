@@ -71,15 +71,15 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.payments_stub.faults import FaultPlan, Faults
-from app.payments_stub.middleware import (
+from payments_stub.faults import FaultPlan, Faults
+from payments_stub.middleware import (
     AuthMiddleware,
     DelayDuringMiddleware,
     FaultMiddleware,
     IdempotencyMiddleware,
 )
-from app.payments_stub.store import JSON, Store, StubError, public
-from app.payments_stub.webhooks import WebhookDispatcher
+from payments_stub.store import JSON, Store, StubError, public
+from payments_stub.webhooks import WebhookDispatcher
 
 Fen = Annotated[int, Field(strict=True, ge=1, le=10**13)]
 Metadata = Annotated[dict[str, Annotated[str, Field(max_length=500)]], Field(max_length=50)]

@@ -15,10 +15,10 @@ import hashlib
 
 from sqlmodel import Session, col, select
 
-from app import availability
 from app.db import begin_write
 from app.errors import InvalidInput, NotAuthenticated, PermissionDenied
-from app.machines import get_own_machine_or_raise, lock_machine
+from app.machines import availability
+from app.machines.service import get_own_machine_or_raise, lock_machine
 from app.security import new_machine_token
 from models import Machine, MachineStatus, User, utcnow
 from models.base import as_utc

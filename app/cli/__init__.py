@@ -52,7 +52,7 @@ def _seed_demo() -> None:
     from sqlmodel import Session
 
     from app.db import get_engine
-    from app.demo import DEMO_PASSWORD, demo_present, seed_demo
+    from app.demo.seed import DEMO_PASSWORD, demo_present, seed_demo
 
     with Session(get_engine()) as session:
         if demo_present(session):
@@ -105,7 +105,7 @@ def _demo_payments_stub(host: str, port: int) -> Iterator[None]:
     URL (default http://127.0.0.1:8100), delivering webhooks to this server."""
     from urllib.parse import urlsplit
 
-    from app.payments_stub import create_stub_app, serve_in_thread
+    from payments_stub import create_stub_app, serve_in_thread
 
     settings = get_settings()
     parts = urlsplit(settings.payments_base_url)
@@ -137,9 +137,9 @@ def match(
     """Run the matcher as the platform and write its proposals (progress on stderr)."""
     from sqlmodel import Session, select
 
-    from app.bench_cli import progress_printer
+    from app.cli.bench import progress_printer
     from app.db import get_engine
-    from app.matching_runs import list_unmatched, run_matching
+    from app.matching_runs.service import list_unmatched, run_matching
     from models import Cluster
 
     with Session(get_engine()) as session:
@@ -217,7 +217,7 @@ def expire_proposals_cmd() -> None:
     from sqlmodel import Session
 
     from app.db import get_engine
-    from app.matching_runs import expire_proposals
+    from app.matching_runs.service import expire_proposals
 
     with Session(get_engine()) as session:
         n = expire_proposals(session=session)
@@ -241,7 +241,7 @@ def bench_quotes(
     from sqlmodel import Session, col, select
 
     from app import db
-    from app.demo import seed_demo
+    from app.demo.seed import seed_demo
     from app.migrations import upgrade
     from app.security import create_access_token
     from models import Operation, Order, Role, User, utcnow
@@ -328,7 +328,7 @@ def payments_reconcile(
     from sqlmodel import Session
 
     from app.db import get_engine
-    from app.money import _client_for, reconcile_payments, release_due_captures
+    from app.money.service import _client_for, reconcile_payments, release_due_captures
 
     settings = get_settings()
     client = _client_for(
@@ -370,7 +370,7 @@ def payments_stub(
     ] = None,
 ) -> None:
     """Serve the offline payments provider stub (API key and webhook secret from settings)."""
-    from app.payments_stub import run
+    from payments_stub import run
 
     settings = get_settings()
     typer.echo(f"payments stub on http://{host}:{port}")
@@ -390,7 +390,7 @@ def bench_dashboard(
     ] = None,
 ) -> None:
     """Time the operator dashboard (queries + page render) over a large market."""
-    from app.bench_dashboard import run
+    from app.bench.dashboard import run
 
     result = run(url=url, machines=machines, bookings=bookings, repeat=repeat)
     for key, value in result.items():
@@ -399,7 +399,7 @@ def bench_dashboard(
 
 # `capshare bench market|fjsp|gap` (the matcher's harness) and, beside them,
 # `capshare bench quotes` and `capshare bench dashboard`.
-from app.bench_cli import bench_app  # noqa: E402
+from app.cli.bench import bench_app  # noqa: E402
 
 bench_app.command("quotes")(bench_quotes)
 bench_app.command("dashboard")(bench_dashboard)
