@@ -11,8 +11,7 @@ from sqlmodel import Session
 from app.accounts.service import get_user_by_token
 from app.config import Settings, get_settings
 from app.db import get_session
-from app.money.provider import PaymentsClient
-from app.money.service import get_payments_client
+from app.money.provider import PaymentsClient, get_payments_client
 from models import User
 from models.base import MAX_ID
 

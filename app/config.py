@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     solver_workers: int = 2
     match_horizon_days: int = 14
     proposal_ttl_minutes: int = 24 * 60
+    # a booking may be started at most this long before its start_at
+    early_start_minutes: int = Field(default=60, ge=0, le=7 * 24 * 60)
     quote_time_limit_s: float = 0.1
     attachment_dir: Path = Path("./var/attachments")
     attachment_max_bytes: int = 20 * 1024 * 1024

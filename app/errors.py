@@ -15,7 +15,8 @@ one field is to blame, that field's name.
         ├── AlreadyExists
         ├── WindowOverlap
         ├── CapacityUnavailable     the slot collides with another booking
-        └── InvalidTransition       the state machine forbids it
+        ├── InvalidTransition       the state machine forbids it
+        └── LifecycleRuleBroken     a rule of the order lifecycle forbids it now
 """
 
 from __future__ import annotations
@@ -117,6 +118,11 @@ class CapacityUnavailable(Conflict):
 
 class InvalidTransition(Conflict):
     pass
+
+
+class LifecycleRuleBroken(Conflict):
+    """A move the state machine allows but a lifecycle rule forbids now (whole-order
+    confirmation, early start, precedence); the message names the rule."""
 
 
 def field_name(loc: tuple[object, ...] | list[object]) -> str | None:

@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine, text
 from sqlmodel import Session
 
+from app.bookings.delivery import release_due_captures
 from app.config import Settings
-from app.matching_runs.service import expire_proposals
-from app.money.service import drive_payments, get_payments_client, release_due_captures
+from app.matching_runs.expiry import expire_proposals
+from app.money.driver import drive_payments
+from app.money.provider import get_payments_client
 from models import utcnow
 
 log = logging.getLogger("capshare.jobs")

@@ -25,7 +25,7 @@ from app.errors import InvalidInput, MarketplaceError, RowsRejected
 from app.machines import availability, telemetry
 from app.machines import service as machines
 from app.machines.service import MachineQuery, MachineSort
-from app.money import service as money
+from app.money import queries as money_queries
 from frontend.i18n import parse_local
 from frontend.web import Csrf, SessionDep, T, WebUser, errors_of, parse_yuan, redirect, render
 from models import ACTIVE_STATES, Machine, User, utcnow
@@ -575,7 +575,9 @@ def earnings(
     request: Request, session: SessionDep, user: WebUser, t: T, page: int = 1
 ) -> HTMLResponse:
     page = max(page, 1)
-    e = money.owner_earnings(session=session, user=user, limit=PAGE + 1, offset=(page - 1) * PAGE)
+    e = money_queries.owner_earnings(
+        session=session, user=user, limit=PAGE + 1, offset=(page - 1) * PAGE
+    )
     more = len(e.payouts) > PAGE
     return render(
         request,

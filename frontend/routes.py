@@ -15,6 +15,8 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile as StarletteUploadFile
 
 from app.accounts import service as accounts
+from app.bookings import delivery as booking_delivery
+from app.bookings import flows as booking_flows
 from app.bookings import service as bookings
 from app.catalog import service as catalog
 from app.dashboard import service as dashboard
@@ -24,7 +26,6 @@ from app.machines import availability, ical
 from app.machines import service as machines
 from app.machines.service import MachineQuery, MachineSort
 from app.matching_runs import service as matching_runs
-from app.money import service as money
 from app.orders import attachments, quotes
 from app.orders import service as orders
 from frontend.i18n import parse_local
@@ -304,7 +305,7 @@ def answer_proposal(request: Request, session: SessionDep, payments: PaymentsDep
     if action not in ("accept", "decline"):
         return redirect("/owner/proposals")
     try:
-        bookings.transition_booking(session=session, user=user, booking_id=booking_id, action=action, reason=reason,
+        booking_flows.transition_booking(session=session, user=user, booking_id=booking_id, action=action, reason=reason,
                                     payments=payments)  # fmt: skip
     except MarketplaceError as exc:
         return redirect("/owner/proposals", request, "⚠ " + exc.message)
@@ -467,7 +468,8 @@ def order_detail(
     timeline = orders.order_timeline(session=session, user=user, order_id=order_id)
     held, _ = bookings.list_bookings(session=session, user=user, order_id=order_id, limit=100)
     money_of = {
-        m.booking_id: m for m in money.order_money(session=session, user=user, order_id=order_id)
+        m.booking_id: m
+        for m in booking_delivery.order_money(session=session, user=user, order_id=order_id)
     }
     files = attachments.list_attachments(session=session, user=user, order_id=order_id)
     names = machines.machine_names(session=session, machine_ids={b.machine_id for b in held})
@@ -482,7 +484,7 @@ def delivery(request: Request, session: SessionDep, payments: PaymentsDep, user:
     back = f"/buyer/orders/{booking.order_id}"
     try:
         if action == "accept":
-            money.accept_delivery(
+            booking_delivery.accept_delivery(
                 session=session, user=user, booking_id=booking_id, payments=payments
             )
         elif action == "dispute":
@@ -490,7 +492,9 @@ def delivery(request: Request, session: SessionDep, payments: PaymentsDep, user:
                 return redirect(
                     back, request, "⚠ " + t.gettext("Say what is wrong with the delivery.")
                 )
-            money.open_dispute(session=session, user=user, booking_id=booking_id, note=note)
+            booking_delivery.open_dispute(
+                session=session, user=user, booking_id=booking_id, note=note
+            )
         else:
             return redirect(back)
     except MarketplaceError as exc:
@@ -585,7 +589,7 @@ async def lease(
             end_at=parse_local(str(values["end_at"]), t.tz),
         )
         booking = await _run(
-            bookings.create_lease, session=session, user=user, data=data, payments=payments
+            booking_flows.create_lease, session=session, user=user, data=data, payments=payments
         )
     except (MarketplaceError, ValueError) as exc:
         errors = (

@@ -15,8 +15,7 @@ from sqlmodel import Session
 
 from app.config import Settings, get_settings
 from app.db import get_session
-from app.money.provider import PaymentsClient
-from app.money.service import get_payments_client
+from app.money.provider import PaymentsClient, get_payments_client
 from frontend.i18n import DEFAULT, LOCALES, Translator
 from models import User
 

@@ -2,7 +2,7 @@
 
 from models.attachment import Attachment, AttachmentAccess
 from models.base import CURRENCY, UTCDateTime, utcnow
-from models.booking import ACTIVE_STATES, Booking, BookingKind, BookingState
+from models.booking import ACTIVE_STATES, HELD_STATES, Booking, BookingKind, BookingState
 from models.cluster import Cluster
 from models.machine import AvailabilityRule, AvailabilityWindow, Machine, MachineStatus
 from models.match_run import MatchRun, MatchRunStatus, MatchRunUnmatched, MatchScope
@@ -22,6 +22,7 @@ from models.telemetry import MachineState, MachineStateSpan
 
 __all__ = [
     "ACTIVE_STATES",
+    "HELD_STATES",
     "CURRENCY",
     "Attachment",
     "AttachmentAccess",

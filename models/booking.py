@@ -32,6 +32,12 @@ ACTIVE_STATES: tuple[str, ...] = (
     BookingState.confirmed.value,
     BookingState.in_progress.value,
 )
+# States in which a booking holds its step of an order (the step is placed for good).
+HELD_STATES: tuple[str, ...] = (
+    BookingState.confirmed.value,
+    BookingState.in_progress.value,
+    BookingState.done.value,
+)
 
 
 class Booking(SQLModel, table=True):
@@ -50,6 +56,8 @@ class Booking(SQLModel, table=True):
     created_by_user_id: int | None = Field(default=None, foreign_key="user.id")
     created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    started_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    finished_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class LeaseCreate(SQLModel):
@@ -73,6 +81,8 @@ class BookingPublic(SQLModel):
     reason: str
     created_at: dt.datetime
     updated_at: dt.datetime
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
 
 
 class BookingTransition(SQLModel):

@@ -8,8 +8,9 @@ savepoint releases.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,15 @@ def client(session: Session, settings: Settings) -> Iterator[TestClient]:
     app.dependency_overrides[get_settings] = lambda: settings
     with TestClient(app) as c:
         yield c
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Callable[[dt.datetime], None]:
+    """``clock(t)`` moves the booking commands' clock to ``t`` (UTC), e.g. to the start of a
+    booking that may only be started then."""
+    from app.bookings import flows
+
+    def travel(to: dt.datetime) -> None:
+        monkeypatch.setattr(flows, "utcnow", lambda: to)
+
+    return travel

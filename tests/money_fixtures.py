@@ -75,7 +75,7 @@ def make_service_booking(
     market: Market,
     *,
     price_fen: int = 100_000,
-    start_h: float = 72,
+    start_h: float = 0.5,  # soon enough to be started (early_start_minutes)
     hours: float = 3,
 ) -> Booking:
     assert market.machine.id is not None

@@ -4,6 +4,7 @@ from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
 from api.deps import CurrentUser, Id, IdFilter, Limit, Offset, PaymentsDep, SessionDep, SettingsDep
+from app.bookings import flows as booking_flows
 from app.bookings import service as bookings
 from app.orders import attachments
 from models.attachment import AttachmentLink, AttachmentPublic
@@ -31,7 +32,7 @@ def create_lease(
     """Lease a slot of a leasable machine's offered time, priced from its hourly rate;
     its deposit is charged."""
     return BookingPublic.model_validate(
-        bookings.create_lease(session=session, user=user, data=data, payments=payments)
+        booking_flows.create_lease(session=session, user=user, data=data, payments=payments)
     )
 
 
@@ -74,7 +75,7 @@ def transition_booking(
 ) -> BookingPublic:
     """accept (authorizes a service's price) | decline (reason required) | start |
     complete (charges a lease) | cancel (void, or the late-cancellation fee)."""
-    booking = bookings.transition_booking(
+    booking = booking_flows.transition_booking(
         session=session, user=user, booking_id=booking_id, action=action,
         reason=data.reason if data else "", payments=payments,
     )  # fmt: skip

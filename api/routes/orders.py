@@ -6,6 +6,7 @@ from fastapi import APIRouter, Body, File, UploadFile
 
 from api.deps import CurrentUser, Id, Limit, Offset, PaymentsDep, SessionDep, SettingsDep
 from app.orders import attachments
+from app.orders import flows as order_flows
 from app.orders import service as orders
 from models.attachment import AttachmentAccessPublic, AttachmentPublic
 from models.base import Page
@@ -68,7 +69,7 @@ def cancel_order(
     reason: Annotated[str, Body(embed=True, max_length=500)] = "",
 ) -> OrderPublic:
     """Cancel; held payments are voided, or the late-cancellation fee is captured."""
-    order = orders.cancel_order(
+    order = order_flows.cancel_order(
         session=session, user=user, order_id=order_id, reason=reason, payments=payments
     )
     return orders.order_public(session=session, order=order)

@@ -6,7 +6,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from api.deps import CurrentUser, Id, Limit, Offset, PaymentsDep, SessionDep
-from app.money import service as money
+from app.bookings import delivery as booking_delivery
+from app.money import queries as money_queries
 from models.payment import BookingMoney, DisputeCreate, DisputeResolve, Earnings, Statement
 
 router = APIRouter(tags=["payments"])
@@ -15,13 +16,13 @@ router = APIRouter(tags=["payments"])
 @router.get("/bookings/{booking_id}/payments", response_model=BookingMoney)
 def booking_payments(session: SessionDep, user: CurrentUser, booking_id: Id) -> BookingMoney:
     """A booking's (service or lease) payments and money status."""
-    return money.booking_money(session=session, user=user, booking_id=booking_id)
+    return booking_delivery.booking_money(session=session, user=user, booking_id=booking_id)
 
 
 @router.get("/orders/{order_id}/payments", response_model=list[BookingMoney])
 def order_payments(session: SessionDep, user: CurrentUser, order_id: Id) -> list[BookingMoney]:
     """The money of each of an order's bookings the caller may see."""
-    return money.order_money(session=session, user=user, order_id=order_id)
+    return booking_delivery.order_money(session=session, user=user, order_id=order_id)
 
 
 @router.post(
@@ -33,7 +34,7 @@ def accept_delivery(
     session: SessionDep, user: CurrentUser, payments: PaymentsDep, booking_id: Id
 ) -> BookingMoney:
     """The buyer accepts a delivered service booking: the price is captured and the owner paid."""
-    return money.accept_delivery(
+    return booking_delivery.accept_delivery(
         session=session, user=user, booking_id=booking_id, payments=payments
     )
 
@@ -47,7 +48,9 @@ def open_dispute(
     session: SessionDep, user: CurrentUser, booking_id: Id, data: DisputeCreate
 ) -> BookingMoney:
     """The buyer disputes a delivery within the claim window; the money stays held."""
-    return money.open_dispute(session=session, user=user, booking_id=booking_id, note=data.note)
+    return booking_delivery.open_dispute(
+        session=session, user=user, booking_id=booking_id, note=data.note
+    )
 
 
 @router.post(
@@ -63,7 +66,7 @@ def resolve_dispute(
     data: DisputeResolve,
 ) -> BookingMoney:
     """Admin: refund all, part, or nothing of a disputed delivery."""
-    return money.resolve_dispute(
+    return booking_delivery.resolve_dispute(
         session=session, user=user, booking_id=booking_id, refund_fen=data.refund_fen,
         note=data.note, payments=payments,
     )  # fmt: skip
@@ -74,7 +77,7 @@ def earnings(
     session: SessionDep, user: CurrentUser, limit: Limit = 50, offset: Offset = 0
 ) -> Earnings:
     """The caller's owner org: earned, payable, paid out, and its payouts."""
-    return money.owner_earnings(session=session, user=user, limit=limit, offset=offset)
+    return money_queries.owner_earnings(session=session, user=user, limit=limit, offset=offset)
 
 
 @router.get("/payments/statement", response_model=Statement)
@@ -82,4 +85,4 @@ def statement(
     session: SessionDep, user: CurrentUser, limit: Limit = 100, offset: Offset = 0
 ) -> Statement:
     """The caller's org as a buyer: net paid, held, and its ledger lines."""
-    return money.buyer_statement(session=session, user=user, limit=limit, offset=offset)
+    return money_queries.buyer_statement(session=session, user=user, limit=limit, offset=offset)

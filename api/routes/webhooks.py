@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import SessionDep, SettingsDep
-from app.money import service as money
+from app.money import webhooks
 from app.money.provider import SIGNATURE_HEADER
 
 router = APIRouter(tags=["payments"])
@@ -24,7 +24,7 @@ async def payments_webhook(
     read the raw body the signature covers; the work runs in the threadpool."""
     payload = await request.body()
     new = await run_in_threadpool(
-        money.receive_webhook,
+        webhooks.receive_webhook,
         session=session,
         settings=settings,
         payload=payload,

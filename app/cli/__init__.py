@@ -217,7 +217,7 @@ def expire_proposals_cmd() -> None:
     from sqlmodel import Session
 
     from app.db import get_engine
-    from app.matching_runs.service import expire_proposals
+    from app.matching_runs.expiry import expire_proposals
 
     with Session(get_engine()) as session:
         n = expire_proposals(session=session)
@@ -327,8 +327,10 @@ def payments_reconcile(
     """Compare the ledger with the provider; report every difference, repair what can be."""
     from sqlmodel import Session
 
+    from app.bookings.delivery import release_due_captures
     from app.db import get_engine
-    from app.money.service import _client_for, reconcile_payments, release_due_captures
+    from app.money.provider import _client_for
+    from app.money.reconcile import reconcile_payments
 
     settings = get_settings()
     client = _client_for(

@@ -20,9 +20,11 @@ from sqlmodel import Session, col, select
 
 from app.catalog.service import list_clusters
 from app.geo import haversine_km
+from app.orders.service import POOL_STATES
 from matching import MachineSpec, MatchProblem, ObjectiveMode, OperationSpec, OrderSpec, Weights
 from models import (
     ACTIVE_STATES,
+    HELD_STATES,
     AvailabilityWindow,
     Booking,
     BookingState,
@@ -31,7 +33,6 @@ from models import (
     MachineStatus,
     Operation,
     Order,
-    OrderStatus,
     Process,
 )
 from models.base import as_utc
@@ -42,12 +43,6 @@ CLUSTER_RADIUS_KM = 80.0
 # order's budget when that is higher: placing work always beats leaving it out
 # unless it is tardier than it is worth.
 UNPLACED_PENALTY_FEN = 5_000_000
-HELD_STATES = (
-    BookingState.confirmed.value,
-    BookingState.in_progress.value,
-    BookingState.done.value,
-)
-POOL_STATES = (OrderStatus.open.value, OrderStatus.matched.value)
 Interval = tuple[int, int]
 
 

@@ -20,27 +20,26 @@ from collections.abc import Callable
 from sqlmodel import Session, col, func, select
 
 from app.accounts.service import is_admin, operated_cluster_ids
+from app.bookings import flows as booking_flows
 from app.bookings.service import collision
 from app.catalog.service import get_cluster_or_raise
 from app.config import Settings, get_settings
 from app.db import begin_write
 from app.errors import NotFound, PermissionDenied
 from app.machines.availability import offered_spans
-from app.matching_runs.adapter import HELD_STATES, MatchInput, build_match_input
+from app.matching_runs.adapter import MatchInput, build_match_input
+from app.matching_runs.expiry import expire_proposals
+from app.orders import service as orders
 from matching import MatchResult, check_result, solve
 from models import (
     Booking,
-    BookingKind,
     BookingState,
     Machine,
     MatchRun,
     MatchRunStatus,
     MatchRunUnmatched,
     MatchScope,
-    Operation,
     Order,
-    OrderEvent,
-    OrderStatus,
     Role,
     User,
     utcnow,
@@ -74,77 +73,6 @@ def _check_may_run(session: Session, user: User | None, cluster_id: int | None) 
         )
     if cluster_id not in operated_cluster_ids(session=session, user=user):
         raise PermissionDenied("you do not operate this cluster", field="cluster_id")
-
-
-# ------------------------------------------------------------------ expiry
-
-
-def _return_to_pool(session: Session, order_ids: set[int], note: str) -> None:
-    """Matched orders that lost a placement go back to open."""
-    if not order_ids:
-        return
-    for order in session.exec(
-        select(Order).where(col(Order.id).in_(order_ids), Order.status == OrderStatus.matched.value)
-    ).all():
-        if not _fully_placed(session, order.id):  # type: ignore[arg-type]
-            order.status = OrderStatus.open.value
-            order.updated_at = utcnow()
-            session.add(order)
-            session.add(OrderEvent(order_id=order.id, state=OrderStatus.open.value, note=note))  # type: ignore[arg-type]
-
-
-def _fully_placed(session: Session, order_id: int) -> bool:
-    ops = session.exec(select(Operation.id).where(Operation.order_id == order_id)).all()
-    placed = session.exec(
-        select(Booking.operation_id).where(
-            Booking.order_id == order_id,
-            col(Booking.state).in_((BookingState.proposed.value, *HELD_STATES)),
-        )
-    ).all()
-    return set(ops) <= set(placed)
-
-
-def expire_proposals(
-    *, session: Session, now: dt.datetime | None = None, settings: Settings | None = None
-) -> int:
-    """Expire proposals unanswered for ``proposal_ttl_minutes``; orders that lose a
-    placement, or lost one to a decline, return to the pool (status open)."""
-    begin_write(session)
-    settings = settings or get_settings()
-    now = now or utcnow()
-    cutoff = now - dt.timedelta(minutes=settings.proposal_ttl_minutes)
-    stale = session.exec(
-        select(Booking)
-        .where(Booking.state == BookingState.proposed.value, col(Booking.created_at) < cutoff)
-        .with_for_update()
-    ).all()
-    orders: set[int] = set()
-    for booking in stale:
-        booking.state = BookingState.expired.value
-        booking.reason = f"no answer within {settings.proposal_ttl_minutes} minutes"
-        booking.updated_at = now
-        session.add(booking)
-        if booking.order_id is not None:
-            orders.add(booking.order_id)
-            session.add(OrderEvent(
-                order_id=booking.order_id, booking_id=booking.id,
-                state=f"booking_{BookingState.expired.value}", note=booking.reason,
-            ))  # fmt: skip
-    # declined proposals of still-matched orders (the decline itself does not reopen)
-    declined = session.exec(
-        select(Booking.order_id)
-        .join(Order, col(Order.id) == Booking.order_id)
-        .where(
-            Order.status == OrderStatus.matched.value,
-            col(Booking.state).in_((BookingState.declined.value, BookingState.expired.value)),
-        )
-        .distinct()
-    ).all()
-    orders |= {o for o in declined if o is not None}
-    session.flush()
-    _return_to_pool(session, orders, "a proposal was declined or expired: back in the pool")
-    session.commit()
-    return len(stale)
 
 
 # ------------------------------------------------------------------ runs
@@ -250,10 +178,7 @@ def _write_result(
     )
     for key in data.orders:
         now_status = current.get(int(key))
-        if now_status is None or now_status.status not in (
-            OrderStatus.open.value,
-            OrderStatus.matched.value,
-        ):
+        if now_status is None or now_status.status not in orders.POOL_STATES:
             raise InputsChanged(f"order {key} left the pool during the solve")
     old = (
         list(
@@ -269,10 +194,11 @@ def _write_result(
     for booking in old:
         if booking.state != BookingState.proposed.value:
             raise InputsChanged(f"proposal {booking.id} was answered during the solve")
-        booking.state = BookingState.cancelled.value
-        booking.reason = f"superseded by {note}"
-        booking.updated_at = utcnow()
-        session.add(booking)
+    for booking in old:
+        booking_flows.apply(
+            session, booking=booking, action="supersede", reason=f"superseded by {note}",
+            sync_order=False,
+        )  # fmt: skip
     session.flush()  # free their slots before the new proposals take them
     run.superseded = len(old)
 
@@ -290,30 +216,16 @@ def _write_result(
             raise InputsChanged(
                 f"machine {machine.id} was booked at {start.isoformat()} during the solve"
             )
-        booking = Booking(
-            machine_id=machine.id, kind=BookingKind.service.value, state=BookingState.proposed.value,
-            start_at=start, end_at=end, org_id=order.buyer_org_id, order_id=order.id,
-            operation_id=int(a.operation_id), price_fen=a.price_fen, currency=machine.currency,
-            reason=note, created_by_user_id=user.id if user else None,
+        booking = booking_flows.propose(
+            session, machine=machine, order_id=order.id, buyer_org_id=order.buyer_org_id,
+            operation_id=int(a.operation_id), start_at=start, end_at=end,
+            price_fen=a.price_fen, note=note, user=user,
         )  # fmt: skip
-        session.add(booking)
-        session.flush()
         placed[order.id].append(booking)
     run.proposals = len(result.assignments)
 
-    for order_id, bookings in placed.items():
-        order = current[order_id]
-        for booking in bookings:
-            session.add(
-                OrderEvent(
-                    order_id=order_id, booking_id=booking.id, state="booking_proposed", note=note
-                )
-            )
-        if _fully_placed(session, order_id) and order.status != OrderStatus.matched.value:
-            _set_status(session, order, OrderStatus.matched, note)
-    for key, order in data.orders.items():
-        if int(key) not in placed and order.status == OrderStatus.matched.value:
-            _set_status(session, current[int(key)], OrderStatus.open, f"{note}: not placed")
+    for key in data.orders:  # every re-planned order's status follows its bookings
+        orders.sync_status(session, order_id=int(key), note=note)
     for u in result.unassigned:
         session.add(MatchRunUnmatched(
             run_id=run.id, order_id=int(u.order_id), operation_id=int(u.operation_id),
@@ -321,13 +233,6 @@ def _write_result(
         ))  # fmt: skip
     run.unmatched = len(result.unassigned)
     session.flush()
-
-
-def _set_status(session: Session, order: Order, status: OrderStatus, note: str) -> None:
-    order.status = status.value
-    order.updated_at = utcnow()
-    session.add(order)
-    session.add(OrderEvent(order_id=order.id, state=status.value, note=note))  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------ reading runs

@@ -35,10 +35,13 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
 import httpx
 import tenacity
+
+from app.config import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -888,3 +891,24 @@ def build_payments_client(
         transport=transport,
     )
     return PaymentsClient(http, api_key=api_key, max_attempts=max_attempts)
+
+
+# --------------------------------------------------------------------------------------------
+# The provider client
+# --------------------------------------------------------------------------------------------
+
+
+@lru_cache
+def _client_for(base_url: str, api_key: str, timeout_s: float) -> PaymentsClient:
+    return build_payments_client(base_url, api_key, timeout_s)
+
+
+def get_payments_client(settings: Settings) -> PaymentsClient | None:
+    """The shared client, or None when payments are not driven inline."""
+    if not settings.payments_inline:
+        return None
+    return _client_for(
+        settings.payments_base_url,
+        settings.payments_api_key.get_secret_value(),
+        settings.payments_timeout_s,
+    )

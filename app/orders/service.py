@@ -12,10 +12,9 @@ from app.accounts.service import is_admin
 from app.catalog.service import check_process_materials
 from app.db import begin_write
 from app.errors import InvalidInput, InvalidTransition, OrderNotFound, PermissionDenied
-from app.money import service as money
-from app.money.provider import PaymentsClient
+from app.orders import timeline
 from models import (
-    ACTIVE_STATES,
+    HELD_STATES,
     Booking,
     BookingState,
     Machine,
@@ -41,6 +40,11 @@ from models.order import (
 
 MAX_LEAD = dt.timedelta(days=366)
 CANCELLABLE = {OrderStatus.draft.value, OrderStatus.open.value, OrderStatus.matched.value}
+# Statuses that bookings no longer move.
+SETTLED = {OrderStatus.draft.value, OrderStatus.cancelled.value, OrderStatus.completed.value}
+STARTED = {BookingState.in_progress.value, BookingState.done.value}
+# Orders the matcher looks at: those with a step that may still need a machine.
+POOL_STATES = (OrderStatus.open.value, OrderStatus.matched.value, OrderStatus.in_progress.value)
 
 
 def _visible_order_ids(user: User):  # type: ignore[no-untyped-def]
@@ -192,7 +196,9 @@ def create_order(*, session: Session, user: User, data: OrderCreate, commit: boo
     session.flush()
     assert order.id is not None
     _add_operations(session, order.id, data.operations)
-    session.add(OrderEvent(order_id=order.id, state=OrderStatus.draft.value, user_id=user.id))
+    timeline.record_event(
+        session, order_id=order.id, state=OrderStatus.draft.value, user_id=user.id
+    )
     if commit:
         session.commit()
         session.refresh(order)
@@ -245,89 +251,64 @@ def open_order(*, session: Session, user: User, order_id: int, note: str = "") -
         )
     if as_utc(order.due_at) <= utcnow():
         raise InvalidInput("due_at is in the past", field="due_at")
-    _set_status(session, order, OrderStatus.open, user, note=note[:500])
+    set_status(session, order, OrderStatus.open, user_id=user.id, note=note)
     session.commit()
     session.refresh(order)
     return order
 
 
-def cancel_order(
-    *,
+def set_status(
     session: Session,
-    user: User,
-    order_id: int,
-    reason: str = "",
-    payments: PaymentsClient | None = None,
-) -> Order:
-    """Cancel the order and release every machine it still holds; held payments are
-    voided (or the late-cancellation fee captured) in the same commit's payments."""
-    begin_write(session)
-    order = get_own_order_or_raise(session=session, user=user, order_id=order_id)
-    if order.status not in CANCELLABLE:
-        raise InvalidTransition(
-            f"an order in state {order.status} cannot be cancelled", field="status"
-        )
-    started = session.exec(
-        select(Booking.id).where(
-            Booking.order_id == order_id,
-            col(Booking.state).in_((BookingState.in_progress.value, BookingState.done.value)),
-        )
-    ).first()
-    if started is not None:
-        raise InvalidTransition("work on this order has started", field="status")
-    bookings = session.exec(
-        select(Booking).where(Booking.order_id == order_id, col(Booking.state).in_(ACTIVE_STATES))
-    ).all()
-    for booking in bookings:
-        booking.state = BookingState.cancelled.value
-        booking.reason = reason or "order cancelled"
-        booking.updated_at = utcnow()
-        session.add(booking)
-        money.plan_booking_payments(session, booking=booking, action="cancel")  # void / late fee
-    _set_status(session, order, OrderStatus.cancelled, user, note=reason)
-    session.commit()
-    if payments is not None:
-        for booking in bookings:
-            assert booking.id is not None
-            money.drive_payments(session=session, payments=payments, booking_id=booking.id)
-    session.refresh(order)
-    return order
+    order: Order,
+    status: OrderStatus,
+    *,
+    user_id: int | None = None,
+    note: str = "",
+) -> None:
+    """The only writer of ``Order.status``: the new status and its timeline line
+    (flush left to the command)."""
+    assert order.id is not None
+    order.status = status
+    order.updated_at = utcnow()
+    session.add(order)
+    timeline.record_event(
+        session, order_id=order.id, state=status.value, note=note, user_id=user_id
+    )
 
 
-def record_progress(*, session: Session, order_id: int, user: User | None) -> None:
-    """After one of its bookings started or finished: the order is in progress once any
-    step has started, completed once every operation has a finished booking. Flushes
-    only; the booking command commits."""
+def sync_status(
+    session: Session, *, order_id: int, user_id: int | None = None, note: str = ""
+) -> OrderStatus | None:
+    """Derive an open order's status from its bookings, in the transaction of the
+    booking change that moved it: completed once every step is done, in progress once
+    any step started, matched while every step has a proposal or a booking, otherwise
+    open (a step is back in the pool). Drafts, cancelled and completed orders stay."""
     order = session.get(Order, order_id)
-    if order is None or order.status in (OrderStatus.cancelled.value, OrderStatus.completed.value):
-        return
-    operations = set(session.exec(select(Operation.id).where(Operation.order_id == order_id)).all())
-    done = set(
+    if order is None or order.status in SETTLED:
+        return None
+    session.flush()
+    steps = set(session.exec(select(Operation.id).where(Operation.order_id == order_id)).all())
+    live: dict[int | None, str] = dict(
         session.exec(
-            select(Booking.operation_id).where(
-                Booking.order_id == order_id, Booking.state == BookingState.done.value
+            select(Booking.operation_id, Booking.state).where(
+                Booking.order_id == order_id,
+                col(Booking.state).in_((BookingState.proposed.value, *HELD_STATES)),
             )
         ).all()
     )
-    if operations and operations <= done:
-        _set_status(session, order, OrderStatus.completed, user)
-    elif order.status != OrderStatus.in_progress.value:
-        _set_status(session, order, OrderStatus.in_progress, user)
-    session.flush()
-
-
-def _set_status(
-    session: Session, order: Order, status: OrderStatus, user: User | None, note: str = ""
-) -> None:
-    assert order.id is not None
-    order.status = status.value
-    order.updated_at = utcnow()
-    session.add(order)
-    session.add(
-        OrderEvent(
-            order_id=order.id, state=status.value, note=note, user_id=user.id if user else None
-        )
-    )
+    if steps and all(live.get(s) == BookingState.done for s in steps):
+        status = OrderStatus.completed
+    elif any(state in STARTED for state in live.values()):
+        status = OrderStatus.in_progress
+    elif steps and all(s in live for s in steps):
+        status = OrderStatus.matched
+    else:
+        status = OrderStatus.open
+    if status != order.status:
+        if status == OrderStatus.open and not note:
+            note = "a step is back in the pool for matching"
+        set_status(session, order, status, user_id=user_id, note=note)
+    return status
 
 
 def order_timeline(*, session: Session, user: User, order_id: int) -> list[OrderEventPublic]:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -124,13 +126,18 @@ class TestLease:
 
 class TestStateMachine:
     def test_owner_runs_the_lease_and_forbidden_moves_are_409(
-        self, client: TestClient, settings: Settings, setup: dict[str, Any]
+        self,
+        client: TestClient,
+        settings: Settings,
+        setup: dict[str, Any],
+        clock: Callable[[dt.datetime], None],
     ) -> None:
         buyer_h, owner_h = auth(settings, setup["buyer"]), auth(settings, setup["owner"])
         booking = client.post(
             "/api/v1/leases", json=lease(setup["machine"].id, 11, 14), headers=buyer_h
         ).json()
         url = f"/api/v1/bookings/{booking['id']}"
+        clock(hours_from_now(11))
         assert client.post(f"{url}/accept", headers=owner_h).status_code == 409  # already confirmed
         assert (
             client.post(f"{url}/start", headers=buyer_h).status_code == 403

@@ -12,9 +12,10 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, func, select
 
 from api.deps import get_payments
-from app.bookings import service as bookings
+from app.bookings import delivery as booking_delivery
+from app.bookings import flows as booking_flows
 from app.config import Settings
-from app.money import service as money
+from app.money import driver
 from app.money.provider import PaymentsClient, compute_signature
 from models import Booking, LedgerEntry, Payment, PaymentEvent, Role
 from tests.factories import auth, make_user
@@ -96,17 +97,17 @@ class TestWebhookInbox:
     ) -> None:
         booking = make_service_booking(session, market, price_fen=40_000)
         for action in ("accept", "start", "complete"):  # no client: the payments stay pending
-            bookings.transition_booking(
+            booking_flows.transition_booking(
                 session=session, user=market.owner, booking_id=booking.id, action=action
             )  # type: ignore[arg-type]
-        money.accept_delivery(session=session, user=market.buyer, booking_id=booking.id)  # type: ignore[arg-type]
+        booking_delivery.accept_delivery(session=session, user=market.buyer, booking_id=booking.id)  # type: ignore[arg-type]
         hold, capture = session.exec(
             select(Payment).where(Payment.booking_id == booking.id).order_by(Payment.id)
         ).all()  # type: ignore[arg-type]
         # the provider applies both, but capshare hears only through webhooks
         intent = provider.create_payment_intent(amount_fen=40_000, idempotency_key=hold.idempotency_key,
                                                 capture_method="manual", payment_method=hold.payment_method,
-                                                confirm=True, metadata=money._metadata(hold))  # fmt: skip
+                                                confirm=True, metadata=driver._metadata(hold))  # fmt: skip
         provider.capture_payment_intent(
             intent.id, idempotency_key=capture.idempotency_key, amount_fen=40_000
         )

@@ -6,11 +6,11 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
-from app.bookings import service as bookings
+from app.bookings import flows as booking_flows
 from app.config import Settings
 from app.errors import InvalidTransition
 from app.money.provider import PaymentsClient
-from app.orders import service as orders
+from app.orders import flows as order_flows
 from models import Booking, Operation, Order, Organization, Payment, Role
 from tests.factories import auth, hours_from_now, make_cluster, make_machine, make_user
 from tests.money_fixtures import Market, make_service_booking, market, money_stub_url, provider  # noqa: F401
@@ -38,11 +38,11 @@ def test_owner_cancelling_late_refunds_the_whole_deposit(
 ) -> None:
     from models.booking import LeaseCreate
 
-    lease = bookings.create_lease(session=session, user=market.buyer, payments=provider,
+    lease = booking_flows.create_lease(session=session, user=market.buyer, payments=provider,
                                   data=LeaseCreate(machine_id=market.machine.id, start_at=hours_from_now(2),  # type: ignore[arg-type]
                                                    end_at=hours_from_now(5)))  # fmt: skip
     assert lease.id is not None
-    bookings.transition_booking(
+    booking_flows.transition_booking(
         session=session, user=market.owner, booking_id=lease.id, action="cancel", payments=provider
     )
     rows = session.exec(
@@ -70,7 +70,7 @@ def test_order_progresses_with_its_bookings_and_cannot_be_cancelled_once_started
     session.flush()
     assert booking.id is not None and booking.order_id is not None
     for action in ("accept", "start"):
-        bookings.transition_booking(
+        booking_flows.transition_booking(
             session=session,
             user=market.owner,
             booking_id=booking.id,
@@ -80,11 +80,11 @@ def test_order_progresses_with_its_bookings_and_cannot_be_cancelled_once_started
     session.refresh(order)
     assert order.status == "in_progress"
     try:
-        orders.cancel_order(session=session, user=market.buyer, order_id=booking.order_id)
+        order_flows.cancel_order(session=session, user=market.buyer, order_id=booking.order_id)
         raise AssertionError("an order at work must not be cancellable")
     except InvalidTransition:
         pass
-    bookings.transition_booking(
+    booking_flows.transition_booking(
         session=session,
         user=market.owner,
         booking_id=booking.id,

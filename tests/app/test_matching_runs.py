@@ -6,10 +6,11 @@ import pytest
 from sqlmodel import Session, col, func, select
 
 import app.matching_runs.service as matching_runs
-from app.bookings.service import transition_booking
+from app.bookings.flows import transition_booking
 from app.config import Settings
 from app.errors import PermissionDenied
-from app.matching_runs.service import expire_proposals, list_unmatched, run_matching
+from app.matching_runs.expiry import expire_proposals
+from app.matching_runs.service import list_unmatched, run_matching
 from matching import Assignment, MatchResult, SolveStatus
 from models import Booking, MatchRun, Order, OrderEvent, Role, utcnow
 from tests.factories import make_user

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 import pytest
 from sqlmodel import Session, select
 
-from app.bookings import service as bookings
+from app.bookings import delivery as booking_delivery
+from app.bookings import flows as booking_flows
 from app.errors import InvalidTransition, PermissionDenied
-from app.money import service as money
+from app.money import driver, ledger, reconcile
 from app.money.provider import PaymentsClient
+from app.orders import flows as order_flows
 from models import Booking, LedgerEntry, Payment, Role, utcnow
 from models.booking import LeaseCreate
 from tests.factories import hours_from_now, make_user
@@ -20,7 +23,7 @@ FEE_BPS = 500
 
 
 def balances(session: Session) -> dict[str, int]:
-    return money.account_balances(session)
+    return ledger.account_balances(session)
 
 
 def payments_of(session: Session, booking: Booking) -> list[Payment]:
@@ -33,7 +36,7 @@ def payments_of(session: Session, booking: Booking) -> list[Payment]:
 
 def run(session: Session, user, booking: Booking, action: str, provider: PaymentsClient) -> Booking:  # type: ignore[no-untyped-def]
     assert booking.id is not None
-    return bookings.transition_booking(
+    return booking_flows.transition_booking(
         session=session, user=user, booking_id=booking.id, action=action, payments=provider
     )
 
@@ -45,7 +48,7 @@ def deliver(session: Session, market: Market, booking: Booking, provider: Paymen
 
 class TestLedger:
     def test_balanced_transaction_is_written_and_sums_to_zero(self, session: Session) -> None:
-        txn = money.post_transaction(
+        txn = ledger.post_transaction(
             session, kind="test", entries=[("a", -100), ("b", 95), ("c", 5), ("d", 0)]
         )
         assert txn is not None
@@ -53,15 +56,15 @@ class TestLedger:
             select(LedgerEntry).where(LedgerEntry.transaction_id == txn.id)
         ).all()
         assert sorted(e.amount_fen for e in entries) == [-100, 5, 95]  # the zero line is dropped
-        assert money.unbalanced_transactions(session) == []
+        assert ledger.unbalanced_transactions(session) == []
 
     def test_unbalanced_transaction_is_refused(self, session: Session) -> None:
-        with pytest.raises(money.LedgerImbalance):
-            money.post_transaction(session, kind="test", entries=[("a", -100), ("b", 99)])
+        with pytest.raises(ledger.LedgerImbalance):
+            ledger.post_transaction(session, kind="test", entries=[("a", -100), ("b", 99)])
 
     def test_fee_rounds_down_to_the_fen(self) -> None:
-        assert money.fee_fen(100_000, 500) == 5_000
-        assert money.fee_fen(99, 500) == 4
+        assert ledger.fee_fen(100_000, 500) == 5_000
+        assert ledger.fee_fen(99, 500) == 4
 
 
 class TestServiceFlow:
@@ -76,17 +79,17 @@ class TestServiceFlow:
         assert balances(session) == {}  # a hold moves no money
         run(session, market.owner, booking, "start", provider)
         run(session, market.owner, booking, "complete", provider)
-        result = money.accept_delivery(
+        result = booking_delivery.accept_delivery(
             session=session, user=market.buyer, booking_id=booking.id, payments=provider
         )  # type: ignore[arg-type]
         assert result.money_status == "captured" and result.captured_fen == 100_000
         b = balances(session)
-        assert b[money.buyer_account(market.buyer.org_id)] == -100_000
-        assert b[money.REVENUE] == 5_000
-        assert b[money.paid_out_account(market.owner.org_id)] == 95_000
-        assert b.get(money.payable_account(market.owner.org_id), 0) == 0
+        assert b[ledger.buyer_account(market.buyer.org_id)] == -100_000
+        assert b[ledger.REVENUE] == 5_000
+        assert b[ledger.paid_out_account(market.owner.org_id)] == 95_000
+        assert b.get(ledger.payable_account(market.owner.org_id), 0) == 0
         assert sum(b.values()) == 0
-        report = money.reconcile_payments(session=session, payments=provider)
+        report = reconcile.reconcile_payments(session=session, payments=provider)
         assert report.ok, report.differences
         assert report.provider_platform_fen == report.ledger_platform_fen == 5_000
 
@@ -96,14 +99,14 @@ class TestServiceFlow:
         booking = make_service_booking(session, market)
         deliver(session, market, booking, provider)
         with pytest.raises(PermissionDenied):
-            money.accept_delivery(
+            booking_delivery.accept_delivery(
                 session=session, user=market.owner, booking_id=booking.id, payments=provider
             )  # type: ignore[arg-type]
-        money.accept_delivery(
+        booking_delivery.accept_delivery(
             session=session, user=market.buyer, booking_id=booking.id, payments=provider
         )  # type: ignore[arg-type]
         with pytest.raises(InvalidTransition):
-            money.accept_delivery(
+            booking_delivery.accept_delivery(
                 session=session, user=market.buyer, booking_id=booking.id, payments=provider
             )  # type: ignore[arg-type]
 
@@ -113,52 +116,59 @@ class TestServiceFlow:
         booking = make_service_booking(session, market)
         deliver(session, market, booking, provider)
         assert (
-            money.release_due_captures(session=session, payments=provider) == 0
+            booking_delivery.release_due_captures(session=session, payments=provider) == 0
         )  # window still open
         later = utcnow() + dt.timedelta(days=8)
-        assert money.release_due_captures(session=session, now=later, payments=provider) == 1
         assert (
-            money.booking_money(
+            booking_delivery.release_due_captures(session=session, now=later, payments=provider)
+            == 1
+        )
+        assert (
+            booking_delivery.booking_money(
                 session=session, user=market.buyer, booking_id=booking.id
             ).money_status
             == "captured"
         )  # type: ignore[arg-type]
-        assert money.release_due_captures(session=session, now=later, payments=provider) == 0
+        assert (
+            booking_delivery.release_due_captures(session=session, now=later, payments=provider)
+            == 0
+        )
 
     def test_dispute_holds_then_partial_refund(
         self, session: Session, market: Market, provider: PaymentsClient
     ) -> None:
         booking = make_service_booking(session, market, price_fen=100_000)
         deliver(session, market, booking, provider)
-        view = money.open_dispute(
+        view = booking_delivery.open_dispute(
             session=session, user=market.buyer, booking_id=booking.id, note="bad finish"
         )  # type: ignore[arg-type]
         assert view.money_status == "disputed"
         later = utcnow() + dt.timedelta(days=30)
         assert (
-            money.release_due_captures(session=session, now=later, payments=provider) == 0
+            booking_delivery.release_due_captures(session=session, now=later, payments=provider)
+            == 0
         )  # held
         admin = make_user(session, roles=(Role.admin,))
-        view = money.resolve_dispute(
+        view = booking_delivery.resolve_dispute(
             session=session, user=admin, booking_id=booking.id, refund_fen=30_000, payments=provider
         )  # type: ignore[arg-type]
         assert view.captured_fen == 70_000
         b = balances(session)
-        assert b[money.buyer_account(market.buyer.org_id)] == -70_000
-        assert b[money.REVENUE] == 3_500
-        assert b[money.paid_out_account(market.owner.org_id)] == 66_500
-        assert money.reconcile_payments(session=session, payments=provider).ok
+        assert b[ledger.buyer_account(market.buyer.org_id)] == -70_000
+        assert b[ledger.REVENUE] == 3_500
+        assert b[ledger.paid_out_account(market.owner.org_id)] == 66_500
+        assert reconcile.reconcile_payments(session=session, payments=provider).ok
 
     def test_dispute_full_refund_voids_the_hold(
         self, session: Session, market: Market, provider: PaymentsClient
     ) -> None:
         booking = make_service_booking(session, market)
         deliver(session, market, booking, provider)
-        money.open_dispute(
+        booking_delivery.open_dispute(
             session=session, user=market.buyer, booking_id=booking.id, note="never arrived"
         )  # type: ignore[arg-type]
         admin = make_user(session, roles=(Role.admin,))
-        view = money.resolve_dispute(
+        view = booking_delivery.resolve_dispute(
             session=session,
             user=admin,
             booking_id=booking.id,
@@ -174,7 +184,7 @@ class TestServiceFlow:
         booking = make_service_booking(session, market)
         deliver(session, market, booking, provider)
         with pytest.raises(InvalidTransition):
-            money.open_dispute(session=session, user=market.buyer, booking_id=booking.id, note="late",  # type: ignore[arg-type]
+            booking_delivery.open_dispute(session=session, user=market.buyer, booking_id=booking.id, note="late",  # type: ignore[arg-type]
                                now=utcnow() + dt.timedelta(days=8))  # fmt: skip
 
     def test_free_cancellation_voids(
@@ -194,9 +204,9 @@ class TestServiceFlow:
         run(session, market.owner, booking, "accept", provider)
         run(session, market.buyer, booking, "cancel", provider)
         b = balances(session)
-        assert b[money.buyer_account(market.buyer.org_id)] == -20_000
-        assert b[money.paid_out_account(market.owner.org_id)] == 20_000
-        assert money.reconcile_payments(session=session, payments=provider).ok
+        assert b[ledger.buyer_account(market.buyer.org_id)] == -20_000
+        assert b[ledger.paid_out_account(market.owner.org_id)] == 20_000
+        assert reconcile.reconcile_payments(session=session, payments=provider).ok
 
     def test_declined_card_fails_the_authorization(
         self, session: Session, market: Market, provider: PaymentsClient
@@ -208,11 +218,13 @@ class TestServiceFlow:
         session.add(hold)
         session.commit()
         assert (
-            money.drive_payment(session=session, payments=provider, payment_id=hold.id) == "failed"
+            driver.drive_payment(session=session, payments=provider, payment_id=hold.id) == "failed"
         )  # type: ignore[arg-type]
         session.refresh(hold)
         assert hold.failure_code == "generic_decline"
-        view = money.booking_money(session=session, user=market.buyer, booking_id=booking.id)  # type: ignore[arg-type]
+        view = booking_delivery.booking_money(
+            session=session, user=market.buyer, booking_id=booking.id
+        )  # type: ignore[arg-type]
         assert view.money_status == "payment_failed"
 
 
@@ -225,16 +237,21 @@ class TestLeaseFlow:
         start_h: float,
         hours: float,
     ) -> Booking:
-        return bookings.create_lease(
+        return booking_flows.create_lease(
             session=session, user=market.buyer, payments=provider,
             data=LeaseCreate(machine_id=market.machine.id, start_at=hours_from_now(start_h),  # type: ignore[arg-type]
                              end_at=hours_from_now(start_h + hours)),
         )  # fmt: skip
 
     def test_deposit_then_hours_charged_and_deposit_released(
-        self, session: Session, market: Market, provider: PaymentsClient
+        self,
+        session: Session,
+        market: Market,
+        provider: PaymentsClient,
+        clock: Callable[[dt.datetime], None],
     ) -> None:
         booking = self.lease(session, market, provider, 48, 4)
+        clock(booking.start_at)
         assert booking.price_fen == 36_000
         [deposit] = payments_of(session, booking)
         assert (deposit.kind, deposit.status, deposit.amount_fen) == (
@@ -242,15 +259,15 @@ class TestLeaseFlow:
             "succeeded",
             10_800,
         )
-        assert balances(session)[money.ESCROW] == 10_800
+        assert balances(session)[ledger.ESCROW] == 10_800
         for action in ("start", "complete"):
             run(session, market.owner, booking, action, provider)
         b = balances(session)
-        assert b[money.buyer_account(market.buyer.org_id)] == -36_000
-        assert b.get(money.ESCROW, 0) == 0
-        assert b[money.REVENUE] == 1_800
-        assert b[money.paid_out_account(market.owner.org_id)] == 34_200
-        report = money.reconcile_payments(session=session, payments=provider)
+        assert b[ledger.buyer_account(market.buyer.org_id)] == -36_000
+        assert b.get(ledger.ESCROW, 0) == 0
+        assert b[ledger.REVENUE] == 1_800
+        assert b[ledger.paid_out_account(market.owner.org_id)] == 34_200
+        report = reconcile.reconcile_payments(session=session, payments=provider)
         assert report.ok, report.differences
 
     def test_late_cancel_keeps_the_fee_from_the_deposit(
@@ -259,10 +276,10 @@ class TestLeaseFlow:
         booking = self.lease(session, market, provider, 3, 4)
         run(session, market.buyer, booking, "cancel", provider)
         b = balances(session)
-        assert b[money.buyer_account(market.buyer.org_id)] == -7_200  # 20 % of 36,000
-        assert b[money.paid_out_account(market.owner.org_id)] == 7_200
-        assert b.get(money.ESCROW, 0) == 0
-        assert money.reconcile_payments(session=session, payments=provider).ok
+        assert b[ledger.buyer_account(market.buyer.org_id)] == -7_200  # 20 % of 36,000
+        assert b[ledger.paid_out_account(market.owner.org_id)] == 7_200
+        assert b.get(ledger.ESCROW, 0) == 0
+        assert reconcile.reconcile_payments(session=session, payments=provider).ok
 
 
 class TestCrashSafety:
@@ -275,7 +292,7 @@ class TestCrashSafety:
     ) -> None:
         booking = make_service_booking(session, market, price_fen=50_000)
         deliver(session, market, booking, provider)
-        real = money.record_outcome
+        real = driver.record_outcome
         crashed: list[int] = []
 
         def crash_once(**kwargs):  # type: ignore[no-untyped-def]
@@ -284,21 +301,21 @@ class TestCrashSafety:
                 raise RuntimeError("process died before the commit")
             return real(**kwargs)
 
-        monkeypatch.setattr(money, "record_outcome", crash_once)
+        monkeypatch.setattr(driver, "record_outcome", crash_once)
         with pytest.raises(RuntimeError):
-            money.accept_delivery(
+            booking_delivery.accept_delivery(
                 session=session, user=market.buyer, booking_id=booking.id, payments=provider
             )  # type: ignore[arg-type]
-        monkeypatch.setattr(money, "record_outcome", real)
+        monkeypatch.setattr(driver, "record_outcome", real)
         capture = session.get(Payment, crashed[0])
         assert capture is not None and capture.status == "pending" and capture.kind == "capture"
-        report = money.reconcile_payments(session=session, payments=provider)
+        report = reconcile.reconcile_payments(session=session, payments=provider)
         assert report.ok, report.differences
         session.refresh(capture)
         assert capture.status == "succeeded"  # from the replayed event log or the key lookup
         intent = provider.get_payment_intent(payments_of(session, booking)[0].provider_intent_id)  # type: ignore[arg-type]
         assert intent.amount_received_fen == 50_000  # captured once
-        assert balances(session)[money.paid_out_account(market.owner.org_id)] == 47_500
+        assert balances(session)[ledger.paid_out_account(market.owner.org_id)] == 47_500
 
     def test_provider_down_leaves_payments_pending_for_the_reconciler(
         self, session: Session, market: Market, provider: PaymentsClient
@@ -310,7 +327,7 @@ class TestCrashSafety:
         run(session, market.owner, booking, "accept", down)
         [hold] = payments_of(session, booking)
         assert hold.status == "pending"
-        report = money.reconcile_payments(session=session, payments=provider)
+        report = reconcile.reconcile_payments(session=session, payments=provider)
         assert report.ok and report.repaired == 1
         session.refresh(hold)
         assert hold.status == "succeeded"
@@ -320,7 +337,6 @@ class TestOrderCancellation:
     def test_cancelling_an_order_voids_its_held_payments(
         self, session: Session, market: Market, provider: PaymentsClient
     ) -> None:
-        from app.orders import service as orders
         from models import Order
 
         order = Order(title="brackets", buyer_org_id=market.buyer.org_id, release_at=hours_from_now(1),
@@ -332,17 +348,17 @@ class TestOrderCancellation:
         session.add(booking)
         session.flush()
         run(session, market.owner, booking, "accept", provider)
-        orders.cancel_order(
+        order_flows.cancel_order(
             session=session, user=market.buyer, order_id=order.id, payments=provider
         )  # type: ignore[arg-type]
         assert [(p.kind, p.status) for p in payments_of(session, booking)] == [
             ("authorize", "succeeded"),
             ("void", "succeeded"),
         ]
-        view = money.order_money(session=session, user=market.buyer, order_id=order.id)  # type: ignore[arg-type]
+        view = booking_delivery.order_money(session=session, user=market.buyer, order_id=order.id)  # type: ignore[arg-type]
         assert [v.money_status for v in view] == ["voided"]
         stranger = make_user(session, roles=(Role.buyer,))
         from app.errors import OrderNotFound
 
         with pytest.raises(OrderNotFound):
-            money.order_money(session=session, user=stranger, order_id=order.id)  # type: ignore[arg-type]
+            booking_delivery.order_money(session=session, user=stranger, order_id=order.id)  # type: ignore[arg-type]

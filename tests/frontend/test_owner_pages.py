@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from fastapi.testclient import TestClient
 from sqlmodel import Session, col, func, select
 
-from app.money import service as money
+from app.money import ledger
 from models import (
     AvailabilityWindow,
     Booking,
@@ -314,14 +314,14 @@ def test_earnings_page_shows_the_owner_totals(client: TestClient, session: Sessi
     session.flush()
     assert booking.id is not None
     # a captured ¥1,000.00 (5 % fee), of which ¥600.00 is already paid out
-    money.post_transaction(session, kind="capture", booking_id=booking.id, entries=[
-        (money.buyer_account(buyer.org_id), -100_000), (money.REVENUE, 5_000), (money.payable_account(owner.org_id), 95_000)])  # fmt: skip
+    ledger.post_transaction(session, kind="capture", booking_id=booking.id, entries=[
+        (ledger.buyer_account(buyer.org_id), -100_000), (ledger.REVENUE, 5_000), (ledger.payable_account(owner.org_id), 95_000)])  # fmt: skip
     payout = Payment(booking_id=booking.id, kind="payout", purpose="payout:capture", status="succeeded",
                      idempotency_key="test-payout-1", amount_fen=60_000, payee_org_id=owner.org_id)  # fmt: skip
     session.add(payout)
     session.flush()
-    money.post_transaction(session, kind="payout", payment=payout, entries=[
-        (money.payable_account(owner.org_id), -60_000), (money.paid_out_account(owner.org_id), 60_000)])  # fmt: skip
+    ledger.post_transaction(session, kind="payout", payment=payout, entries=[
+        (ledger.payable_account(owner.org_id), -60_000), (ledger.paid_out_account(owner.org_id), 60_000)])  # fmt: skip
     sign_in(client, owner.email)
     page = client.get("/owner/earnings?lang=en")
     assert page.status_code == 200

@@ -31,12 +31,14 @@ import pytest
 from pydantic import SecretStr
 from sqlmodel import Session, select
 
-from app.bookings import service as bookings
+from app.bookings import delivery as booking_delivery
+from app.bookings import flows as booking_flows
 from app.config import Settings, get_settings
 from app.db import begin_write, get_session, make_engine
 from app.main import create_app
 from app.migrations import upgrade
-from app.money import service as money
+from app.money import driver, ledger, reconcile
+from matching.domain import price_fen
 from models import Booking, BookingKind, BookingState, Payment, Role, User, utcnow
 from models.booking import LeaseCreate
 from payments_stub import create_stub_app, serve_in_thread
@@ -137,7 +139,7 @@ def test_money_flows_survive_provider_chaos(
     })  # fmt: skip
     client = fast_client(stub_url, max_attempts=3, timeout_s=0.5, api_key=API_KEY)
     crashes = Counter[str]()
-    real_record = money.record_outcome
+    real_record = driver.record_outcome
     crash_lock = threading.Lock()
 
     def crashing_record(**kwargs: Any) -> bool:
@@ -148,7 +150,7 @@ def test_money_flows_survive_provider_chaos(
             raise RuntimeError("simulated crash between the provider call and the commit")
         return real_record(**kwargs)
 
-    monkeypatch.setattr(money, "record_outcome", crashing_record)
+    monkeypatch.setattr(driver, "record_outcome", crashing_record)
 
     # -- the flows, planned from the seed, run by a few workers -------------------------------
     fee_bps, late_bps = 500, 2000
@@ -193,7 +195,7 @@ def test_money_flows_survive_provider_chaos(
         late = path == "cancel_late"
         owner_gets = paid = 0
         if plan["lease"]:
-            step(bookings.create_lease, user=buyer, payments=client,
+            step(booking_flows.create_lease, user=buyer, payments=client,
                  data=LeaseCreate(machine_id=mid, start_at=start, end_at=end))  # fmt: skip
             booking = s.exec(
                 select(Booking).where(Booking.machine_id == mid, Booking.start_at == start)
@@ -203,14 +205,14 @@ def test_money_flows_survive_provider_chaos(
             deposit = -(-price * 3000 // 10_000)
             if path == "complete":
                 step(
-                    bookings.transition_booking,
+                    booking_flows.transition_booking,
                     user=owner,
                     booking_id=bid,
                     action="start",
                     payments=client,
                 )
                 step(
-                    bookings.transition_booking,
+                    booking_flows.transition_booking,
                     user=owner,
                     booking_id=bid,
                     action="complete",
@@ -219,7 +221,7 @@ def test_money_flows_survive_provider_chaos(
                 paid, owner_gets = price, price - price * fee_bps // 10_000
             else:
                 step(
-                    bookings.transition_booking,
+                    booking_flows.transition_booking,
                     user=buyer,
                     booking_id=bid,
                     action="cancel",
@@ -230,13 +232,13 @@ def test_money_flows_survive_provider_chaos(
             begin_write(s)  # a service booking as a match run would propose it
             booking = Booking(machine_id=mid, kind=BookingKind.service.value, state=BookingState.proposed.value,
                               start_at=start, end_at=end, org_id=buyer.org_id,
-                              price_fen=bookings.price_fen(minutes=60 * plan["hours"], hourly_rate_fen=plan["rate"]))  # fmt: skip
+                              price_fen=price_fen(60 * plan["hours"], plan["rate"]))  # fmt: skip
             s.add(booking)
             s.commit()
             price, bid = booking.price_fen, booking.id
             assert bid is not None
             step(
-                bookings.transition_booking,
+                booking_flows.transition_booking,
                 user=owner,
                 booking_id=bid,
                 action="accept",
@@ -244,7 +246,7 @@ def test_money_flows_survive_provider_chaos(
             )
             if path.startswith("cancel"):
                 step(
-                    bookings.transition_booking,
+                    booking_flows.transition_booking,
                     user=buyer,
                     booking_id=bid,
                     action="cancel",
@@ -253,14 +255,14 @@ def test_money_flows_survive_provider_chaos(
                 paid = owner_gets = price * late_bps // 10_000 if late else 0
             else:
                 step(
-                    bookings.transition_booking,
+                    booking_flows.transition_booking,
                     user=owner,
                     booking_id=bid,
                     action="start",
                     payments=client,
                 )
                 step(
-                    bookings.transition_booking,
+                    booking_flows.transition_booking,
                     user=owner,
                     booking_id=bid,
                     action="complete",
@@ -268,13 +270,23 @@ def test_money_flows_survive_provider_chaos(
                 )
                 paid = price
                 if path == "accept_delivery":
-                    step(money.accept_delivery, user=buyer, booking_id=bid, payments=client)
+                    step(
+                        booking_delivery.accept_delivery,
+                        user=buyer,
+                        booking_id=bid,
+                        payments=client,
+                    )
                 elif path.startswith("dispute"):
-                    step(money.open_dispute, user=buyer, booking_id=bid, note="chaos dispute")
+                    step(
+                        booking_delivery.open_dispute,
+                        user=buyer,
+                        booking_id=bid,
+                        note="chaos dispute",
+                    )
                     refund = {"dispute_part": price // 3, "dispute_all": price, "dispute_none": 0}[
                         path
                     ]
-                    step(money.resolve_dispute, user=users[ids["admin"]], booking_id=bid, refund_fen=refund,
+                    step(booking_delivery.resolve_dispute, user=users[ids["admin"]], booking_id=bid, refund_fen=refund,
                          payments=client)  # fmt: skip
                     paid = price - refund
                 owner_gets = paid - paid * fee_bps // 10_000
@@ -302,16 +314,18 @@ def test_money_flows_survive_provider_chaos(
         flows_s = time.perf_counter() - started
 
         # -- the outage ends; the claim window passes; the reconciler runs ---------------------
-        monkeypatch.setattr(money, "record_outcome", real_record)
+        monkeypatch.setattr(driver, "record_outcome", real_record)
         control(stub_url, "webhooks/flush")
         control(stub_url, "webhooks/wait_idle", timeout_s=30)
         stats = control(stub_url, "stats", method="GET")
         control(stub_url, "faults", method="DELETE")
-        pending_before = len(money.pending_payment_ids(s))
-        released = money.release_due_captures(session=s, now=utcnow() + 8 * DAY, payments=client)
-        report = money.reconcile_payments(session=s, payments=client)
+        pending_before = len(driver.pending_payment_ids(s))
+        released = booking_delivery.release_due_captures(
+            session=s, now=utcnow() + 8 * DAY, payments=client
+        )
+        report = reconcile.reconcile_payments(session=s, payments=client)
         control(stub_url, "webhooks/wait_idle", timeout_s=30)
-        second = money.reconcile_payments(session=s, payments=client)
+        second = reconcile.reconcile_payments(session=s, payments=client)
 
         # -- the figures -------------------------------------------------------------------
         injected = stats["faults_injected"]
@@ -335,7 +349,7 @@ def test_money_flows_survive_provider_chaos(
         platform = report.balances
         print(f"final balances: ledger total {second.ledger_total_fen} fen; platform holds "
               f"{second.ledger_platform_fen} fen, provider {second.provider_platform_fen} fen; revenue "
-              f"{platform.get(money.REVENUE, 0)}, escrow {platform.get(money.ESCROW, 0)}, paid out "
+              f"{platform.get(ledger.REVENUE, 0)}, escrow {platform.get(ledger.ESCROW, 0)}, paid out "
               f"{sum(v for k, v in platform.items() if k.startswith('owner_paid_out:'))} fen; "
               f"total run {time.perf_counter() - started:.1f} s")  # fmt: skip
 
@@ -343,14 +357,14 @@ def test_money_flows_survive_provider_chaos(
         assert requests and request_faults / requests >= 0.30
         assert report.ok, report.unrepaired[:10]
         assert second.differences == [], second.differences[:10]
-        assert second.ledger_total_fen == 0 and money.unbalanced_transactions(s) == []
+        assert second.ledger_total_fen == 0 and ledger.unbalanced_transactions(s) == []
         assert second.provider_platform_fen == second.ledger_platform_fen
         assert s.exec(select(Payment).where(Payment.status == "pending")).all() == []
 
         # no double charge, no lost capture: each payment is one provider object, and what
         # each booking's buyer paid net at the provider is what its flow says
-        intents = money._list_all(client.list_payment_intents)
-        refunds = money._list_all(client.list_refunds)
+        intents = reconcile._list_all(client.list_payment_intents)
+        refunds = reconcile._list_all(client.list_refunds)
         per_payment = Counter(pi.metadata["capshare_payment_id"] for pi in intents)
         assert max(per_payment.values()) == 1, "two provider intents for one payment"
         net: dict[int, int] = defaultdict(int)
@@ -363,7 +377,7 @@ def test_money_flows_survive_provider_chaos(
         assert len({r.metadata["capshare_payment_id"] for r in refunds}) == len(refunds)
         # no lost payout: each owner's connected account holds exactly its share
         for org, want in expected_owner.items():
-            assert platform.get(money.paid_out_account(org), 0) == want, org
-            assert platform.get(money.payable_account(org), 0) == 0, org
-        assert platform.get(money.ESCROW, 0) == 0
+            assert platform.get(ledger.paid_out_account(org), 0) == want, org
+            assert platform.get(ledger.payable_account(org), 0) == 0, org
+        assert platform.get(ledger.ESCROW, 0) == 0
     client.close()

@@ -1,0 +1,148 @@
+"""The webhook inbox: signed provider events, stored once and applied."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from app.config import Settings, get_settings
+from app.db import begin_write
+from app.errors import MarketplaceError
+from app.money.driver import Outcome, intent_outcome, mark, settle_outcome
+from app.money.planning import PENDING, PROVIDER, SUCCEEDED, K
+from app.money.provider import (
+    SIGNATURE_HEADER,
+    Event,
+    InvalidWebhookSignature,
+    PaymentIntent,
+    parse_webhook_event,
+)
+from models import utcnow
+from models.payment import (
+    Payment,
+    PaymentEvent,
+)
+
+log = logging.getLogger("capshare.money")
+
+
+class InvalidWebhook(MarketplaceError):
+    """A webhook whose signature is missing, stale or wrong, or whose body is no event."""
+
+    status_code = 400
+
+
+# --------------------------------------------------------------------------------------------
+# Webhook inbox
+# --------------------------------------------------------------------------------------------
+
+
+def _insert_event(session: Session, event: Event) -> None:
+    values = {
+        "provider": PROVIDER,
+        "external_id": event.id,
+        "type": event.type,
+        "object_id": event.object_id,
+        "payload": {
+            "type": event.type,
+            "created": event.created,
+            "object": dict(event.data_object),
+        },
+        "received_at": utcnow(),
+    }
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        stmt: Any = (
+            pg_insert(PaymentEvent)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=["provider", "external_id"])
+        )
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        stmt = (
+            sqlite_insert(PaymentEvent)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=["provider", "external_id"])
+        )
+    session.execute(stmt)
+
+
+def _apply_event(session: Session, event: Event, settings: Settings) -> int:
+    """Bring pending payments forward from a provider object; never backwards."""
+    obj: Mapping[str, Any] = event.data_object
+    meta = obj.get("metadata") or {}
+    raw_id = meta.get("capshare_payment_id")
+    if raw_id is None or not str(raw_id).isdigit():
+        return 0
+    own = session.exec(
+        select(Payment).where(Payment.id == int(raw_id)).with_for_update()
+        .execution_options(populate_existing=True)
+    ).first()  # fmt: skip
+    if own is None:
+        return 0
+    changed = 0
+    if event.type.startswith("payment_intent."):
+        intent = PaymentIntent.from_wire(obj)
+        if own.status == PENDING:
+            changed += mark(session, own, intent_outcome(own, intent), settings)
+        if own.status == SUCCEEDED:
+            children = session.exec(
+                select(Payment)
+                .where(
+                    Payment.parent_id == own.id,
+                    Payment.status == PENDING,
+                    col(Payment.kind).in_((K.capture.value, K.void.value)),
+                )  # fmt: skip
+                .with_for_update()
+            ).all()
+            for child in children:
+                changed += mark(session, child, settle_outcome(child, intent), settings)
+    elif event.type.startswith("refund.") and own.kind == K.refund.value:
+        if obj.get("amount") == own.amount_fen:
+            changed += mark(session, own, Outcome(SUCCEEDED, intent_id=obj.get("payment_intent"),
+                                                   object_id=obj.get("id")), settings)  # fmt: skip
+    elif event.type.startswith("payout.") and own.kind == K.payout.value:
+        if obj.get("amount") == own.amount_fen:
+            changed += mark(session, own, Outcome(SUCCEEDED, object_id=obj.get("id")), settings)
+    return changed
+
+
+def record_event(*, session: Session, event: Event, settings: Settings | None = None) -> bool:
+    """Insert a provider event into the inbox once and process it (one commit).
+    Returns False for a duplicate that was already handled."""
+    settings = settings or get_settings()
+    begin_write(session)
+    _insert_event(session, event)
+    row = session.exec(
+        select(PaymentEvent)
+        .where(PaymentEvent.provider == PROVIDER, PaymentEvent.external_id == event.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
+    if row.handled_at is not None:
+        session.commit()
+        return False
+    _apply_event(session, event, settings)
+    row.handled_at = utcnow()
+    session.add(row)
+    session.commit()
+    return True
+
+
+def receive_webhook(
+    *, session: Session, settings: Settings, payload: bytes, signature: str | None
+) -> bool:
+    """Verify a webhook's signature (400 if bad) and put its event through the inbox."""
+    try:
+        event = parse_webhook_event(
+            payload, signature, settings.payments_webhook_secret.get_secret_value()
+        )
+    except InvalidWebhookSignature as exc:
+        raise InvalidWebhook(exc.message, field=SIGNATURE_HEADER) from exc
+    return record_event(session=session, event=event, settings=settings)
