@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 
 from sqlmodel import Session, col, select
 
@@ -21,7 +22,9 @@ from models import Cluster, Material, Organization, Process, ProcessMaterial, Us
 from models.cluster import ClusterCreate
 from models.taxonomy import ProcessPublic
 
-# A machine within this distance of a cluster's centre belongs to it.
+# A machine within this distance of a cluster's centre belongs to it, and so does an
+# order delivered there (its cluster's match runs see it). One radius for both, so that
+# a cluster run matches the orders of its area with the machines of the same area.
 CLUSTER_RADIUS_KM = 60.0
 
 
@@ -56,14 +59,24 @@ def create_cluster(*, session: Session, user: User, data: ClusterCreate) -> Clus
     return cluster
 
 
-def nearest_cluster_id(*, session: Session, lat: float, lon: float) -> int | None:
+def nearest_cluster(
+    clusters: Sequence[Cluster], lat: float | None, lon: float | None
+) -> int | None:
+    """The nearest cluster within :data:`CLUSTER_RADIUS_KM` of a point, if any: where a
+    machine belongs, and which cluster's match runs see an order delivered there."""
+    if lat is None or lon is None:
+        return None
     best: tuple[float, int] | None = None
-    for cluster in list_clusters(session=session):
+    for cluster in clusters:
         assert cluster.id is not None
         d = haversine_km(lat, lon, cluster.lat, cluster.lon)
         if d <= CLUSTER_RADIUS_KM and (best is None or d < best[0]):
             best = (d, cluster.id)
     return best[1] if best else None
+
+
+def nearest_cluster_id(*, session: Session, lat: float, lon: float) -> int | None:
+    return nearest_cluster(list_clusters(session=session), lat, lon)
 
 
 def list_processes(*, session: Session, family: str | None = None) -> list[ProcessPublic]:

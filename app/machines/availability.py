@@ -27,6 +27,7 @@ from app.errors import (
     RowsRejected,
     WindowOverlap,
 )
+from app.machines.free_time import free_spans
 from app.machines.service import get_machine_or_raise, get_own_machine_or_raise, lock_machine
 from models import (
     ACTIVE_STATES,
@@ -443,27 +444,4 @@ def free_intervals(
 ) -> list[tuple[dt.datetime, dt.datetime]]:
     """The machine's offered time in [start, end) that no active booking holds."""
     get_machine_or_raise(session=session, user=user, machine_id=machine_id)
-    start, end = as_utc(start), as_utc(end)
-    busy = session.exec(
-        select(Booking.start_at, Booking.end_at)
-        .where(
-            Booking.machine_id == machine_id,
-            col(Booking.state).in_(ACTIVE_STATES),
-            col(Booking.start_at) < end,
-            col(Booking.end_at) > start,
-        )
-        .order_by(col(Booking.start_at))
-    ).all()
-    free: list[tuple[dt.datetime, dt.datetime]] = []
-    for s, e in offered_spans(session, machine_id, start, end):
-        cursor = max(s, start)
-        stop = min(e, end)
-        for b_start, b_end in busy:
-            if b_end <= cursor or b_start >= stop:
-                continue
-            if b_start > cursor:
-                free.append((cursor, b_start))
-            cursor = max(cursor, b_end)
-        if cursor < stop:
-            free.append((cursor, stop))
-    return free
+    return free_spans(session, [machine_id], start, end)[machine_id]

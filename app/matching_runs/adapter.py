@@ -13,22 +13,19 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sqlmodel import Session, col, select
 
-from app.catalog.service import list_clusters
-from app.geo import haversine_km
+from app.catalog.service import list_clusters, nearest_cluster
+from app.machines.free_time import Span, free_spans
 from app.orders.service import POOL_STATES
 from matching import MachineSpec, MatchProblem, ObjectiveMode, OperationSpec, OrderSpec, Weights
 from models import (
-    ACTIVE_STATES,
     HELD_STATES,
-    AvailabilityWindow,
     Booking,
     BookingState,
-    Cluster,
     Machine,
     MachineStatus,
     Operation,
@@ -38,7 +35,6 @@ from models import (
 from models.base import as_utc
 from models.order import OperationBase
 
-CLUSTER_RADIUS_KM = 80.0
 # An operation left out costs this much (per operation) in the objective, or the
 # order's budget when that is higher: placing work always beats leaving it out
 # unless it is tardier than it is worth.
@@ -90,69 +86,25 @@ class MatchInput:
         return sum(len(o.operations) for o in self.problem.orders)
 
 
-def subtract(free: Sequence[Interval], blocks: Iterable[Interval]) -> list[Interval]:
-    """Half-open intervals ``free`` minus ``blocks``."""
-    out = list(free)
-    for b0, b1 in sorted(blocks):
-        nxt: list[Interval] = []
-        for s, e in out:
-            if b1 <= s or e <= b0:
-                nxt.append((s, e))
-                continue
-            if s < b0:
-                nxt.append((s, b0))
-            if b1 < e:
-                nxt.append((b1, e))
-        out = nxt
-    return out
-
-
 def free_time(
     session: Session,
     machine_ids: Sequence[int],
     horizon: Horizon,
     *,
     ignore_booking_ids: Iterable[int] = (),
+    extra_blocks: Mapping[int, Sequence[Span]] | None = None,
 ) -> dict[int, tuple[Interval, ...]]:
-    """Per machine, the free minutes of the horizon (offered, merged, minus bookings)."""
-    if not machine_ids:
-        return {}
-    ids = list(machine_ids)
-    windows = session.exec(
-        select(
-            AvailabilityWindow.machine_id, AvailabilityWindow.start_at, AvailabilityWindow.end_at
-        )
-        .where(
-            col(AvailabilityWindow.machine_id).in_(ids),
-            col(AvailabilityWindow.start_at) < horizon.end,
-            col(AvailabilityWindow.end_at) > horizon.start,
-        )
-        .order_by(col(AvailabilityWindow.machine_id), col(AvailabilityWindow.start_at))
-    ).all()
-    offered: dict[int, list[Interval]] = defaultdict(list)
-    for machine_id, start, end in windows:
-        s, e = max(0, horizon.ceil(start)), min(horizon.minutes, horizon.floor(end))
-        if e <= s:
-            continue
-        spans = offered[machine_id]
-        if spans and s <= spans[-1][1]:
-            spans[-1] = (spans[-1][0], max(spans[-1][1], e))
-        else:
-            spans.append((s, e))
-    ignore = set(ignore_booking_ids)
-    bookings = session.exec(
-        select(Booking.id, Booking.machine_id, Booking.start_at, Booking.end_at).where(
-            col(Booking.machine_id).in_(ids),
-            col(Booking.state).in_(ACTIVE_STATES),
-            col(Booking.start_at) < horizon.end,
-            col(Booking.end_at) > horizon.start,
-        )
-    ).all()
-    blocks: dict[int, list[Interval]] = defaultdict(list)
-    for booking_id, machine_id, start, end in bookings:
-        if booking_id not in ignore:
-            blocks[machine_id].append((horizon.floor(start), horizon.ceil(end)))
-    return {m: tuple(subtract(offered.get(m, []), blocks.get(m, []))) for m in ids}
+    """Per machine, its free whole minutes of the horizon (see
+    :func:`app.machines.free_time.free_spans`)."""
+    spans = free_spans(
+        session, machine_ids, horizon.start, horizon.end,
+        ignore_booking_ids=ignore_booking_ids, extra_blocks=extra_blocks,
+    )  # fmt: skip
+    out: dict[int, tuple[Interval, ...]] = {}
+    for machine_id, free in spans.items():
+        minutes = ((horizon.ceil(s), horizon.floor(e)) for s, e in free)
+        out[machine_id] = tuple((s, e) for s, e in minutes if s < e)
+    return out
 
 
 def machine_spec(machine: Machine, family: str, free: tuple[Interval, ...]) -> MachineSpec:
@@ -185,20 +137,6 @@ def operation_spec(key: str, op: OperationBase) -> OperationSpec:
         tolerance_mm=op.tolerance_mm or 0.0,
         certifications=frozenset(op.certifications),
     )
-
-
-def nearest_cluster(
-    clusters: Sequence[Cluster], lat: float | None, lon: float | None
-) -> int | None:
-    if lat is None or lon is None:
-        return None
-    best: tuple[float, int] | None = None
-    for c in clusters:
-        assert c.id is not None
-        d = haversine_km(lat, lon, c.lat, c.lon)
-        if d <= CLUSTER_RADIUS_KM and (best is None or d < best[0]):
-            best = (d, c.id)
-    return best[1] if best else None
 
 
 def order_spec(
