@@ -90,6 +90,7 @@ class OperationSpec:
     envelope_mm: Envelope = (0, 0, 0)
     tolerance_mm: float = 0.0
     certifications: frozenset[str] = frozenset()
+    excluded_machines: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,4 +244,4 @@ def capable(op: OperationSpec, machine: MachineSpec) -> bool:
         return False
     if op.tolerance_mm > 0 and machine.tolerance_mm > op.tolerance_mm + 1e-12:
         return False
-    return op.certifications <= machine.certifications
+    return op.certifications <= machine.certifications and machine.id not in op.excluded_machines

@@ -6,7 +6,8 @@ from __future__ import annotations
 import datetime as dt
 from enum import StrEnum
 
-from sqlmodel import Field, SQLModel
+from sqlalchemy import ColumnElement, and_
+from sqlmodel import Field, SQLModel, col
 
 from models.base import CURRENCY, MAX_ID, UTCDateTime, utcnow
 
@@ -58,6 +59,15 @@ class Booking(SQLModel, table=True):
     updated_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     started_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
     finished_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+def holding(start: dt.datetime, end: dt.datetime) -> ColumnElement[bool]:
+    """The one overlap rule: bookings that hold their machine somewhere in [start, end)."""
+    return and_(
+        col(Booking.state).in_(ACTIVE_STATES),
+        col(Booking.start_at) < end,
+        col(Booking.end_at) > start,
+    )
 
 
 class LeaseCreate(SQLModel):

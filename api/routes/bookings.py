@@ -63,7 +63,12 @@ def get_booking(session: SessionDep, user: CurrentUser, booking_id: Id) -> Booki
 @router.post(
     "/bookings/{booking_id}/{action}",
     response_model=BookingPublic,
-    responses={409: {"description": "the state machine forbids this transition"}},
+    responses={
+        409: {
+            "description": "the state machine or a lifecycle rule (whole order, early start,"
+            " precedence, complete after start) forbids this move now; the detail names it"
+        }
+    },
 )
 def transition_booking(
     session: SessionDep,

@@ -22,7 +22,6 @@ from app.accounts.service import is_admin
 from app.bookings.states import TRANSITIONS, Transition
 from app.errors import BookingNotFound, CapacityUnavailable, InvalidTransition
 from models import (
-    ACTIVE_STATES,
     Booking,
     BookingKind,
     BookingState,
@@ -31,6 +30,7 @@ from models import (
     utcnow,
 )
 from models.base import as_utc
+from models.booking import holding
 
 
 def _visible(user: User) -> ColumnElement[bool]:
@@ -98,12 +98,7 @@ def collision(
     """A booking that holds the machine somewhere in [start, end), if any: the one
     overlap query."""
     return session.exec(
-        select(Booking).where(
-            Booking.machine_id == machine_id,
-            col(Booking.state).in_(ACTIVE_STATES),
-            col(Booking.start_at) < end,
-            col(Booking.end_at) > start,
-        )
+        select(Booking).where(Booking.machine_id == machine_id, holding(start, end))
     ).first()
 
 

@@ -30,7 +30,6 @@ from app.errors import (
 from app.machines.free_time import free_spans
 from app.machines.service import get_machine_or_raise, get_own_machine_or_raise, lock_machine
 from models import (
-    ACTIVE_STATES,
     AvailabilityRule,
     AvailabilityWindow,
     Booking,
@@ -41,6 +40,7 @@ from models import (
     utcnow,
 )
 from models.base import as_utc
+from models.booking import holding
 from models.machine import RuleCreate, WindowCreate, WindowImportRow
 
 MAX_WINDOW = dt.timedelta(days=31)
@@ -310,12 +310,7 @@ def _refuse_if_booked(
     session: Session, machine_id: int, start: dt.datetime, end: dt.datetime
 ) -> None:
     booked = session.exec(
-        select(Booking.id).where(
-            Booking.machine_id == machine_id,
-            col(Booking.state).in_(ACTIVE_STATES),
-            col(Booking.start_at) < end,
-            col(Booking.end_at) > start,
-        )
+        select(Booking.id).where(Booking.machine_id == machine_id, holding(start, end))
     ).first()
     if booked is not None:
         raise Conflict(f"booking {booked} lies in this offered time", field="window_id")

@@ -10,8 +10,9 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from sqlmodel import Session, col, select
 
-from models import ACTIVE_STATES, AvailabilityWindow, Booking
+from models import AvailabilityWindow, Booking
 from models.base import as_utc
+from models.booking import holding
 
 Span = tuple[dt.datetime, dt.datetime]
 
@@ -78,10 +79,7 @@ def free_spans(
     blocks: dict[int, list[Span]] = defaultdict(list)
     for booking_id, machine_id, b_start, b_end in session.exec(
         select(Booking.id, Booking.machine_id, Booking.start_at, Booking.end_at).where(
-            col(Booking.machine_id).in_(ids),
-            col(Booking.state).in_(ACTIVE_STATES),
-            col(Booking.start_at) < end,
-            col(Booking.end_at) > start,
+            col(Booking.machine_id).in_(ids), holding(start, end)
         )
     ).all():
         if booking_id not in ignore:

@@ -8,17 +8,16 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, not_, or_
+from sqlalchemy import ColumnElement, exists, not_, or_
 from sqlmodel import Session, col, func, select
 
 from app.accounts.service import is_admin, operated_cluster_ids
 from app.catalog.service import check_process_materials, get_cluster_or_raise, nearest_cluster_id
 from app.db import begin_write
-from app.errors import InvalidInput, MachineNotFound, PermissionDenied
+from app.errors import Conflict, InvalidInput, MachineNotFound, PermissionDenied
 from app.geo import KM_PER_DEGREE_LAT, haversine_km, km_per_degree_lon
 from app.security import new_machine_token
 from models import (
-    ACTIVE_STATES,
     AvailabilityWindow,
     Booking,
     Machine,
@@ -30,6 +29,7 @@ from models import (
     utcnow,
 )
 from models.base import as_utc
+from models.booking import holding
 from models.machine import MachineCreate, MachinePublic, MachineUpdate
 
 
@@ -194,7 +194,6 @@ def update_machine(
 def retire_machine(*, session: Session, user: User, machine_id: int) -> Machine:
     """Take a machine off the market. Work already confirmed stays; it gets no more."""
     begin_write(session)
-    from app.errors import Conflict
 
     machine = get_own_machine_or_raise(session=session, user=user, machine_id=machine_id)
     pending = session.exec(
@@ -202,8 +201,7 @@ def retire_machine(*, session: Session, user: User, machine_id: int) -> Machine:
         .select_from(Booking)
         .where(
             Booking.machine_id == machine.id,
-            col(Booking.state).in_(ACTIVE_STATES),
-            col(Booking.end_at) > utcnow(),
+            holding(utcnow(), dt.datetime.max.replace(tzinfo=dt.UTC)),
         )
     ).one()
     if pending:
@@ -269,8 +267,7 @@ def _filters(session: Session, user: User, q: MachineQuery) -> list[ColumnElemen
             not_(
                 exists().where(
                     col(Booking.machine_id) == Machine.id,
-                    col(Booking.state).in_(ACTIVE_STATES),
-                    and_(col(Booking.start_at) < end, col(Booking.end_at) > start),
+                    holding(start, end),
                 )
             )
         )

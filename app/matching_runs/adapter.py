@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from sqlmodel import Session, col, select
 
+from app.bookings.states import REFUSED_STATES
 from app.catalog.service import list_clusters, nearest_cluster
 from app.machines.free_time import Span, free_spans
 from app.orders.service import POOL_STATES
@@ -76,6 +77,10 @@ class MatchInput:
     orders: dict[str, Order]
     operations: dict[str, Operation]
     movable_booking_ids: list[int] = field(default_factory=list)
+    # order key -> confirmed, unstarted bookings that bound its missing steps
+    kept: dict[str, list[int]] = field(default_factory=dict)
+    # order key -> confirmed bookings this input treats as movable (whole-order re-match)
+    released: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def free_intervals(self) -> int:
@@ -127,7 +132,11 @@ def machine_spec(machine: Machine, family: str, free: tuple[Interval, ...]) -> M
     )
 
 
-def operation_spec(key: str, op: OperationBase) -> OperationSpec:
+def operation_spec(
+    key: str, op: OperationBase, *, excluded_machine_ids: Iterable[int] = ()
+) -> OperationSpec:
+    """An operation as the matcher sees it; ``excluded_machine_ids`` are machines it must
+    never be placed on (their owners declined it or let the proposal lapse)."""
     return OperationSpec(
         id=key,
         process=op.process_key,
@@ -136,6 +145,7 @@ def operation_spec(key: str, op: OperationBase) -> OperationSpec:
         envelope_mm=(op.part_x_mm, op.part_y_mm, op.part_z_mm),
         tolerance_mm=op.tolerance_mm or 0.0,
         certifications=frozenset(op.certifications),
+        excluded_machines=frozenset(str(m) for m in excluded_machine_ids),
     )
 
 
@@ -181,6 +191,7 @@ def load_machines(
     process_keys: Iterable[str] | None = None,
     exclude_owner_org_id: int | None = None,
     ignore_booking_ids: Iterable[int] = (),
+    extra_blocks: Mapping[int, Sequence[Span]] | None = None,
 ) -> tuple[list[MachineSpec], dict[str, Machine]]:
     """Active machines (of a cluster, of some processes) with their free time."""
     query = select(Machine).where(Machine.status == MachineStatus.active.value)
@@ -192,7 +203,9 @@ def load_machines(
         query = query.where(Machine.owner_org_id != exclude_owner_org_id)
     rows = list(session.exec(query.order_by(col(Machine.id))).all())
     ids = [m.id for m in rows if m.id is not None]
-    free = free_time(session, ids, horizon, ignore_booking_ids=ignore_booking_ids)
+    free = free_time(
+        session, ids, horizon, ignore_booking_ids=ignore_booking_ids, extra_blocks=extra_blocks
+    )
     families = _families(session)
     specs = [
         machine_spec(m, families.get(m.process_key, ""), free[m.id])  # type: ignore[index]
@@ -202,6 +215,23 @@ def load_machines(
     return specs, {str(m.id): m for m in rows}
 
 
+def refused_pairs(session: Session, operation_ids: Sequence[int]) -> dict[int, set[int]]:
+    """Per operation, the machines whose owners declined it or let its proposal lapse:
+    the matcher never proposes that pair again."""
+    out: dict[int, set[int]] = defaultdict(set)
+    if not operation_ids:
+        return out
+    for operation_id, machine_id in session.exec(
+        select(Booking.operation_id, Booking.machine_id).where(
+            col(Booking.operation_id).in_(list(operation_ids)),
+            col(Booking.state).in_(REFUSED_STATES),
+        )
+    ).all():
+        if operation_id is not None:
+            out[operation_id].add(machine_id)
+    return out
+
+
 def build_match_input(
     session: Session,
     *,
@@ -209,18 +239,27 @@ def build_match_input(
     now: dt.datetime,
     horizon_days: int,
     weights: Weights | None = None,
+    only_order_ids: Iterable[int] | None = None,
+    whole_order_ids: Iterable[int] = (),
+    extra_blocks: Mapping[int, Sequence[Span]] | None = None,
 ) -> MatchInput:
-    """The pool of a run: open and matched orders (of the cluster: delivered nearest
-    to it) with every operation not yet held by a confirmed, running or finished
-    booking; their proposed bookings are movable."""
+    """The pool of a run: orders in the pool (of the cluster: delivered nearest to it)
+    with every step not yet held by a confirmed, running or finished booking; their
+    proposed bookings are movable. The steps already confirmed stay where they are and
+    bound the others (release after the step before, due before the step after).
+
+    ``whole_order_ids`` are re-matched as a whole: their confirmed steps that have not
+    started are movable too (the run releases them if it places the order anew), for
+    when the missing steps no longer fit around them. An order whose missing steps lie
+    on both sides of a confirmed one is always re-matched as a whole."""
     horizon = Horizon.from_now(now, horizon_days)
     weights = weights or Weights()
+    whole_ids = set(whole_order_ids)
     clusters = list_clusters(session=session)
-    orders = list(
-        session.exec(
-            select(Order).where(col(Order.status).in_(POOL_STATES)).order_by(col(Order.id))
-        ).all()
-    )
+    query = select(Order).where(col(Order.status).in_(POOL_STATES))
+    if only_order_ids is not None:
+        query = query.where(col(Order.id).in_(list(only_order_ids)))
+    orders = list(session.exec(query.order_by(col(Order.id))).all())
     order_cluster = {
         o.id: nearest_cluster(clusters, o.delivery_lat, o.delivery_lon) for o in orders
     }
@@ -248,10 +287,14 @@ def build_match_input(
     if cluster_id is not None:  # a cluster run leaves alone what another run proposed elsewhere
         machine_ids = select(col(Machine.id)).where(Machine.cluster_id == cluster_id)
         in_cluster = {m for m in session.exec(machine_ids).all() if m is not None}
-    movable: list[int] = []
+    refused = refused_pairs(
+        session, [op.id for ops in ops_by_order.values() for op in ops if op.id]
+    )
+    data = MatchInput(
+        problem=MatchProblem(machines=(), orders=(), horizon_min=horizon.minutes),
+        horizon=horizon, machines={}, orders={}, operations={},
+    )  # fmt: skip
     specs: list[OrderSpec] = []
-    order_rows: dict[str, Order] = {}
-    op_rows: dict[str, Operation] = {}
     for order in orders:
         assert order.id is not None
         ops = ops_by_order.get(order.id, [])
@@ -264,25 +307,36 @@ def build_match_input(
         unplaced = [op for op in ops if op.id not in held]
         if not unplaced:
             continue
-        if in_cluster is not None and any(
-            b.machine_id not in in_cluster
-            for op in unplaced
-            for b in bookings_by_op.get(op.id, [])  # type: ignore[arg-type]
-            if b.state == BookingState.proposed.value
-        ):
-            continue
-        movable += [
-            b.id
+        proposed = [
+            b
             for op in unplaced
             for b in bookings_by_op.get(op.id, [])  # type: ignore[arg-type]
             if b.state == BookingState.proposed.value and b.id is not None
         ]
+        if in_cluster is not None and any(b.machine_id not in in_cluster for b in proposed):
+            continue
+        seqs = [op.seq for op in unplaced]
+        kept = [b for b in held.values() if b.state == BookingState.confirmed.value]
+        started = len(kept) < len(held)
+        gapped = any(seqs[0] < op.seq < seqs[-1] for op in ops if op.id in held)
+        if (order.id in whole_ids or gapped) and kept and not started:
+            unplaced, released = ops, kept  # the whole order, its confirmed steps movable
+        elif gapped:
+            continue  # a running order with a hole in its middle: nothing fits the model
+        else:
+            released = []
+        data.movable_booking_ids += [b.id for b in proposed if b.id is not None]
+        key = str(order.id)
+        if released:
+            data.released[key] = [b.id for b in released if b.id is not None]
+        elif kept and not started:
+            data.kept[key] = [b.id for b in kept if b.id is not None]
         first, last = unplaced[0].seq, unplaced[-1].seq
         before = [h for op in ops if op.seq < first and (h := held.get(op.id)) is not None]
         after = [h for op in ops if op.seq > last and (h := held.get(op.id)) is not None]
         release_at = None
         if before:  # wait for the goods from the frozen step before (plus the fixed handover)
-            release_at = max(as_utc(b.end_at) for b in before) + dt.timedelta(
+            release_at = max(as_utc(b.finished_at or b.end_at) for b in before) + dt.timedelta(
                 minutes=weights.transport_fixed_min
             )
         due_at = None
@@ -290,21 +344,25 @@ def build_match_input(
             due_at = min(as_utc(b.start_at) for b in after) - dt.timedelta(
                 minutes=weights.transport_fixed_min
             )
-        key = str(order.id)
-        order_rows[key] = order
+        data.orders[key] = order
         op_specs = []
         for op in unplaced:
-            op_rows[str(op.id)] = op
-            op_specs.append(operation_spec(str(op.id), op))
+            assert op.id is not None
+            data.operations[str(op.id)] = op
+            op_specs.append(
+                operation_spec(str(op.id), op, excluded_machine_ids=refused.get(op.id, set()))
+            )
         specs.append(order_spec(
             key=key, order=order, operations=op_specs, horizon=horizon,
             cluster_id=order_cluster[order.id], release_at=release_at, due_at=due_at,
         ))  # fmt: skip
-    machine_specs, machine_rows = load_machines(
-        session, horizon, cluster_id=cluster_id, ignore_booking_ids=movable
-    )
-    problem = MatchProblem(
+    released_ids = [i for ids in data.released.values() for i in ids]
+    machine_specs, data.machines = load_machines(
+        session, horizon, cluster_id=cluster_id,
+        ignore_booking_ids=[*data.movable_booking_ids, *released_ids], extra_blocks=extra_blocks,
+    )  # fmt: skip
+    data.problem = MatchProblem(
         machines=tuple(machine_specs), orders=tuple(specs), horizon_min=horizon.minutes,
         weights=weights, objective_mode=ObjectiveMode.COST,
     )  # fmt: skip
-    return MatchInput(problem, horizon, machine_rows, order_rows, op_rows, movable)
+    return data

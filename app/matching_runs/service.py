@@ -30,7 +30,7 @@ from app.machines.availability import offered_spans
 from app.matching_runs.adapter import MatchInput, build_match_input
 from app.matching_runs.expiry import expire_proposals
 from app.orders import service as orders
-from matching import MatchResult, check_result, solve
+from matching import Assignment, MatchResult, check_result, solve
 from models import (
     Booking,
     BookingState,
@@ -47,6 +47,8 @@ from models import (
 from models.match_run import MAX_TIME_LIMIT_S
 
 log = logging.getLogger("capshare.matching")
+# The whole-order pass gets this share of the run's time limit (it is a small problem).
+WHOLE_ORDER_SHARE = 0.2
 
 
 class ResultRejected(Exception):
@@ -128,11 +130,15 @@ def run_matching(
             raise ResultRejected(
                 f"the solver's answer broke {len(violations)} hard rule(s): {shown}"
             )
+        whole = _rematch_whole(
+            session, data, result, cluster_id=cluster_id, now=now, settings=settings,
+            limit=limit, seed=seed,
+        )  # fmt: skip
         begin_write(session)
         run = MatchRun(**fields, status=MatchRunStatus.running.value)  # type: ignore[arg-type]
         session.add(run)
         session.flush()
-        _write_result(session, run, data, result, user)
+        _write_result(session, run, data, result, user, whole)
         run.status = MatchRunStatus.succeeded.value
         run.finished_at = utcnow()
         session.add(run)
@@ -158,52 +164,88 @@ def _record_failure(session: Session, fields: dict[str, object], error: str) -> 
     return run
 
 
-def _write_result(
-    session: Session, run: MatchRun, data: MatchInput, result: MatchResult, user: User | None
-) -> None:
-    """Supersede, propose, move order statuses, record what was left out (flush only)."""
-    assert run.id is not None
-    note = f"match run {run.id}"
-    # The orders must still be in the pool and their old proposals still proposed.
-    order_ids = [o.id for o in data.orders.values()]
-    current = (
-        {
-            o.id: o
-            for o in session.exec(
-                select(Order).where(col(Order.id).in_(order_ids)).with_for_update()
-            ).all()
-        }
-        if order_ids
-        else {}
-    )
-    for key in data.orders:
-        now_status = current.get(int(key))
-        if now_status is None or now_status.status not in orders.POOL_STATES:
-            raise InputsChanged(f"order {key} left the pool during the solve")
-    old = (
-        list(
-            session.exec(
-                select(Booking)
-                .where(col(Booking.id).in_(data.movable_booking_ids))
-                .with_for_update()
-            ).all()
-        )
-        if data.movable_booking_ids
-        else []
-    )
-    for booking in old:
-        if booking.state != BookingState.proposed.value:
-            raise InputsChanged(f"proposal {booking.id} was answered during the solve")
-    for booking in old:
-        booking_flows.apply(
-            session, booking=booking, action="supersede", reason=f"superseded by {note}",
-            sync_order=False,
-        )  # fmt: skip
-    session.flush()  # free their slots before the new proposals take them
-    run.superseded = len(old)
-
-    placed: dict[int, list[Booking]] = defaultdict(list)
+def _rematch_whole(
+    session: Session,
+    data: MatchInput,
+    result: MatchResult,
+    *,
+    cluster_id: int | None,
+    now: dt.datetime,
+    settings: Settings,
+    limit: float,
+    seed: int,
+) -> tuple[MatchInput, MatchResult] | None:
+    """The second pass of a run: orders whose missing steps found no place around their
+    confirmed steps are matched again as a whole, in the capacity the first pass left.
+    Returns the input and answer, or None when no order needed it."""
+    retry = {key for key in data.kept if any(u.order_id == key for u in result.unassigned)}
+    if not retry:
+        return None
+    taken: dict[int, list[tuple[dt.datetime, dt.datetime]]] = defaultdict(list)
     for a in result.assignments:
+        span = (data.horizon.at(a.start_min), data.horizon.at(a.end_min))
+        taken[int(a.machine_id)].append(span)
+    ids = sorted(int(k) for k in retry)
+    whole = build_match_input(
+        session, cluster_id=cluster_id, now=now, horizon_days=settings.match_horizon_days,
+        only_order_ids=ids, whole_order_ids=ids, extra_blocks=taken,
+    )  # fmt: skip
+    if not whole.problem.orders:
+        return None
+    answer = solve(
+        whole.problem,
+        time_limit_s=max(0.5, limit * WHOLE_ORDER_SHARE),
+        seed=seed,
+        workers=settings.solver_workers,
+    )
+    violations = check_result(whole.problem, answer)
+    if violations:
+        shown = "; ".join(f"{v.rule}: {v.detail}" for v in violations[:5])
+        raise ResultRejected(f"the whole-order pass broke {len(violations)} rule(s): {shown}")
+    return whole, answer
+
+
+def _lock_pool_orders(session: Session, data: MatchInput) -> dict[int, Order]:
+    """The run's orders, locked; each must still be in the pool."""
+    order_ids = [o.id for o in data.orders.values()]
+    if not order_ids:
+        return {}
+    current = {
+        o.id: o
+        for o in session.exec(
+            select(Order).where(col(Order.id).in_(order_ids)).with_for_update()
+        ).all()
+        if o.id is not None
+    }
+    for key in data.orders:
+        row = current.get(int(key))
+        if row is None or row.status not in orders.POOL_STATES:
+            raise InputsChanged(f"order {key} left the pool during the solve")
+    return current
+
+
+def _locked_bookings(session: Session, ids: list[int]) -> list[Booking]:
+    if not ids:
+        return []
+    return list(
+        session.exec(
+            select(Booking)
+            .where(col(Booking.id).in_(ids))
+            .order_by(col(Booking.id))
+            .with_for_update()
+        ).all()
+    )
+
+
+def _propose(
+    session: Session,
+    data: MatchInput,
+    current: dict[int, Order],
+    assignments: list[Assignment],
+    note: str,
+    user: User | None,
+) -> None:
+    for a in assignments:
         machine = data.machines[a.machine_id]
         order = current[int(a.order_id)]
         start, end = data.horizon.at(a.start_min), data.horizon.at(a.end_min)
@@ -216,22 +258,66 @@ def _write_result(
             raise InputsChanged(
                 f"machine {machine.id} was booked at {start.isoformat()} during the solve"
             )
-        booking = booking_flows.propose(
+        booking_flows.propose(
             session, machine=machine, order_id=order.id, buyer_org_id=order.buyer_org_id,
             operation_id=int(a.operation_id), start_at=start, end_at=end,
             price_fen=a.price_fen, note=note, user=user,
         )  # fmt: skip
-        placed[order.id].append(booking)
+
+
+def _write_result(
+    session: Session,
+    run: MatchRun,
+    data: MatchInput,
+    result: MatchResult,
+    user: User | None,
+    whole: tuple[MatchInput, MatchResult] | None = None,
+) -> None:
+    """Supersede, propose, move order statuses, record what was left out (flush only).
+    With ``whole``, the orders that pass placed anew release their confirmed steps and
+    take its proposals instead of their unmatched lines."""
+    assert run.id is not None
+    note = f"match run {run.id}"
+    current = _lock_pool_orders(session, data)
+    old = _locked_bookings(session, data.movable_booking_ids)
+    for booking in old:  # the old proposals must still be proposed
+        if booking.state != BookingState.proposed.value:
+            raise InputsChanged(f"proposal {booking.id} was answered during the solve")
+    for booking in old:
+        booking_flows.apply(
+            session, booking=booking, action="supersede", reason=f"superseded by {note}",
+            sync_order=False,
+        )  # fmt: skip
+    session.flush()  # free their slots before the new proposals take them
+    run.superseded = len(old)
+    _propose(session, data, current, list(result.assignments), note, user)
     run.proposals = len(result.assignments)
 
+    renewed: set[str] = set()
+    if whole is not None:
+        w_data, w_result = whole
+        renewed = {a.order_id for a in w_result.assignments}
+        reason = f"{note}: the missing steps did not fit around it; the order was re-matched whole"
+        for key in sorted(renewed):
+            for booking in _locked_bookings(session, w_data.released.get(key, [])):
+                if booking.state != BookingState.confirmed.value:
+                    raise InputsChanged(f"booking {booking.id} changed during the solve")
+                booking_flows.apply(
+                    session, booking=booking, action="release", reason=reason, sync_order=False
+                )
+        session.flush()
+        assignments = [a for a in w_result.assignments if a.order_id in renewed]
+        _propose(session, w_data, current, assignments, f"{note} (whole order)", user)
+        run.proposals += len(assignments)
     for key in data.orders:  # every re-planned order's status follows its bookings
         orders.sync_status(session, order_id=int(key), note=note)
-    for u in result.unassigned:
+    unmatched = [u for u in result.unassigned if u.order_id not in renewed]
+    for u in unmatched:
         session.add(MatchRunUnmatched(
             run_id=run.id, order_id=int(u.order_id), operation_id=int(u.operation_id),
             reason=str(u.reason), detail=u.detail[:500],
         ))  # fmt: skip
-    run.unmatched = len(result.unassigned)
+    run.unmatched = len(unmatched)
     session.flush()
 
 
