@@ -7,10 +7,11 @@ column; never a float. Timestamps are timezone-aware and stored in UTC.
 from __future__ import annotations
 
 import datetime as dt
+from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
-from sqlalchemy import JSON, DateTime, TypeDecorator
+from sqlalchemy import JSON, DateTime, String, TypeDecorator
 from sqlalchemy.engine import Dialect
 from sqlmodel import SQLModel
 
@@ -56,6 +57,24 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         if value is None:
             return None
         return as_utc(value)
+
+
+class StrEnumType(TypeDecorator[StrEnum]):
+    """A state column: a ``VARCHAR`` in the database, its ``StrEnum`` in Python (read
+    back as the member, so ``booking.state is BookingState.done``)."""
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, enum: type[StrEnum], length: int) -> None:
+        super().__init__(length)
+        self.enum = enum
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        return None if value is None else self.enum(value).value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> StrEnum | None:
+        return None if value is None else self.enum(value)
 
 
 def json_list() -> Any:

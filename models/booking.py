@@ -9,7 +9,7 @@ from enum import StrEnum
 from sqlalchemy import ColumnElement, and_
 from sqlmodel import Field, SQLModel, col
 
-from models.base import CURRENCY, MAX_ID, UTCDateTime, utcnow
+from models.base import CURRENCY, MAX_ID, StrEnumType, UTCDateTime, utcnow
 
 
 class BookingKind(StrEnum):
@@ -45,7 +45,7 @@ class Booking(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     machine_id: int = Field(foreign_key="machine.id", index=True)
     kind: str = Field(max_length=10)
-    state: str = Field(max_length=20, index=True)
+    state: BookingState = Field(sa_type=StrEnumType(BookingState, 20), index=True)
     start_at: dt.datetime = Field(sa_type=UTCDateTime)
     end_at: dt.datetime = Field(sa_type=UTCDateTime)
     org_id: int = Field(foreign_key="organization.id", index=True)

@@ -8,7 +8,7 @@ from enum import StrEnum
 from pydantic import field_validator
 from sqlmodel import Field, SQLModel
 
-from models.base import CURRENCY, MAX_ID, UTCDateTime, json_list, utcnow
+from models.base import CURRENCY, MAX_ID, StrEnumType, UTCDateTime, json_list, utcnow
 
 MAX_RATE_FEN = 10_000_000  # ¥100,000 an hour: anything above is a typo
 MAX_ENVELOPE_MM = 100_000
@@ -49,7 +49,9 @@ class Machine(MachineBase, table=True):
     lat: float = Field(index=True)
     lon: float
     currency: str = Field(default=CURRENCY, max_length=3)
-    status: str = Field(default=MachineStatus.active.value, max_length=20, index=True)
+    status: MachineStatus = Field(
+        default=MachineStatus.active, sa_type=StrEnumType(MachineStatus, 20), index=True
+    )
     telemetry_token_hash: str | None = Field(default=None, max_length=64, unique=True, index=True)
     reported_state: str | None = Field(default=None, max_length=10)
     last_reported_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)

@@ -9,7 +9,7 @@ from enum import StrEnum
 from sqlalchemy import BigInteger
 from sqlmodel import Field, SQLModel
 
-from models.base import UTCDateTime, utcnow
+from models.base import StrEnumType, UTCDateTime, utcnow
 
 MAX_TIME_LIMIT_S = 120.0
 
@@ -31,7 +31,9 @@ class MatchRun(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     scope: str = Field(max_length=10)
     cluster_id: int | None = Field(default=None, foreign_key="cluster.id", index=True)
-    status: str = Field(default=MatchRunStatus.running.value, max_length=20, index=True)
+    status: MatchRunStatus = Field(
+        default=MatchRunStatus.running, sa_type=StrEnumType(MatchRunStatus, 20), index=True
+    )
     started_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
     finished_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
     horizon_start: dt.datetime = Field(sa_type=UTCDateTime)

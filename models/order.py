@@ -7,7 +7,7 @@ from enum import StrEnum
 
 from sqlmodel import Field, SQLModel
 
-from models.base import CURRENCY, UTCDateTime, json_list, utcnow
+from models.base import CURRENCY, StrEnumType, UTCDateTime, json_list, utcnow
 
 MAX_QUANTITY = 10_000_000
 MAX_DURATION_MIN = 60 * 24 * 60  # 60 days on the reference machine
@@ -81,7 +81,9 @@ class Order(OrderBase, table=True):
     due_at: dt.datetime = Field(sa_type=UTCDateTime)
     # the table keeps the plain value (like status); OrderBase's DueKind validates API input
     due_kind: str = Field(default=DueKind.hard.value, max_length=10)  # type: ignore[assignment]
-    status: str = Field(default=OrderStatus.draft.value, max_length=20, index=True)
+    status: OrderStatus = Field(
+        default=OrderStatus.draft, sa_type=StrEnumType(OrderStatus, 20), index=True
+    )
     currency: str = Field(default=CURRENCY, max_length=3)
     created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from models.base import CURRENCY, UTCDateTime, utcnow
+from models.base import CURRENCY, StrEnumType, UTCDateTime, utcnow
 
 
 class PaymentKind(StrEnum):
@@ -60,7 +60,9 @@ class Payment(SQLModel, table=True):
     parent_id: int | None = Field(default=None, foreign_key="payment.id", index=True)
     kind: str = Field(max_length=12)
     purpose: str = Field(default="", max_length=30)
-    status: str = Field(default=PaymentStatus.pending.value, max_length=12, index=True)
+    status: PaymentStatus = Field(
+        default=PaymentStatus.pending, sa_type=StrEnumType(PaymentStatus, 12), index=True
+    )
     idempotency_key: str = Field(max_length=100)
     amount_fen: int = Field(ge=0, sa_type=BigInteger)
     currency: str = Field(default=CURRENCY, max_length=3)

@@ -438,7 +438,7 @@ def seed_demo(
             delivery_lon=org.lon,
             delivery_address=f"{org.city}",
             max_distance_km=rng.choice([None, 100, 200, 400]),
-            status=status.value,
+            status=status,
         )
         session.add(order)
         session.flush()

@@ -209,7 +209,7 @@ def retire_machine(*, session: Session, user: User, machine_id: int) -> Machine:
             f"the machine has {pending} active booking(s); finish or cancel them first",
             field="machine_id",
         )
-    machine.status = MachineStatus.retired.value
+    machine.status = MachineStatus.retired
     machine.updated_at = utcnow()
     session.add(machine)
     session.commit()

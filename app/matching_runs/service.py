@@ -135,11 +135,11 @@ def run_matching(
             limit=limit, seed=seed,
         )  # fmt: skip
         begin_write(session)
-        run = MatchRun(**fields, status=MatchRunStatus.running.value)  # type: ignore[arg-type]
+        run = MatchRun(**fields, status=MatchRunStatus.running)  # type: ignore[arg-type]
         session.add(run)
         session.flush()
         _write_result(session, run, data, result, user, whole)
-        run.status = MatchRunStatus.succeeded.value
+        run.status = MatchRunStatus.succeeded
         run.finished_at = utcnow()
         session.add(run)
         session.commit()
@@ -156,7 +156,7 @@ def _record_failure(session: Session, fields: dict[str, object], error: str) -> 
     begin_write(session)
     run = MatchRun(
         **fields,  # type: ignore[arg-type]
-        status=MatchRunStatus.failed.value, finished_at=utcnow(), error=error[:2000],
+        status=MatchRunStatus.failed, finished_at=utcnow(), error=error[:2000],
     )  # fmt: skip
     session.add(run)
     session.commit()

@@ -35,6 +35,7 @@ from app.money.provider import (
 from models import utcnow
 from models.payment import (
     Payment,
+    PaymentStatus,
     ProviderAccount,
 )
 
@@ -121,7 +122,7 @@ def mark(session: Session, p: Payment, outcome: Outcome, settings: Settings) -> 
     p.provider_intent_id = outcome.intent_id or p.provider_intent_id
     p.provider_object_id = outcome.object_id or p.provider_object_id
     p.failure_code = outcome.failure_code[:60]
-    p.status = outcome.status
+    p.status = PaymentStatus(outcome.status)
     p.updated_at = utcnow()
     session.add(p)
     session.flush()
@@ -131,7 +132,7 @@ def mark(session: Session, p: Payment, outcome: Outcome, settings: Settings) -> 
         for child in session.exec(
             select(Payment).where(Payment.parent_id == p.id, Payment.status == PENDING)
         ).all():
-            child.status = SKIPPED
+            child.status = PaymentStatus.skipped
             child.updated_at = utcnow()
             session.add(child)
     return True
