@@ -1,14 +1,17 @@
-"""Run the Alembic migrations in ``infra/migrations`` from code (CLI and tests)."""
+"""Run the Alembic migrations in ``infra/migrations`` from code (CLI and tests).
+
+The migrations ship inside the installed package (``infra`` is package data of
+capshare), so they are found from the package, not from a source checkout."""
 
 from __future__ import annotations
+
+from importlib.resources import files
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection
 
-from app.config import REPO_ROOT
-
-ALEMBIC_INI = REPO_ROOT / "infra" / "alembic.ini"
+ALEMBIC_INI = files("infra") / "alembic.ini"
 
 
 def alembic_config(*, url: str | None = None, connection: Connection | None = None) -> Config:

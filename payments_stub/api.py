@@ -1,5 +1,9 @@
 """The stub provider's HTTP API (``/v1``) and its test-only control API (``/_control``).
 
+Why one file of about 800 lines: it is the stub's whole route table, one short handler
+per provider endpoint, kept in one place like the API reference it mirrors; the state,
+idempotency, faults and webhooks it uses live in their own modules.
+
 All amounts are integer fen in currency ``"cny"``; JSON floats are refused. Every ``/v1``
 call needs ``Authorization: Bearer <api_key>``; every ``/v1`` POST needs an
 ``Idempotency-Key`` header (see ``middleware.IdempotencyMiddleware``). Errors are

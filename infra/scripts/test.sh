@@ -8,13 +8,15 @@ cd "$(dirname "$0")/../.."
 PY=${PYTHON:-.venv/bin/python}
 PG_URL=${TEST_DATABASE_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test}
 
-echo "=== lint: ruff, mypy --strict, and the import contracts (layers; matching stays pure) ==="
+echo "=== lint: ruff format and check, mypy --strict (tests too), the import contracts ==="
+"$PY" -m ruff format --check .
 "$PY" -m ruff check .
 "$PY" -m mypy
+"$PY" -m mypy tests
 "$(dirname "$PY")/lint-imports" --no-cache
 
-echo "=== capshare tests on SQLite ==="
-env -u TEST_DATABASE_URL "$PY" -m pytest "$@"
+echo "=== capshare tests on SQLite, with coverage (floor in pyproject.toml) ==="
+env -u TEST_DATABASE_URL "$PY" -m pytest --cov --cov-report=term "$@"
 
 if "$PY" - "$PG_URL" <<'PY'
 import sys
