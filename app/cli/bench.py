@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from app.config import get_settings
 from matching.bench.common import load_json
 from matching.bench.fjsp import parse_fjsp, run_fjsp
 from matching.bench.gap import parse_gap, run_gap
@@ -246,3 +248,104 @@ def gap(
             deterministic=deterministic,
         )
     _emit(rows, ["instance", "objective", "bound", "best_known", "seconds", "status"], as_json)
+
+
+@bench_app.command("quotes")
+def bench_quotes(
+    n: Annotated[int, typer.Option("--n", help="number of quote requests")] = 50,
+    seed: Annotated[int, typer.Option(help="which drafts")] = 7,
+) -> None:
+    """Seed the demo market into a temporary SQLite database, POST N varied order
+    drafts to /api/v1/quotes and print median and p95 latency."""
+    import os
+    import random
+    import statistics
+    import tempfile
+    from pathlib import Path
+
+    from fastapi.testclient import TestClient
+    from sqlmodel import Session, col, select
+
+    from app import db
+    from app.demo.seed import seed_demo
+    from app.migrations import upgrade
+    from app.security import create_access_token
+    from models import Operation, Order, Role, User, utcnow
+
+    tmp = Path(tempfile.mkdtemp(prefix="capshare-bench-"))
+    os.environ["DATABASE_URL"] = f"sqlite:///{tmp / 'bench.db'}"
+    get_settings.cache_clear()
+    db.get_engine.cache_clear()
+    upgrade()
+    with Session(db.get_engine()) as session:
+        seed_demo(session)
+        buyers = [u for u in session.exec(select(User)).all() if u.has_role(Role.buyer)]
+        orders = session.exec(select(Order)).all()
+        ops: dict[int, list[Operation]] = {}
+        for op in session.exec(select(Operation).order_by(col(Operation.seq))).all():
+            ops.setdefault(op.order_id, []).append(op)
+    rng = random.Random(seed)
+    from app.main import create_app
+
+    client = TestClient(create_app())
+    settings = get_settings()
+    latencies: list[float] = []
+    with_options = 0
+    now = utcnow()
+    for _ in range(n):
+        template = rng.choice(orders)
+        buyer = rng.choice(buyers)
+        release = now + __import__("datetime").timedelta(hours=rng.randint(1, 72))
+        due = release + __import__("datetime").timedelta(days=rng.randint(2, 10))
+        body = {
+            "title": "bench draft",
+            "release_at": release.isoformat(),
+            "due_at": due.isoformat(),
+            "budget_fen": template.budget_fen,
+            "max_distance_km": template.max_distance_km,
+            "operations": [
+                {
+                    "process_key": o.process_key,
+                    "material_key": o.material_key,
+                    "quantity": o.quantity,
+                    "part_x_mm": o.part_x_mm,
+                    "part_y_mm": o.part_y_mm,
+                    "part_z_mm": o.part_z_mm,
+                    "tolerance_mm": o.tolerance_mm,
+                    "std_duration_min": o.std_duration_min,
+                }
+                for o in ops[template.id]  # type: ignore[index]
+            ],
+        }
+        assert buyer.id is not None
+        token, _ = create_access_token(settings=settings, user_id=buyer.id)
+        started = time.perf_counter()
+        r = client.post("/api/v1/quotes", json=body, headers={"Authorization": f"Bearer {token}"})
+        latencies.append((time.perf_counter() - started) * 1000)
+        if r.status_code != 200:
+            typer.echo(f"  {r.status_code}: {r.text[:200]}")
+            continue
+        with_options += bool(r.json()["options"])
+    latencies.sort()
+    p95 = latencies[min(len(latencies) - 1, int(round(0.95 * len(latencies))) - 1)]
+    typer.echo(
+        f"{n} quotes on the demo market: median {statistics.median(latencies):.0f} ms, "
+        f"p95 {p95:.0f} ms, max {latencies[-1]:.0f} ms; {with_options} with options"
+    )
+
+
+@bench_app.command("dashboard")
+def bench_dashboard(
+    machines: Annotated[int, typer.Option(help="machines in the generated market")] = 10_000,
+    bookings: Annotated[int, typer.Option(help="bookings in the generated market")] = 200_000,
+    repeat: Annotated[int, typer.Option(help="timed runs")] = 5,
+    url: Annotated[
+        str | None, typer.Option(help="database URL (default: a temporary SQLite file)")
+    ] = None,
+) -> None:
+    """Time the operator dashboard (queries + page render) over a large market."""
+    from app.bench.dashboard import run
+
+    result = run(url=url, machines=machines, bookings=bookings, repeat=repeat)
+    for key, value in result.items():
+        typer.echo(f"{key:>10}: {value}")
