@@ -74,9 +74,7 @@ def accept_delivery(
     _order_note(session, booking, user, "delivery_accepted")
     session.commit()
     _drive_after(session, payments, booking_id)
-    return queries.booking_money(
-        session, bookings.get_booking_or_raise(session=session, user=user, booking_id=booking_id)
-    )
+    return booking_money(session=session, user=user, booking_id=booking_id)
 
 
 def open_dispute(
@@ -102,9 +100,7 @@ def open_dispute(
     session.add(hold)
     _order_note(session, booking, user, "delivery_disputed", note)
     session.commit()
-    return queries.booking_money(
-        session, bookings.get_booking_or_raise(session=session, user=user, booking_id=booking_id)
-    )
+    return booking_money(session=session, user=user, booking_id=booking_id)
 
 
 def resolve_dispute(
@@ -139,9 +135,7 @@ def resolve_dispute(
     _order_note(session, booking, user, "dispute_resolved", note or f"refund {refund_fen} fen")
     session.commit()
     _drive_after(session, payments, booking_id)
-    return queries.booking_money(
-        session, bookings.get_booking_or_raise(session=session, user=user, booking_id=booking_id)
-    )
+    return booking_money(session=session, user=user, booking_id=booking_id)
 
 
 def release_due_captures(
