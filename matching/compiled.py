@@ -134,7 +134,11 @@ def compile_problem(problem: MatchProblem) -> CompiledProblem:
         min_dur: list[int] = []
         capable_sets: list[list[int]] = []
         for op in order.operations:
-            caps = [mi for mi, m in enumerate(machines) if capable(op, m)]
+            caps = [
+                mi
+                for mi, m in enumerate(machines)
+                if capable(op, m) and m.id not in op.excluded_machines
+            ]
             capable_sets.append(caps)
             min_dur.append(min((run_minutes(op, machines[mi]) for mi in caps), default=0))
         min_price = []
@@ -149,7 +153,12 @@ def compile_problem(problem: MatchProblem) -> CompiledProblem:
             last = k == nops - 1
             opts: list[Option] = []
             reason: tuple[Reason, str] | None = None
-            if not caps:
+            if not caps and op.excluded_machines and any(capable(op, m) for m in machines):
+                reason = (
+                    Reason.DECLINED,
+                    "every capable machine's owner declined this step or let the proposal lapse",
+                )
+            elif not caps:
                 reason = (
                     Reason.NO_ELIGIBLE_MACHINE,
                     f"no machine does {op.process} in {op.material} with this envelope,"

@@ -40,6 +40,7 @@ class Reason(StrEnum):
     OVER_BUDGET = "over_budget"  # capable, near enough, but the price exceeds the budget
     NO_FREE_INTERVAL = "no_free_interval"  # no free interval fits between release and due
     DISPLACED = "displaced"  # it had feasible options but lost to better-valued work
+    DECLINED = "declined"  # every capable machine's owner declined it or let it lapse
 
 
 class ObjectiveMode(StrEnum):
@@ -90,6 +91,7 @@ class OperationSpec:
     envelope_mm: Envelope = (0, 0, 0)
     tolerance_mm: float = 0.0
     certifications: frozenset[str] = frozenset()
+    # machines it must never be placed on (their owners declined it or let it lapse)
     excluded_machines: frozenset[str] = frozenset()
 
 
@@ -244,4 +246,4 @@ def capable(op: OperationSpec, machine: MachineSpec) -> bool:
         return False
     if op.tolerance_mm > 0 and machine.tolerance_mm > op.tolerance_mm + 1e-12:
         return False
-    return op.certifications <= machine.certifications and machine.id not in op.excluded_machines
+    return op.certifications <= machine.certifications
