@@ -95,27 +95,10 @@ from matching.domain import (
 )
 from matching.greedy import FreeTime, best_greedy, free_after, place_order, priority_orders
 from matching.objective import breakdown, constant_penalty, evaluate, minimize, placed_cost
+from matching.tuning import DEFAULT_TUNING, SolverTuning
 
 Progress = Callable[[dict[str, object]], None]
 Solution = dict[int, tuple[int, int]]
-
-# share of the slot model's time given to the 0-1 relaxation bound (SCIP), and the least
-# time worth starting it for
-MIP_BOUND_FRACTION, MIP_BOUND_MIN_S = 0.3, 0.3
-# deterministic mode: least fraction of the time left that a component's wall-clock
-# safety net allows, and its slack over the component's fair part (see solve_compiled)
-WALL_FAIR_MIN, WALL_FAIR_SLACK = 0.25, 1.5
-# below this much wall time, a CP-SAT search is not started (its set-up alone overruns)
-MIN_SOLVE_S = 0.02
-# CP-SAT deterministic time units granted per second of time share (on the 2-core
-# reference machine a single-worker search spends 0.3 to 1 unit per second depending on
-# the model: slot models of 2,000-job markets are at the low end, where the wall-clock
-# safety net may end a search first)
-DTIME_PER_SECOND = 1.0
-# deterministic mode, components on two or more threads at once: the part of a lone
-# thread's speed each gets, for CP-SAT searches and for LNS steps (measured on the
-# reference machine), so that the deterministic limits, not the wall clock, end them
-PARALLEL_SEARCH_SPEED, PARALLEL_LNS_SPEED = 0.65, 0.7
 
 
 def solve(
@@ -126,6 +109,7 @@ def solve(
     workers: int = 2,
     progress: Progress | None = None,
     deterministic: bool = True,
+    tuning: SolverTuning | None = None,
 ) -> MatchResult:
     """Match ``problem``; see the module docstring.  Never raises on infeasibility:
     work that cannot be placed is reported in ``MatchResult.unassigned``."""
@@ -138,6 +122,7 @@ def solve(
         workers=workers,
         progress=progress,
         deterministic=deterministic,
+        tuning=tuning,
     )
     return to_result(cp, sol, info, time.monotonic() - t0)
 
@@ -246,6 +231,7 @@ def _params(
     seed: int,
     workers: int,
     deterministic: bool,
+    tuning: SolverTuning,
 ) -> None:
     p = solver.parameters
     p.num_workers = max(1, workers)
@@ -254,7 +240,7 @@ def _params(
     p.max_time_in_seconds = max(0.05, wall_s)
     if deterministic:
         p.num_workers = 1
-        p.max_deterministic_time = max(0.05, time_s * DTIME_PER_SECOND)
+        p.max_deterministic_time = max(0.05, time_s * tuning.dtime_per_second)
 
 
 class _Progress(cp_model.CpSolverSolutionCallback):
@@ -287,6 +273,7 @@ def _solve_slot_model(
     workers: int,
     deterministic: bool,
     cb: cp_model.CpSolverSolutionCallback | None,
+    tuning: SolverTuning,
     with_lp: bool = True,
     take_mip: bool = False,
 ) -> tuple[dict[int, list[tuple[int, int]]], C.SlotVars, int, int, bool, float]:
@@ -304,17 +291,26 @@ def _solve_slot_model(
     slots, entries = C.slot_entries(cp, jobs)
     v = C.SlotVars(slots, entries)
     lp = (
-        lp_bound(cp, v, jobs, time_limit_s=max(0.02, 0.75 * (stop_at - time.monotonic())))
+        lp_bound(
+            cp,
+            v,
+            jobs,
+            time_limit_s=max(0.02, tuning.slot_lp_fraction * (stop_at - time.monotonic())),
+            tuning=tuning,
+        )
         if with_lp
         else None
     )
     chosen: dict[int, list[tuple[int, int]]] = defaultdict(list)
     charged = 0.0
-    if lp is not None and MIP_BOUND_FRACTION > 0:
-        mip_s = min(MIP_BOUND_FRACTION * time_s, 0.25 * (stop_at - time.monotonic()))
-        if mip_s >= MIP_BOUND_MIN_S:
+    if lp is not None and tuning.mip_bound_fraction > 0:
+        mip_s = min(
+            tuning.mip_bound_fraction * time_s,
+            tuning.mip_bound_wall_fraction * (stop_at - time.monotonic()),
+        )
+        if mip_s >= tuning.mip_bound_min_s:
             charged = mip_s
-            mlb, mchosen, mopt = mip_solve(cp, v, jobs, mip_s)
+            mlb, mchosen, mopt = mip_solve(cp, v, jobs, mip_s, tuning=tuning)
             lp = max(lp, mlb or 0)
             if (
                 take_mip
@@ -331,7 +327,7 @@ def _solve_slot_model(
     v.u = {j: model.new_bool_var("") for j in jobs}
     C.add_one_option_or_unassigned(model, v)
     C.add_slot_capacity(model, v)
-    C.add_slot_time_windows(model, v)
+    C.add_slot_time_windows(model, v, tuning.window_points)
     top = C.add_owner_spread(
         model, cp, [(e.job, e.option, x) for e, x in zip(entries, v.x, strict=True)]
     )
@@ -355,13 +351,15 @@ def _solve_slot_model(
     for j in jobs:
         model.add_hint(v.u[j], j not in hinted)
     rest = stop_at - time.monotonic()
-    if rest < MIN_SOLVE_S:  # no time left to search: the caller falls back to the hint
+    if rest < tuning.min_solve_s:  # no time left to search: the caller falls back to the hint
         return chosen, v, 0, lp if lp is not None else 0, False, time_s
     solver = cp_model.CpSolver()
-    _params(solver, time_s, rest, seed, workers, deterministic)
+    _params(solver, time_s, rest, seed, workers, deterministic, tuning)
     status = solver.solve(model, cb)
     if deterministic:
-        charged = min(time_s, charged + solver.response_proto.deterministic_time / DTIME_PER_SECOND)
+        charged = min(
+            time_s, charged + solver.response_proto.deterministic_time / tuning.dtime_per_second
+        )
     else:
         charged = time_s
     if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
@@ -375,7 +373,7 @@ def _solve_slot_model(
 
 
 def sequence_slot(
-    cp: CompiledProblem, s: int, t: int, items: list[tuple[int, int]], exact_up_to: int = 6
+    cp: CompiledProblem, s: int, t: int, items: list[tuple[int, int]], exact_up_to: int
 ) -> tuple[list[tuple[int, int, int]], list[int]]:
     """Order the jobs given to one free slot [s, t), each as early as possible.
 
@@ -460,11 +458,6 @@ def _best_sequence(
     return None if best is None else best[1]
 
 
-# Above this many options, a component is cut into time slices (by release time), solved
-# one after the other in the free time the earlier slices left.
-CHUNK_OPTIONS = 25_000
-
-
 def _solve_slot_chunks(
     cp: CompiledProblem,
     comp: list[int],
@@ -475,16 +468,17 @@ def _solve_slot_chunks(
     nworkers: int,
     deterministic: bool,
     cb: cp_model.CpSolverSolutionCallback | None,
+    tuning: SolverTuning,
 ) -> tuple[Solution, int, bool, float]:
     """Slot model + exact in-slot sequencing for one component; time slices when large.
     Returns (solution, lower bound, proven optimal, time charged: see
     :func:`_solve_slot_model`)."""
     n_opts = sum(len(cp.jobs[j].options) for j in comp)
-    if n_opts <= CHUNK_OPTIONS:
+    if n_opts <= tuning.chunk_options:
         chunks = [comp]
     else:
         order = sorted(comp, key=lambda j: (cp.jobs[j].release, j))
-        k = -(-n_opts // CHUNK_OPTIONS)
+        k = -(-n_opts // tuning.chunk_options)
         target = n_opts / k
         chunks, cur, acc = [], [], 0
         for j in order:
@@ -499,7 +493,7 @@ def _solve_slot_chunks(
     start = time.monotonic()
     if len(chunks) == 1:
         chosen, v, cpb, lpb, optimal, charged = _solve_slot_model(
-            cp, comp, hint, share, wall, seed, nworkers, deterministic, cb, take_mip=True
+            cp, comp, hint, share, wall, seed, nworkers, deterministic, cb, tuning, take_mip=True
         )
         bound = max(cpb, lpb)
         sub = cp
@@ -512,7 +506,14 @@ def _solve_slot_chunks(
                 cp,
                 C.SlotVars(slots, entries),
                 comp,
-                time_limit_s=max(0.02, min(max(1.0, share * 0.25), wall * 0.25)),
+                time_limit_s=max(
+                    0.02,
+                    min(
+                        max(tuning.chunk_lp_min_s, share * tuning.chunk_lp_fraction),
+                        wall * tuning.chunk_lp_fraction,
+                    ),
+                ),
+                tuning=tuning,
             )
             or 0
         )
@@ -525,9 +526,11 @@ def _solve_slot_chunks(
             )
             sub = replace(cp, free=residual)
             if deterministic:  # shares from sizes only
-                chunk_share = share * 0.75 / len(chunks)
+                chunk_share = share * tuning.chunk_search_fraction / len(chunks)
             else:
-                chunk_share = share * 0.75 * (ci + 1) / len(chunks) - (time.monotonic() - start)
+                chunk_share = share * tuning.chunk_search_fraction * (ci + 1) / len(chunks) - (
+                    time.monotonic() - start
+                )
             chosen, v, _cpb, _lpb, _opt, _charged = _solve_slot_model(
                 sub,
                 chunk,
@@ -538,11 +541,12 @@ def _solve_slot_chunks(
                 nworkers,
                 deterministic,
                 cb,
+                tuning,
                 with_lp=False,
             )
             for si, items in sorted(chosen.items()):
                 _m, s, t = v.slots[si]
-                placed, _dropped = sequence_slot(sub, s, t, items)
+                placed, _dropped = sequence_slot(sub, s, t, items, tuning.exact_sequence_up_to)
                 for j, o, st in placed:
                     part[j] = (o, st)
                     opt = cp.jobs[j].options[o]
@@ -551,7 +555,7 @@ def _solve_slot_chunks(
     for v, chosen in groups:
         for si, items in sorted(chosen.items()):
             _m, s, t = v.slots[si]
-            placed, _dropped = sequence_slot(sub, s, t, items)
+            placed, _dropped = sequence_slot(sub, s, t, items, tuning.exact_sequence_up_to)
             for j, o, st in placed:
                 part[j] = (o, st)
     return part, bound, optimal, charged
@@ -573,13 +577,6 @@ def _slots_exact(cp: CompiledProblem, comp: list[int]) -> bool:
     return True
 
 
-# share of a knapsack-like component's time given to SCIP on its 0-1 model, and the grace
-# it gets on top to finish a proof, taken from CP-SAT's part (at most this many seconds,
-# and this fraction of the component's share)
-KNAPSACK_MIP_FRACTION = 0.5
-KNAPSACK_MIP_GRACE_S, KNAPSACK_MIP_GRACE_FRACTION = 1.0, 0.3
-
-
 def _solve_knapsack_slots(
     cp: CompiledProblem,
     comp: list[int],
@@ -590,6 +587,7 @@ def _solve_knapsack_slots(
     nworkers: int,
     deterministic: bool,
     cb: cp_model.CpSolverSolutionCallback | None,
+    tuning: SolverTuning,
 ) -> tuple[Solution, int, bool]:
     """A component where the slot model is exact: SCIP on the 0-1 model first (it proves
     small GAPs optimal fast), then, unless that settled it, CP-SAT on the slot model for
@@ -598,12 +596,12 @@ def _solve_knapsack_slots(
     t_start = time.monotonic()
     slots, entries = C.slot_entries(cp, comp)
     v = C.SlotVars(slots, entries)
-    mip_s = min(KNAPSACK_MIP_FRACTION * share, KNAPSACK_MIP_FRACTION * wall)
+    mip_s = min(tuning.knapsack_mip_fraction * share, tuning.knapsack_mip_fraction * wall)
     # SCIP's work before its first branching (presolve, root cuts) is a fixed cost that a
     # short allotment may not cover on a slow machine, and its answer counts only when
     # proven: it gets a grace on top, taken from CP-SAT's part (computed from the share
     # alone, so that CP-SAT's deterministic budget does not depend on the wall clock)
-    grace = min(mip_s, KNAPSACK_MIP_GRACE_S, KNAPSACK_MIP_GRACE_FRACTION * share)
+    grace = min(mip_s, tuning.knapsack_mip_grace_s, tuning.knapsack_mip_grace_fraction * share)
     mip_wall = min(mip_s + grace, wall)
     # every optimum places all jobs if some complete solution exists (SCIP answers only
     # with one) and any incomplete solution costs more than any complete one: at least
@@ -613,7 +611,9 @@ def _solve_knapsack_slots(
     dearest = sum(max(o.cost for o in cp.jobs[j].options) for j in comp)
     extra = [cp.jobs[j].penalty - cheapest[j] for j in comp]
     place_all = min(extra) >= 0 and sum(cheapest.values()) + min(extra) > dearest
-    lb, chosen, mip_opt = mip_solve(cp, v, comp, mip_wall, place_all=place_all, presolve=False)
+    lb, chosen, mip_opt = mip_solve(
+        cp, v, comp, mip_wall, place_all=place_all, presolve=False, tuning=tuning
+    )
     best = dict(hint)
     # deterministic mode: SCIP's solution only when proven optimal (where a search
     # stopped by the wall clock ends is not deterministic; its optimum is)
@@ -646,6 +646,7 @@ def _solve_knapsack_slots(
         nworkers,
         deterministic,
         cb,
+        tuning,
         with_lp=lb is None,
     )
     part: Solution = {}
@@ -672,6 +673,7 @@ def _solve_interval_model(
     workers: int,
     deterministic: bool,
     cb: cp_model.CpSolverSolutionCallback | None,
+    tuning: SolverTuning,
     with_stats: bool = False,
 ) -> tuple:  # type: ignore[type-arg]
     """Exact model.  Returns (solution or None, bound, proven optimal), plus
@@ -795,10 +797,10 @@ def _solve_interval_model(
             cost = cp.hop(cp.jobs[a].options[ga[0]].machine, cp.jobs[b].options[gb[0]].machine)[1]
         model.add_hint(h, cost)
     rest = stop_at - time.monotonic()
-    if rest < MIN_SOLVE_S:
+    if rest < tuning.min_solve_s:
         return (None, 0, False, 0.0, len(v.presence)) if with_stats else (None, 0, False)
     solver = cp_model.CpSolver()
-    _params(solver, time_s, rest, seed, workers, deterministic)
+    _params(solver, time_s, rest, seed, workers, deterministic, tuning)
     status = solver.solve(model, cb)
     extra_stats = (solver.response_proto.deterministic_time, len(v.presence))
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
@@ -870,9 +872,11 @@ def solve_compiled(
     workers: int = 2,
     progress: Progress | None = None,
     deterministic: bool = True,
+    tuning: SolverTuning | None = None,
 ) -> tuple[Solution, dict[str, object]]:
     """Solve the compiled problem; returns (job -> (option, start), info) where info has
     objective, bound, greedy objective and per-phase figures."""
+    tuning = tuning if tuning is not None else DEFAULT_TUNING
     t0 = time.monotonic()
     deadline = t0 + time_limit_s
 
@@ -892,16 +896,19 @@ def solve_compiled(
     comps = [c for c in comps if c]
     sizes = [sum(len(cp.jobs[j].options) for j in c) for c in comps]
     total = max(1, sum(sizes))
-    budget = max(0.0, left() * 0.9)
+    budget = max(0.0, left() * tuning.budget_fraction)
     # wall time kept for the final repair and evaluation (grows with the problem)
-    reserve = 0.05 + min(0.1 * time_limit_s, 2e-4 * len(cp.jobs) + 4e-6 * total)
-    parallel = not deterministic and PARALLEL_COMPONENTS and len(comps) >= max(2, workers)
+    reserve = tuning.reserve_s + min(
+        tuning.reserve_fraction * time_limit_s,
+        tuning.reserve_s_per_job * len(cp.jobs) + tuning.reserve_s_per_option * total,
+    )
+    parallel = not deterministic and tuning.parallel_components and len(comps) >= max(2, workers)
     stats: dict[str, object] = {"greedy": gvals, "components": len(comps)}
 
     # deterministic-time units per second of a component's share, for CP-SAT searches and
     # for LNS: lower when components run on several threads at once
     if deterministic and min(workers, len(comps)) > 1:
-        search_rate, lns_rate = PARALLEL_SEARCH_SPEED, PARALLEL_LNS_SPEED
+        search_rate, lns_rate = tuning.parallel_search_speed, tuning.parallel_lns_speed
     else:
         search_rate = lns_rate = 1.0
 
@@ -926,7 +933,9 @@ def solve_compiled(
             with lock:
                 frac = max(1, workers) * sizes[ci] / max(1.0, pending["size"])
             wall = max(
-                0.05, (left() - reserve) * min(1.0, max(frac * WALL_FAIR_SLACK, WALL_FAIR_MIN))
+                0.05,
+                (left() - reserve)
+                * min(1.0, max(frac * tuning.wall_fair_slack, tuning.wall_fair_min)),
             )
         else:
             wall = max(0.05, min(share, left() - reserve))
@@ -939,28 +948,37 @@ def solve_compiled(
             use_lns = not cp.owner_spread_fen
             n_opts = sum(len(cp.jobs[j].options) for j in comp)
             floor = trivial_bound(cp, comp)
-            exact = use_lns and n_opts <= CHUNK_OPTIONS and _slots_exact(cp, comp)
+            exact = use_lns and n_opts <= tuning.chunk_options and _slots_exact(cp, comp)
             if exact:
                 # GAP-like (every option may sit anywhere in its slot): the slot model is
                 # the whole problem; SCIP, then CP-SAT on it, no LNS
                 part, cbound, optimal = _solve_knapsack_slots(
-                    cp, comp, hint, share * search_rate, wall, seed, nworkers, deterministic, cb
+                    cp,
+                    comp,
+                    hint,
+                    share * search_rate,
+                    wall,
+                    seed,
+                    nworkers,
+                    deterministic,
+                    cb,
+                    tuning,
                 )
                 cbound = max(cbound, floor)
                 slot_share = share
-            elif use_lns and n_opts > CHUNK_OPTIONS:
+            elif use_lns and n_opts > tuning.chunk_options:
                 # too large for the slot model within the time: LNS from the greedy
                 part, cbound, optimal, slot_share = dict(hint), floor, False, 0.0
             else:
-                slot_share = share * SLOT_FRACTION if use_lns else share
+                slot_share = share * tuning.slot_fraction if use_lns else share
                 # wall-clock safety net: on a loaded machine the slot phase must not eat
                 # the LNS's time (not reached when the deterministic limit is what stops)
                 # (and at most 3/4 of the component's wall time: LNS gains more per second)
                 slot_wall = max(
                     0.05,
                     min(
-                        0.75 * wall if use_lns else wall,
-                        slot_share * (3.0 if deterministic else 1.0),
+                        tuning.slot_wall_fraction * wall if use_lns else wall,
+                        slot_share * (tuning.slot_wall_factor if deterministic else 1.0),
                     ),
                 )
                 part, cbound, optimal, charged = _solve_slot_chunks(
@@ -973,10 +991,11 @@ def solve_compiled(
                     nworkers,
                     deterministic,
                     cb,
+                    tuning,
                 )
                 # plus what the deterministic time leaves out: building the model, its LP
                 # and sequencing the slots, by size
-                slot_share = charged / search_rate + SLOT_SETUP_S_PER_OPTION * n_opts
+                slot_share = charged / search_rate + tuning.slot_setup_s_per_option * n_opts
                 cbound = max(cbound, floor)
                 # the slot model's optimum is the schedule's only if sequencing inside the slots
                 # lost nothing; otherwise LNS still has work to do and "optimal" would be a claim
@@ -991,7 +1010,7 @@ def solve_compiled(
                     part = dict(hint)
                 t_lns = time.monotonic()
                 if deterministic:
-                    lns_budget = (share - slot_share) * lns_rate * DTIME_PER_SECOND
+                    lns_budget = (share - slot_share) * lns_rate * tuning.dtime_per_second
                     lns_end = t_comp + wall
                 else:
                     lns_budget = float("inf")
@@ -1000,7 +1019,7 @@ def solve_compiled(
                         lns_end = deadline - reserve  # nothing waits for this thread
 
                 part, lstats = lns(
-                    cp, part, comp, lns_budget, lns_end, seed, nworkers, deterministic
+                    cp, part, comp, lns_budget, lns_end, seed, nworkers, deterministic, tuning
                 )
                 report(
                     phase="lns",
@@ -1022,16 +1041,22 @@ def solve_compiled(
                         tight,
                         C.SlotVars(slots, entries),
                         comp,
-                        time_limit_s=max(0.02, min(0.15 * share, 0.15 * wall)),
+                        time_limit_s=max(
+                            0.02,
+                            min(tuning.order_lp_fraction * share, tuning.order_lp_fraction * wall),
+                        ),
                         same=order_pairs(cp, comp),
+                        tuning=tuning,
                     )
                     or 0
                 )
                 lpb = max(lpb, trivial_bound(cp, comp))
-            model_share = share * ORDER_MODEL_FRACTION if ORDER_LNS and not coupled else share
+            model_share = (
+                share * tuning.order_model_fraction if tuning.order_lns and not coupled else share
+            )
             model_wall = wall - (time.monotonic() - t_comp)
-            if ORDER_LNS and not coupled:
-                model_wall *= ORDER_MODEL_FRACTION
+            if tuning.order_lns and not coupled:
+                model_wall *= tuning.order_model_fraction
             got, cbound, optimal = _solve_interval_model(
                 tight,
                 comp,
@@ -1042,18 +1067,32 @@ def solve_compiled(
                 nworkers,
                 deterministic,
                 cb,
+                tuning,
             )
             cbound = max(cbound, lpb)
             part = got if got is not None else {}
             if not coupled and evaluate(cp, hint) < evaluate(cp, part):
                 part = dict(hint)  # never worse than the greedy's part of the component
-            if not coupled and not optimal and ORDER_LNS:
+            if not coupled and not optimal and tuning.order_lns:
                 if deterministic:
-                    olns_budget = share * (1.0 - ORDER_MODEL_FRACTION) * lns_rate * DTIME_PER_SECOND
+                    olns_budget = (
+                        share
+                        * (1.0 - tuning.order_model_fraction)
+                        * lns_rate
+                        * tuning.dtime_per_second
+                    )
                 else:
                     olns_budget = float("inf")
                 part, lstats = lns_orders(
-                    cp, part, comp, olns_budget, t_comp + wall, seed, nworkers, deterministic
+                    cp,
+                    part,
+                    comp,
+                    olns_budget,
+                    t_comp + wall,
+                    seed,
+                    nworkers,
+                    deterministic,
+                    tuning,
                 )
                 report(phase="lns", component=ci, **lstats)
         report(phase="component", component=ci, jobs=len(comp), bound=cbound)
@@ -1121,36 +1160,6 @@ def solve_compiled(
 # ------------------------------------------------------------------ large neighbourhood
 
 
-# non-deterministic mode: components side by side in threads (one CP-SAT worker each)
-PARALLEL_COMPONENTS = True
-# components of multi-operation orders: share of the time for the full interval model;
-# the rest goes to LNS over whole orders (:func:`lns_orders`)
-ORDER_LNS, ORDER_MODEL_FRACTION = True, 0.4
-# share of a slot-model component's time given to the slot model; the rest goes to LNS
-SLOT_FRACTION = 0.3
-# wall time a slot phase spends besides its searches, per option of the component (model
-# building, LP bound, in-slot sequencing).  Measured overruns vary from 0.3 to 1 ms per
-# option (CP-SAT's deterministic time runs at 0.3-1 unit per second depending on the
-# model); charging the upper end starves LNS at short limits on large markets, so this
-# covers the usual part and the safety net the rest
-SLOT_SETUP_S_PER_OPTION = 2.5e-4
-# freed jobs per neighbourhood: start, bounds
-LNS_START, LNS_MIN, LNS_MAX = 30, 8, 120
-# LNS neighbourhoods: around an unplaced job in this share of the steps (while there is
-# one); otherwise around a costly job, on a band of time across all the component's
-# machines, or (the rest) on a few related machines
-LNS_UNPLACED, LNS_COSTLY, LNS_BAND = 0.35, 0.3, 0.6
-# deterministic-time charge per LNS step, and per interval, for what CP-SAT's own
-# deterministic time leaves out (model building in Python, CP-SAT's set-up and presolve:
-# on the reference machine a step costs about 3e-4 s per interval besides its search)
-LNS_STEP_DTIME, LNS_VAR_DTIME = 0.005, 3.2e-4
-# the same for LNS over whole orders (:func:`lns_orders`: fewer, larger steps whose
-# search dominates)
-ORDER_LNS_STEP_DTIME, ORDER_LNS_VAR_DTIME = 0.04, 2e-5
-# deterministic-time limit of one LNS sub-problem
-LNS_STEP_LIMIT = 0.05
-
-
 def trivial_bound(cp: CompiledProblem, jobs: list[int]) -> int:
     """Each job costs at least the smaller of its penalty and its cheapest option."""
     return sum(min([cp.jobs[j].penalty, *(o.cost for o in cp.jobs[j].options)]) for j in jobs)
@@ -1208,6 +1217,7 @@ def lns(
     seed: int,
     workers: int,
     deterministic: bool,
+    tuning: SolverTuning = DEFAULT_TUNING,
 ) -> tuple[Solution, dict[str, int]]:
     """Improve the schedule of one component of single-job orders by large neighbourhood
     search on actual schedules: free the jobs placed nearest a point in time, on all the
@@ -1248,22 +1258,22 @@ def lns(
     on_machine: dict[int, set[int]] = defaultdict(set)
     for j, (oi, _st) in sol.items():
         on_machine[cp.jobs[j].options[oi].machine].add(j)
-    size = LNS_START
+    size = tuning.lns_start
     spent = 0.0
-    while spent < budget and time.monotonic() < wall_end - 0.05:
+    while spent < budget and time.monotonic() < wall_end - tuning.lns_wall_margin_s:
         stats["steps"] += 1
         unplaced = [j for j in comp if j not in sol]
         kind = rng.random()
-        if unplaced and kind < LNS_UNPLACED:
+        if unplaced and kind < tuning.lns_unplaced:
             j0 = unplaced[rng.randrange(len(unplaced))]
             job0 = cp.jobs[j0]
             ms = sorted({o.machine for o in job0.options})
             rng.shuffle(ms)
-            ms = ms[: rng.randint(2, 5)]
+            ms = ms[: rng.randint(*tuning.lns_unplaced_machines)]
             lo = job0.release
             hi = max(o.latest_end for o in job0.options)
-            center = (lo + min(hi, lo + 4 * 1440)) // 2
-        elif (kind := rng.random()) < LNS_COSTLY and sol:
+            center = (lo + min(hi, lo + tuning.lns_unplaced_window_min)) // 2
+        elif (kind := rng.random()) < tuning.lns_costly and sol:
             # a job placed far above its cheapest option: its machine and cheaper ones
             regret = sorted(
                 sol,
@@ -1274,16 +1284,19 @@ def lns(
                     ),
                     j,
                 ),
-            )[:20]
+            )[: tuning.lns_regret_pool]
             j0 = regret[rng.randrange(len(regret))]
             job0 = cp.jobs[j0]
             cur = job0.options[sol[j0][0]]
             cheaper = sorted(
                 (o for o in job0.options if o.cost < cur.cost), key=lambda o: (o.cost, o.machine)
             )
-            ms = [cur.machine, *(o.machine for o in cheaper[: rng.randint(1, 4)])]
+            ms = [
+                cur.machine,
+                *(o.machine for o in cheaper[: rng.randint(*tuning.lns_cheaper_machines)]),
+            ]
             center = sol[j0][1]
-        elif kind < LNS_COSTLY + LNS_BAND and sol:
+        elif kind < tuning.lns_costly + tuning.lns_band and sol:
             # a band of time across all the component's machines: the jobs placed
             # nearest a point in time may trade machines with each other
             placed_all = sorted(sol)
@@ -1291,11 +1304,11 @@ def lns(
             ms = machines
         else:
             m0 = machines[rng.randrange(len(machines))]
-            rel = related(m0)[:8]
+            rel = related(m0)[: tuning.lns_related_pool]
             rng.shuffle(rel)
-            ms = [m0, *rel[: rng.randint(1, 4)]]
+            ms = [m0, *rel[: rng.randint(*tuning.lns_related_machines)]]
             placed_here = [j for m in ms for j in on_machine[m]]
-            if placed_here and rng.random() < 0.5:
+            if placed_here and rng.random() < tuning.lns_center_on_job:
                 j0 = placed_here[rng.randrange(len(placed_here))]
                 center = sol[j0][1]
             else:
@@ -1309,9 +1322,9 @@ def lns(
         freed = placed[:size]
         waiting = [j for j in {j for m in ms for j in cand[m]} if j not in sol]
         waiting.sort(key=lambda j: (abs(cp.jobs[j].release - center), j))
-        freed += waiting[: max(4, size // 3)]
+        freed += waiting[: max(tuning.lns_waiting_min, size // tuning.lns_waiting_divisor)]
         if not freed:
-            spent += LNS_STEP_DTIME
+            spent += tuning.lns_step_dtime
             continue
         _give_back(cp, sol, free, freed)
         residual = tuple(
@@ -1321,11 +1334,11 @@ def lns(
         sub = replace(cp, free=residual)
         hint = {j: sol[j] for j in freed if j in sol}
         before = _comp_cost(cp, sol, freed)
-        step = min(max(0.05, budget - spent), LNS_STEP_LIMIT)
+        step = min(max(0.05, budget - spent), tuning.lns_step_limit)
         # deterministic: the wall clock is only the overall safety net
         step_wall = wall_end - time.monotonic()
         if not deterministic:
-            step_wall = min(step * 3, step_wall)
+            step_wall = min(step * tuning.lns_step_wall_factor, step_wall)
         got, _b, optimal, dtime, nvars = _solve_interval_model(
             sub,
             sorted(freed),
@@ -1336,9 +1349,10 @@ def lns(
             workers,
             deterministic,
             None,
+            tuning,
             with_stats=True,
         )
-        spent += dtime + LNS_STEP_DTIME + LNS_VAR_DTIME * nvars
+        spent += dtime + tuning.lns_step_dtime + tuning.lns_var_dtime * nvars
         new = hint
         if got is not None:
             cost = _comp_cost(cp, got, freed)
@@ -1348,7 +1362,10 @@ def lns(
                     stats["improved"] += 1
                     stats["gain"] += before - cost
         _replace(cp, sol, free, on_machine, freed, new, lambda j: j)
-        size = min(LNS_MAX, size + 2) if optimal else max(LNS_MIN, size - 3)
+        if optimal:
+            size = min(tuning.lns_max, size + tuning.lns_grow)
+        else:
+            size = max(tuning.lns_min, size - tuning.lns_shrink)
     if math.isfinite(budget):
         # more than 0: the wall clock, not the deterministic budget, ended the search
         stats["budget_left_pct"] = round(100 * max(0.0, budget - spent) / budget)
@@ -1369,10 +1386,6 @@ def _orders_cost(cp: CompiledProblem, sol: Solution, orders: list[int]) -> int:
     return total
 
 
-# orders freed per order-LNS step: start, bounds
-OLNS_START, OLNS_MIN, OLNS_MAX = 6, 2, 24
-
-
 def lns_orders(
     cp: CompiledProblem,
     sol: Solution,
@@ -1382,6 +1395,7 @@ def lns_orders(
     seed: int,
     workers: int,
     deterministic: bool,
+    tuning: SolverTuning = DEFAULT_TUNING,
 ) -> tuple[Solution, dict[str, int]]:
     """LNS for components with multi-operation orders (cost mode): free a few whole
     orders (an unplaced or a costly one, and the orders placed on its machines near its
@@ -1400,12 +1414,12 @@ def lns_orders(
     on_machine: dict[int, set[int]] = defaultdict(set)  # machine -> orders placed there
     for j, (oi, _st) in sol.items():
         on_machine[cp.jobs[j].options[oi].machine].add(cp.jobs[j].order)
-    size = OLNS_START
+    size = tuning.order_lns_start
     spent = 0.0
-    while spent < budget and time.monotonic() < wall_end - 0.05:
+    while spent < budget and time.monotonic() < wall_end - tuning.lns_wall_margin_s:
         stats["steps"] += 1
         unplaced = [o for o in order_ids if cp.orders[o].jobs[0] not in sol]
-        if unplaced and rng.random() < 0.6:
+        if unplaced and rng.random() < tuning.order_lns_unplaced:
             o0 = unplaced[rng.randrange(len(unplaced))]
         else:
             o0 = order_ids[rng.randrange(len(order_ids))]
@@ -1414,7 +1428,7 @@ def lns_orders(
         ms = sorted({o.machine for j in jobs0 for o in cp.jobs[j].options})
         rng.shuffle(ms)
         near: set[int] = set()
-        for m in ms[: rng.randint(2, 6)]:
+        for m in ms[: rng.randint(*tuning.order_lns_machines)]:
             near |= on_machine[m]
         near.discard(o0)
 
@@ -1430,10 +1444,10 @@ def lns_orders(
         sub = chain_windows(replace(cp, free=residual), freed)
         hint = {j: sol[j] for j in freed if j in sol}
         before = _orders_cost(cp, sol, freed_orders)
-        step = min(max(0.05, budget - spent), LNS_STEP_LIMIT * 2)
+        step = min(max(0.05, budget - spent), tuning.order_lns_step_limit)
         step_wall = wall_end - time.monotonic()
         if not deterministic:
-            step_wall = min(step * 3, step_wall)
+            step_wall = min(step * tuning.lns_step_wall_factor, step_wall)
         got, _b, optimal, dtime, nvars = _solve_interval_model(
             sub,
             freed,
@@ -1444,9 +1458,10 @@ def lns_orders(
             workers,
             deterministic,
             None,
+            tuning,
             with_stats=True,
         )
-        spent += dtime + ORDER_LNS_STEP_DTIME + ORDER_LNS_VAR_DTIME * nvars
+        spent += dtime + tuning.order_lns_step_dtime + tuning.order_lns_var_dtime * nvars
         new = hint
         if got is not None:
             cost = _orders_cost(cp, got, freed_orders)
@@ -1456,5 +1471,8 @@ def lns_orders(
                     stats["improved"] += 1
                     stats["gain"] += before - cost
         _replace(cp, sol, free, on_machine, freed, new, lambda j: cp.jobs[j].order)
-        size = min(OLNS_MAX, size + 1) if optimal else max(OLNS_MIN, size - 1)
+        if optimal:
+            size = min(tuning.order_lns_max, size + tuning.order_lns_grow)
+        else:
+            size = max(tuning.order_lns_min, size - tuning.order_lns_shrink)
     return sol, stats

@@ -28,6 +28,7 @@ from matching.domain import ObjectiveMode
 from matching.greedy import best_greedy
 from matching.objective import evaluate
 from matching.solver import solve_compiled
+from matching.tuning import SolverTuning
 from matching.validation import check_compiled
 
 
@@ -257,14 +258,11 @@ class TestGap:
         assert [(len(p.cost), len(p.cost[0])) for p in probs][:2] == [(5, 100), (5, 200)]
 
 
-def test_time_slices_give_valid_answers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import matching.solver as solver_mod
-
-    monkeypatch.setattr(solver_mod, "CHUNK_OPTIONS", 150)
+def test_time_slices_give_valid_answers() -> None:
     inst = generate_market(n_jobs=120, n_machines=24, seed=5)
     cp = market_problem(inst)
     _name, gsol, _ = best_greedy(cp)
-    sol, info = solve_compiled(cp, time_limit_s=3)
+    sol, info = solve_compiled(cp, time_limit_s=3, tuning=SolverTuning(chunk_options=150))
     assert check_compiled(cp, sol) == []
     assert info["objective"] <= evaluate(cp, gsol)
     assert info["bound"] <= info["objective"]
