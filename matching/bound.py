@@ -72,7 +72,7 @@ def mip_solve(
     """The 0-1 slot model solved by SCIP (one thread, no gap tolerance) for up to
     ``time_limit_s``: (lower bound or None, entries chosen by its best solution or None,
     proven optimal).  When every slot's entries may sit anywhere in it (knapsack-like
-    slots, see ``solver._slots_exact``) this is the whole problem, and SCIP's cuts and
+    slots, see :func:`matching.engine.knapsack.slots_exact`) this is the whole problem, and SCIP's cuts and
     branching often prove the optimum of small GAP-like components faster than CP-SAT.
     Its path is deterministic (single thread); only the wall-clock limit is not.
     ``place_all``: the caller knows that every optimum places all ``jobs`` (the model
