@@ -4,6 +4,8 @@ Public API::
 
     from matching import solve, check_result
     from matching.domain import MachineSpec, OperationSpec, OrderSpec, MatchProblem, ...
+    from matching.rules import haversine_km, price_fen, transport_minutes, ...
+    from matching.tuning import SolverTuning  # solve(..., tuning=SolverTuning(...))
 """
 
 from matching.domain import (
@@ -19,7 +21,8 @@ from matching.domain import (
     Unassigned,
     Weights,
 )
-from matching.solver import solve
+from matching.engine import solve
+from matching.tuning import SolverTuning
 from matching.validation import Violation, check_result
 
 __all__ = [
@@ -32,6 +35,7 @@ __all__ = [
     "OrderSpec",
     "Reason",
     "SolveStatus",
+    "SolverTuning",
     "Unassigned",
     "Violation",
     "Weights",

@@ -19,10 +19,7 @@ from ortools.linear_solver import pywraplp  # type: ignore[import-untyped]
 
 from matching.compiled import CompiledProblem
 from matching.constraints import SlotVars, window_rows
-
-# seconds to build the relaxation per (job, option, slot) entry, with room for a loaded
-# machine (measured about 4e-6 on the 2-core reference machine)
-BUILD_S_PER_ENTRY = 5e-6
+from matching.tuning import DEFAULT_TUNING, SolverTuning
 
 
 def lp_bound(
@@ -31,16 +28,26 @@ def lp_bound(
     jobs: list[int],
     time_limit_s: float = 30.0,
     same: list[tuple[int, int]] | None = None,
+    tuning: SolverTuning = DEFAULT_TUNING,
 ) -> int | None:
     """Floor of the LP optimum for ``jobs`` (None if GLOP did not finish).  ``same``:
     pairs of jobs placed together or not at all (``u[a] = u[b]``, orders)."""
     stop_at = time.monotonic() + time_limit_s  # building the LP counts too
-    if time_limit_s < BUILD_S_PER_ENTRY * len(v.entries):
+    if time_limit_s < tuning.lp_build_s_per_entry * len(v.entries):
         return None  # not even time to build it
     solver = pywraplp.Solver.CreateSolver("GLOP")
     if solver is None:  # pragma: no cover - GLOP ships with ortools
         return None
-    obj = _slot_relaxation(solver, cp, v, jobs, same, integer=False, stop_at=stop_at)
+    obj = _slot_relaxation(
+        solver,
+        cp,
+        v,
+        jobs,
+        same,
+        integer=False,
+        stop_at=stop_at,
+        window_points=tuning.window_points,
+    )
     rest = stop_at - time.monotonic()
     if obj is None or rest <= 0.005:
         return None
@@ -60,11 +67,12 @@ def mip_solve(
     time_limit_s: float,
     place_all: bool = False,
     presolve: bool = True,
+    tuning: SolverTuning = DEFAULT_TUNING,
 ) -> tuple[int | None, list[int] | None, bool]:
     """The 0-1 slot model solved by SCIP (one thread, no gap tolerance) for up to
     ``time_limit_s``: (lower bound or None, entries chosen by its best solution or None,
     proven optimal).  When every slot's entries may sit anywhere in it (knapsack-like
-    slots, see ``solver._slots_exact``) this is the whole problem, and SCIP's cuts and
+    slots, see :func:`matching.engine.knapsack.slots_exact`) this is the whole problem, and SCIP's cuts and
     branching often prove the optimum of small GAP-like components faster than CP-SAT.
     Its path is deterministic (single thread); only the wall-clock limit is not.
     ``place_all``: the caller knows that every optimum places all ``jobs`` (the model
@@ -72,7 +80,7 @@ def mip_solve(
     ``presolve=False`` skips SCIP's presolving, which on small GAPs costs more than it
     saves (gap8: 0.35-1.0 s to the proof instead of 0.9-1.6 s)."""
     stop_at = time.monotonic() + time_limit_s
-    if time_limit_s < 2 * BUILD_S_PER_ENTRY * len(v.entries):
+    if time_limit_s < 2 * tuning.lp_build_s_per_entry * len(v.entries):
         return None, None, False
     solver = pywraplp.Solver.CreateSolver("SCIP")
     if solver is None:  # pragma: no cover - depends on the ortools build
@@ -82,7 +90,16 @@ def mip_solve(
         solver.SetSolverSpecificParametersAsString("presolving/maxrounds = 0\n")
     xs: list[pywraplp.Variable] = []
     obj = _slot_relaxation(
-        solver, cp, v, jobs, None, integer=True, stop_at=stop_at, xs=xs, place_all=place_all
+        solver,
+        cp,
+        v,
+        jobs,
+        None,
+        integer=True,
+        stop_at=stop_at,
+        xs=xs,
+        place_all=place_all,
+        window_points=tuning.window_points,
     )
     rest = stop_at - time.monotonic()
     if obj is None or rest <= 0.05:
@@ -113,6 +130,7 @@ def _slot_relaxation(
     stop_at: float | None = None,
     xs: list[pywraplp.Variable] | None = None,
     place_all: bool = False,
+    window_points: int = DEFAULT_TUNING.window_points,
 ) -> pywraplp.Objective | None:
     """Builds the relaxation; None when ``stop_at`` passes before its core rows are in
     (window rows are optional: the rows built by then are kept, still a relaxation)."""
@@ -147,7 +165,7 @@ def _slot_relaxation(
             ct.SetCoefficient(x[k], float(v.entries[k].duration))
     if stop_at is not None and time.monotonic() > stop_at:
         return None
-    for _si, ks, cap in window_rows(v, stop_at=stop_at):
+    for _si, ks, cap in window_rows(v, window_points, stop_at=stop_at):
         ct = solver.Constraint(-solver.infinity(), float(cap))
         for k in ks:
             ct.SetCoefficient(x[k], float(v.entries[k].duration))

@@ -20,12 +20,9 @@ from matching.domain import (
     Reason,
     Weights,
     capable,
-    haversine_km,
-    price_fen,
     run_minutes,
-    transport_fen,
-    transport_minutes,
 )
+from matching.rules import haversine_km, price_fen, transport_fen, transport_minutes
 
 NO_DUE = 1 << 40  # "never tardy"
 
@@ -144,7 +141,10 @@ def compile_problem(problem: MatchProblem) -> CompiledProblem:
         min_price = []
         for op, caps in zip(order.operations, capable_sets, strict=True):
             prices = [
-                price_fen(run_minutes(op, machines[mi]), machines[mi].rate_fen_per_hour)
+                price_fen(
+                    minutes=run_minutes(op, machines[mi]),
+                    hourly_rate_fen=machines[mi].rate_fen_per_hour,
+                )
                 for mi in caps
             ]
             min_price.append(min(prices, default=0))
@@ -180,7 +180,7 @@ def compile_problem(problem: MatchProblem) -> CompiledProblem:
             for mi, km in near:
                 m = machines[mi]
                 dur = run_minutes(op, m)
-                price = price_fen(dur, m.rate_fen_per_hour)
+                price = price_fen(minutes=dur, hourly_rate_fen=m.rate_fen_per_hour)
                 if order.budget_fen is not None:
                     others = sum(min_price) - min_price[k]
                     if price + others > order.budget_fen:

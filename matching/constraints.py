@@ -99,7 +99,7 @@ def add_slot_capacity(model: cp_model.CpModel, v: SlotVars) -> None:
 
 def window_rows(
     v: SlotVars,
-    max_points: int = 12,
+    max_points: int,
     stop_at: float | None = None,
 ) -> list[tuple[int, list[int], int]]:
     """(slot, entry indices, capacity) rows: for checkpoint pairs a < b in a slot, the
@@ -140,7 +140,7 @@ def window_rows(
     return rows
 
 
-def add_slot_time_windows(model: cp_model.CpModel, v: SlotVars, max_points: int = 12) -> None:
+def add_slot_time_windows(model: cp_model.CpModel, v: SlotVars, max_points: int) -> None:
     """Hard (necessary condition for release and deadline inside a slot): see
     :func:`window_rows`."""
     for _si, ks, cap in window_rows(v, max_points):

@@ -23,6 +23,12 @@ import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+# distance and transport are market rules (matching.rules); re-exported here for callers
+# that take them with the domain types
+from matching.rules import haversine_km as haversine_km
+from matching.rules import transport_fen as transport_fen
+from matching.rules import transport_minutes as transport_minutes
+
 
 class SolveStatus(StrEnum):
     OPTIMAL = "optimal"  # proven optimal (objective == bound)
@@ -197,36 +203,12 @@ class MatchResult:
 
 # --------------------------------------------------------------------------- helpers
 
-EARTH_RADIUS_KM = 6371.0088
-
-
-def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a)))
-
 
 def run_minutes(op: OperationSpec, machine: MachineSpec) -> int:
     """Booked minutes of ``op`` on ``machine``: the standard duration scaled by the
     machine's speed factor, rounded up, and padded to the owner's minimum booking."""
     run = math.ceil(op.std_duration_min / machine.speed_factor - 1e-9)
     return max(run, machine.min_booking_min, 1)
-
-
-def price_fen(duration_min: int, rate_fen_per_hour: int) -> int:
-    """Price of a booking: ceil(duration * rate / 60)."""
-    return -(-duration_min * rate_fen_per_hour // 60)
-
-
-def transport_minutes(km: float, weights: Weights) -> int:
-    if km < 0.05:
-        return 0
-    return weights.transport_fixed_min + math.ceil(km / weights.transport_speed_kmh * 60 - 1e-9)
-
-
-def transport_fen(km: float, weights: Weights) -> int:
-    return round(km * weights.transport_fen_per_km)
 
 
 def fits_envelope(part: Envelope, machine: Envelope) -> bool:

@@ -8,7 +8,7 @@ unassigned penalty; plus ``owner_spread_fen`` times the number of jobs of the bu
 owner.  Tardiness mode compiles option costs to 0; makespan mode adds the latest end.
 
 This module holds the pure-Python evaluation used by greedy, repair and validation, and
-the CP-SAT objective builders used by the two models in :mod:`matching.solver`.
+the CP-SAT objective builders used by the two models in :mod:`matching.engine`.
 """
 
 from __future__ import annotations

@@ -12,19 +12,15 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 from matching.compiled import CompiledProblem
-from matching.domain import (
-    MatchProblem,
-    MatchResult,
-    ObjectiveMode,
-    Reason,
-    capable,
+from matching.domain import MatchProblem, MatchResult, ObjectiveMode, Reason, capable, run_minutes
+from matching.objective import evaluate
+from matching.rules import (
     haversine_km,
     price_fen,
-    run_minutes,
     transport_fen,
     transport_minutes,
+    transport_minutes_between,
 )
-from matching.objective import evaluate
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +49,9 @@ def expected_objective(problem: MatchProblem, result: MatchResult) -> int:
             per_owner[m.owner_id] += 1
             makespan = max(makespan, a.end_min)
             if mode is ObjectiveMode.COST:
-                total += price_fen(a.end_min - a.start_min, m.rate_fen_per_hour)
+                total += price_fen(
+                    minutes=a.end_min - a.start_min, hourly_rate_fen=m.rate_fen_per_hour
+                )
                 total += round(w.unreliability_fen * (1.0 - m.on_time_rate))
             last = k == len(ops) - 1
             if last:
@@ -135,7 +133,7 @@ def check_result(problem: MatchProblem, result: MatchResult) -> list[Violation]:
                     f"operation {op.id} on {m.id}: booked {a.end_min - a.start_min}"
                     f" min, expected {dur} (speed factor, minimum booking)",
                 )
-            price = price_fen(a.end_min - a.start_min, m.rate_fen_per_hour)
+            price = price_fen(minutes=a.end_min - a.start_min, hourly_rate_fen=m.rate_fen_per_hour)
             if a.price_fen != price:
                 bad("price", f"operation {op.id}: price {a.price_fen}, expected {price}")
             total_price += price
@@ -166,7 +164,7 @@ def check_result(problem: MatchProblem, result: MatchResult) -> list[Violation]:
                     lag = (
                         0
                         if pm.id == m.id
-                        else transport_minutes(haversine_km(pm.lat, pm.lon, m.lat, m.lon), w)
+                        else transport_minutes_between(pm.lat, pm.lon, m.lat, m.lon, w)
                     )
                     if a.start_min < prev.end_min + lag:
                         bad(

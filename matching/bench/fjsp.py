@@ -16,7 +16,7 @@ from typing import Any
 from matching.bench.common import find_upward
 from matching.compiled import NO_DUE, CompiledProblem, Job, Option, Order
 from matching.domain import ObjectiveMode
-from matching.solver import solve_compiled
+from matching.engine import solve_compiled
 
 
 def parse_fjsp(text: str) -> tuple[int, list[list[list[tuple[int, int]]]]]:
@@ -122,13 +122,12 @@ def run_fjsp(
     name, ub, _lb = best_known(path, Path(bks) if bks else None)
     cp = fjsp_problem(path.read_text(), name)
     t = time.monotonic()
-    sol, info = solve_compiled(
+    res = solve_compiled(
         cp, time_limit_s=time_limit_s, seed=seed, workers=workers, deterministic=deterministic
     )
     seconds = time.monotonic() - t
-    obj = int(info["objective"])  # type: ignore[call-overload]
-    bound = int(info["bound"])  # type: ignore[call-overload]
-    if len(sol) < len(cp.jobs):
+    obj, bound = res.objective, res.bound
+    if len(res.solution) < len(cp.jobs):
         status = "incomplete"
     else:
         status = "optimal" if bound >= obj else "feasible"

@@ -17,7 +17,7 @@ from typing import Any
 from matching.bench.common import find_upward
 from matching.compiled import NO_DUE, CompiledProblem, Job, Option, single_job_orders
 from matching.domain import ObjectiveMode
-from matching.solver import solve_compiled
+from matching.engine import solve_compiled
 
 
 @dataclass(frozen=True)
@@ -136,13 +136,12 @@ def run_gap(
     for g in parse_gap(path.read_text(), path.stem):
         cp, offset = gap_problem(g, maximize)
         t = time.monotonic()
-        sol, info = solve_compiled(
+        res = solve_compiled(
             cp, time_limit_s=time_limit_s, seed=seed, workers=workers, deterministic=deterministic
         )
         seconds = time.monotonic() - t
-        obj = int(info["objective"])  # type: ignore[call-overload]
-        bound = int(info["bound"])  # type: ignore[call-overload]
-        complete = len(sol) == len(cp.jobs)
+        obj, bound = res.objective, res.bound
+        complete = len(res.solution) == len(cp.jobs)
         # "incomplete": no assignment of every job found in the time (not a proof that none exists)
         status = ("optimal" if bound >= obj else "feasible") if complete else "incomplete"
         if maximize:

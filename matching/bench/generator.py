@@ -18,7 +18,12 @@ import random
 from pathlib import Path
 from typing import Any
 
-from matching.domain import haversine_km
+from matching.domain import Weights
+from matching.rules import haversine_km, price_fen, transport_fen, transport_minutes
+
+# the generated market's transport: the matcher's default tariff (150 fen/km, 30 min plus
+# the driving time at 60 km/h)
+TARIFF = Weights()
 
 HORIZON = 14 * 24 * 60
 CITIES = [  # name, lat, lon
@@ -134,11 +139,11 @@ def generate_market(
                 continue
             km = haversine_km(m["_lat"], m["_lon"], lat, lon)
             dur = max(30, math.ceil(std / m["_speed"]))
-            price = -(-dur * m["_rate"] // 60)
-            transport = round(km * 150)
+            price = price_fen(minutes=dur, hourly_rate_fen=m["_rate"])
+            transport = transport_fen(km, TARIFF)
             if price > budget:
                 continue
-            lag = 30 + math.ceil(km)
+            lag = transport_minutes(km, TARIFF)
             latest_end = due - lag if hard else due + 5 * 24 * 60 - lag
             option_due = due - lag
             if not any(max(s, release) + dur <= min(e, latest_end) for s, e in m["free"]):

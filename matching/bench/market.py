@@ -11,9 +11,9 @@ from typing import Any
 from matching.bench.common import load_json, peak_rss_mb, reset_peak_rss
 from matching.compiled import CompiledProblem, Job, Option, single_job_orders
 from matching.domain import ObjectiveMode, Reason
+from matching.engine import solve_compiled
 from matching.greedy import best_greedy, greedy, priority_orders
 from matching.objective import breakdown
-from matching.solver import solve_compiled
 
 FORMAT = "capshare-market-v1"
 Solution = dict[int, tuple[int, int]]
@@ -163,7 +163,7 @@ def run_market(
     _name, hint, _vals = best_greedy(cp)  # the engine's own warm start: more orders
     rows.append(_row(cp, "greedy-engine", hint, None, time.monotonic() - t))
     t = time.monotonic()
-    sol, info = solve_compiled(
+    res = solve_compiled(
         cp,
         time_limit_s=time_limit_s,
         seed=seed,
@@ -171,15 +171,8 @@ def run_market(
         progress=progress,
         deterministic=deterministic,
     )
-    rows.append(
-        _row(
-            cp,
-            "capshare",
-            sol,
-            int(info["bound"]),  # type: ignore[call-overload]
-            time.monotonic() - t,
-        )
-    )
+    sol = res.solution
+    rows.append(_row(cp, "capshare", sol, res.bound, time.monotonic() - t))
     if solutions_dir is not None:
         out = Path(solutions_dir)
         out.mkdir(parents=True, exist_ok=True)

@@ -25,9 +25,10 @@ from matching.bench.market import (
 )
 from matching.compiled import CompiledProblem, Job, Option, single_job_orders
 from matching.domain import ObjectiveMode
+from matching.engine import solve_compiled
 from matching.greedy import best_greedy
 from matching.objective import evaluate
-from matching.solver import solve_compiled
+from matching.tuning import SolverTuning
 from matching.validation import check_compiled
 
 
@@ -49,12 +50,13 @@ class TestMarket:
         cp = market_problem(inst)
         assert len(cp.jobs) == 100 and len(cp.machine_keys) == 20
         _name, gsol, _ = best_greedy(cp)
-        sol, info = solve_compiled(cp, time_limit_s=5)
+        res = solve_compiled(cp, time_limit_s=5)
+        sol = res.solution
         r = ref.evaluate(inst, solution_json(cp, sol))
         assert r["feasible"], r["violations"]
-        assert r["objective_fen"] == info["objective"] == evaluate(cp, sol)
+        assert r["objective_fen"] == res.objective == evaluate(cp, sol)
         assert r["objective_fen"] < evaluate(cp, gsol)
-        assert info["bound"] <= r["objective_fen"]
+        assert res.bound <= r["objective_fen"]
         assert check_compiled(cp, sol) == []
 
     def test_cli_json_fields(self, shared: Path, tmp_path: Path) -> None:
@@ -186,9 +188,9 @@ class TestFjsp:
 
     def test_zero_length_operations(self) -> None:
         cp = fjsp_problem("2 2 1\n2 1 1 0 1 2 3\n1 2 1 2 2 2\n")
-        sol, info = solve_compiled(cp, time_limit_s=2)
-        assert check_compiled(cp, sol) == [] and len(sol) == 3
-        assert info["objective"] == 3
+        res = solve_compiled(cp, time_limit_s=2)
+        assert check_compiled(cp, res.solution) == [] and len(res.solution) == 3
+        assert res.objective == 3
 
     @pytest.mark.parametrize(
         ("rel", "name", "best"),
@@ -217,57 +219,55 @@ class TestGap:
     def test_knapsack_path_valid_deterministic(
         self, shared: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        import matching.solver as solver_mod
+        import matching.bound as bound_mod
         from matching.bench.gap import gap_problem
         from matching.bench.market import market_problem as mp
-        from matching.solver import _slots_exact, components
+        from matching.engine import components
+        from matching.engine.knapsack import slots_exact
 
         g = parse_gap((shared / "benchmarks/gap/orlib/gap8.txt").read_text(), "gap8")[0]
         cp, _off = gap_problem(g, maximize=True)
-        assert _slots_exact(cp, list(range(len(cp.jobs))))
+        assert slots_exact(cp, list(range(len(cp.jobs))))
         _name, gsol, _ = best_greedy(cp)
-        sol, info = solve_compiled(cp, time_limit_s=2, seed=3)
-        assert check_compiled(cp, sol) == [] and len(sol) == len(cp.jobs)
-        assert info["bound"] <= info["objective"] <= evaluate(cp, gsol)
+        res = solve_compiled(cp, time_limit_s=2, seed=3)
+        assert check_compiled(cp, res.solution) == [] and len(res.solution) == len(cp.jobs)
+        assert res.bound <= res.objective <= evaluate(cp, gsol)
         # SCIP's 0-1 solve stops on the wall clock, so whether it proves this one within
         # its allotment depends on the machine; pinned to "no proof" (its bound kept), the
         # rest of the path (CP-SAT on deterministic time) must give equal answers (a limit
         # with room for CP-SAT's budget on a loaded machine: the wall clock is a safety net)
-        real, calls = solver_mod.mip_solve, []
+        real, calls = bound_mod.mip_solve, []
 
         def no_proof(*args: object, **kwargs: object) -> tuple[int | None, None, bool]:
             calls.append(1)
             lb, _chosen, _optimal = real(*args, **kwargs)  # type: ignore[arg-type]
             return lb, None, False
 
-        monkeypatch.setattr(solver_mod, "mip_solve", no_proof)
+        monkeypatch.setattr(bound_mod, "mip_solve", no_proof)
         runs = [solve_compiled(cp, time_limit_s=6, seed=3) for _ in range(2)]
         assert len(calls) == 2
-        for sol, info in runs:
-            assert check_compiled(cp, sol) == [] and len(sol) == len(cp.jobs)
-            assert info["bound"] <= info["objective"] <= evaluate(cp, gsol)
-        assert runs[0][0] == runs[1][0]
-        assert runs[0][1]["objective"] == runs[1][1]["objective"]
+        for run in runs:
+            assert check_compiled(cp, run.solution) == [] and len(run.solution) == len(cp.jobs)
+            assert run.bound <= run.objective <= evaluate(cp, gsol)
+        assert runs[0].solution == runs[1].solution
+        assert runs[0].objective == runs[1].objective
         # market components have time windows: not knapsack-like
         market = mp(generate_market(n_jobs=40, n_machines=8, seed=2))
-        assert not any(_slots_exact(market, c) for c in components(market))
+        assert not any(slots_exact(market, c) for c in components(market))
 
     def test_parse_chu_file(self, shared: Path) -> None:
         probs = parse_gap((shared / "benchmarks/gap/orlib/gapa.txt").read_text(), "gapa")
         assert [(len(p.cost), len(p.cost[0])) for p in probs][:2] == [(5, 100), (5, 200)]
 
 
-def test_time_slices_give_valid_answers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import matching.solver as solver_mod
-
-    monkeypatch.setattr(solver_mod, "CHUNK_OPTIONS", 150)
+def test_time_slices_give_valid_answers() -> None:
     inst = generate_market(n_jobs=120, n_machines=24, seed=5)
     cp = market_problem(inst)
     _name, gsol, _ = best_greedy(cp)
-    sol, info = solve_compiled(cp, time_limit_s=3)
-    assert check_compiled(cp, sol) == []
-    assert info["objective"] <= evaluate(cp, gsol)
-    assert info["bound"] <= info["objective"]
+    res = solve_compiled(cp, time_limit_s=3, tuning=SolverTuning(chunk_options=150))
+    assert check_compiled(cp, res.solution) == []
+    assert res.objective <= evaluate(cp, gsol)
+    assert res.bound <= res.objective
 
 
 @pytest.mark.parametrize("suite", ["market", "fjsp", "gap"])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from matching import solve
 from matching.domain import MatchResult, ObjectiveMode, Reason, Weights
-from matching.solver import solve
 from matching.validation import check_result
 
 from .builders import HANGZHOU, NINGBO, machine, op, order, problem

@@ -8,8 +8,9 @@ from matching.bench.fjsp import fjsp_problem
 from matching.bench.generator import generate_market
 from matching.bench.market import market_problem
 from matching.bound import makespan_lower_bound
+from matching.engine import Search, components, solve_compiled
+from matching.engine.lns import lns
 from matching.greedy import best_greedy
-from matching.solver import components, lns, solve_compiled
 from matching.validation import check_compiled
 
 
@@ -26,9 +27,7 @@ def test_lns_never_worse_valid_and_deterministic() -> None:
                 comp,
                 0.6,
                 time.monotonic() + 60,
-                0,
-                1,
-                True,
+                Search(seed=0, workers=1, deterministic=True),
             )
             assert stats["steps"] > 0
             sol.update(part)
@@ -43,10 +42,10 @@ def test_lns_never_worse_valid_and_deterministic() -> None:
 def test_non_deterministic_mode_valid_and_not_worse() -> None:
     cp = market_problem(generate_market(n_jobs=120, n_machines=24, seed=7))
     events: list[dict[str, object]] = []
-    sol, info = solve_compiled(cp, time_limit_s=3.0, deterministic=False, progress=events.append)
-    assert check_compiled(cp, sol) == []
-    assert info["objective"] <= info["greedy_objective"]
-    assert info["bound"] <= info["objective"]
+    res = solve_compiled(cp, time_limit_s=3.0, deterministic=False, progress=events.append)
+    assert check_compiled(cp, res.solution) == []
+    assert res.objective <= res.greedy_objective
+    assert res.bound <= res.objective
     # LNS ran on the wall clock alone (no deterministic budget to report on)
     lns_events = [e for e in events if e.get("phase") == "lns"]
     assert lns_events and all("budget_left_pct" not in e for e in lns_events)
@@ -59,5 +58,5 @@ def test_makespan_lower_bound() -> None:
     cp = fjsp_problem(text)
     lb = makespan_lower_bound(cp)
     assert lb == 9  # chain of job 1: 5 + 4
-    sol, info = solve_compiled(cp, time_limit_s=2.0)
-    assert info["objective"] == 9 and info["bound"] == 9 and info["proven"]
+    res = solve_compiled(cp, time_limit_s=2.0)
+    assert res.objective == 9 and res.bound == 9 and res.proven

@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from matching import solve
 from matching.domain import MatchProblem, ObjectiveMode, Weights
-from matching.solver import solve
 from matching.validation import check_result
 
 from .builders import HANGZHOU, NINGBO, machine, op, order, problem

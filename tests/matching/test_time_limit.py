@@ -11,9 +11,9 @@ from matching.bound import chain_windows, lp_bound, order_pairs
 from matching.compiled import compile_problem
 from matching.constraints import SlotVars, slot_entries
 from matching.domain import MatchProblem
+from matching.engine.common import trivial_bound
 from matching.greedy import best_greedy
 from matching.objective import evaluate
-from matching.solver import trivial_bound
 
 from .builders import machine, op, order, problem
 
@@ -99,7 +99,8 @@ def test_chained_window_bound_is_valid() -> None:
 
 
 def test_order_lns_valid_and_never_worse() -> None:
-    from matching.solver import components, lns_orders
+    from matching.engine import Search, components
+    from matching.engine.lns import lns_orders
     from matching.validation import check_compiled
 
     cp = compile_problem(chained_market(60, 20, seed=7))
@@ -114,9 +115,7 @@ def test_order_lns_valid_and_never_worse() -> None:
                 comp,
                 0.5,
                 time.monotonic() + 60,
-                0,
-                1,
-                True,
+                Search(seed=0, workers=1, deterministic=True),
             )
             sol.update(part)
         assert check_compiled(cp, sol) == []

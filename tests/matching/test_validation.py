@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
+from matching import solve
 from matching.domain import Assignment, MatchResult, Reason, SolveStatus, Unassigned
-from matching.solver import solve
 from matching.validation import check_result, expected_objective
 
 from .builders import HANGZHOU, machine, op, order, problem
