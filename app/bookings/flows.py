@@ -37,7 +37,6 @@ from app.errors import (
     LifecycleRuleBroken,
     PermissionDenied,
 )
-from app.geo import haversine_km
 from app.machines.availability import PAST_GRACE, offered_spans
 from app.machines.service import get_machine_or_raise, lock_machine
 from app.money import planning
@@ -45,7 +44,8 @@ from app.money.driver import drive_payments
 from app.money.provider import PaymentsClient
 from app.orders import service as orders
 from app.orders import timeline
-from matching.domain import Weights, price_fen, transport_minutes
+from matching import Weights
+from matching.rules import price_fen, transport_minutes_between
 from models import (
     HELD_STATES,
     Booking,
@@ -196,9 +196,7 @@ def _transport_min(session: Session, a: Booking, b: Booking) -> int:
     ma, mb = session.get(Machine, a.machine_id), session.get(Machine, b.machine_id)
     if ma is None or mb is None or ma.id == mb.id:
         return 0
-    if (ma.lat, ma.lon) == (mb.lat, mb.lon):
-        return 0
-    return transport_minutes(haversine_km(ma.lat, ma.lon, mb.lat, mb.lon), Weights())
+    return transport_minutes_between(ma.lat, ma.lon, mb.lat, mb.lon, Weights())
 
 
 def transition_booking(
@@ -302,7 +300,7 @@ def create_lease(
             start_at=start,
             end_at=end,
             org_id=user.org_id,
-            price_fen=price_fen(minutes, machine.hourly_rate_fen),
+            price_fen=price_fen(minutes=minutes, hourly_rate_fen=machine.hourly_rate_fen),
             created_by_user_id=user.id,
         )
     except IntegrityError as exc:

@@ -17,7 +17,7 @@ from app.errors import (
     UnknownMaterial,
     UnknownProcess,
 )
-from app.geo import haversine_km
+from matching.rules import haversine_km
 from models import Cluster, Material, Organization, Process, ProcessMaterial, User
 from models.cluster import ClusterCreate
 from models.taxonomy import ProcessPublic

@@ -25,7 +25,7 @@ from sqlmodel import Session, select
 
 from app.machines.availability import expand_rule
 from app.security import hash_password, new_machine_token
-from matching.domain import price_fen
+from matching.rules import price_fen
 from models import (
     AvailabilityRule,
     AvailabilityWindow,
@@ -480,7 +480,7 @@ def seed_demo(
         bookings.append({
             "machine_id": m.id, "kind": BookingKind.lease.value, "state": BookingState.confirmed.value,
             "start_at": s, "end_at": s + length, "org_id": org.id,
-            "price_fen": price_fen(minutes, m.hourly_rate_fen),
+            "price_fen": price_fen(minutes=minutes, hourly_rate_fen=m.hourly_rate_fen),
             "currency": m.currency, "reason": "", "created_by_user_id": buyer.id,
             "created_at": now, "updated_at": now,
         })  # fmt: skip

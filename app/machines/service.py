@@ -15,8 +15,8 @@ from app.accounts.service import is_admin, operated_cluster_ids
 from app.catalog.service import check_process_materials, get_cluster_or_raise, nearest_cluster_id
 from app.db import begin_write
 from app.errors import Conflict, InvalidInput, MachineNotFound, PermissionDenied
-from app.geo import KM_PER_DEGREE_LAT, haversine_km, km_per_degree_lon
 from app.security import new_machine_token
+from matching.rules import KM_PER_DEGREE_LAT, haversine_km, km_per_degree_lon
 from models import (
     AvailabilityWindow,
     Booking,

@@ -23,7 +23,7 @@ from app.errors import PermissionDenied
 from app.matching_runs.adapter import Horizon, load_machines, operation_spec, order_spec
 from app.orders.service import check_draft
 from matching import Assignment, MatchProblem, ObjectiveMode, Weights, check_result, solve
-from matching.domain import haversine_km, transport_fen, transport_minutes
+from matching.rules import haversine_km, transport_fen, transport_minutes
 from models import Machine, Order, Organization, Role, User, utcnow
 from models.base import CURRENCY
 from models.order import OrderCreate

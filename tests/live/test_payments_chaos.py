@@ -38,7 +38,7 @@ from app.db import begin_write, get_session, make_engine
 from app.main import create_app
 from app.migrations import upgrade
 from app.money import driver, ledger, reconcile
-from matching.domain import price_fen
+from matching.rules import price_fen
 from models import Booking, BookingKind, BookingState, Payment, Role, User, utcnow
 from models.booking import LeaseCreate
 from payments_stub import create_stub_app, serve_in_thread
@@ -235,7 +235,7 @@ def test_money_flows_survive_provider_chaos(
             begin_write(s)  # a service booking as a match run would propose it
             booking = Booking(machine_id=mid, kind=BookingKind.service.value, state=BookingState.proposed.value,
                               start_at=start, end_at=end, org_id=buyer.org_id,
-                              price_fen=price_fen(60 * plan["hours"], plan["rate"]))  # fmt: skip
+                              price_fen=price_fen(minutes=60 * plan["hours"], hourly_rate_fen=plan["rate"]))  # fmt: skip
             s.add(booking)
             s.commit()
             price, bid = booking.price_fen, booking.id
