@@ -124,6 +124,8 @@ def check_result(problem: MatchProblem, result: MatchResult) -> list[Violation]:
                 continue
             if not capable(op, m):
                 bad("capability", f"operation {op.id} cannot run on machine {m.id}")
+            if m.id in op.excluded_machines:
+                bad("excluded", f"operation {op.id} is excluded from machine {m.id}")
             dur = run_minutes(op, m)
             if a.end_min - a.start_min != dur:
                 bad(
