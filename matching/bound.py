@@ -71,14 +71,11 @@ def mip_solve(
 ) -> tuple[int | None, list[int] | None, bool]:
     """The 0-1 slot model solved by SCIP (one thread, no gap tolerance) for up to
     ``time_limit_s``: (lower bound or None, entries chosen by its best solution or None,
-    proven optimal).  When every slot's entries may sit anywhere in it (knapsack-like
-    slots, see :func:`matching.engine.knapsack.slots_exact`) this is the whole problem, and SCIP's cuts and
-    branching often prove the optimum of small GAP-like components faster than CP-SAT.
-    Its path is deterministic (single thread); only the wall-clock limit is not.
-    ``place_all``: the caller knows that every optimum places all ``jobs`` (the model
-    has no unassigned variables then; SCIP is several times faster without them).
-    ``presolve=False`` skips SCIP's presolving, which on small GAPs costs more than it
-    saves (gap8: 0.35-1.0 s to the proof instead of 0.9-1.6 s)."""
+    proven optimal).  For knapsack-like slots
+    (:func:`matching.engine.knapsack.slots_exact`) this is the whole problem.  Its path
+    is deterministic (single thread); only the wall-clock limit is not.  ``place_all``:
+    the caller knows that every optimum places all ``jobs`` (no unassigned variables
+    then); ``presolve=False`` skips SCIP's presolving (``matching/NOTES.md`` §4)."""
     stop_at = time.monotonic() + time_limit_s
     if time_limit_s < 2 * tuning.lp_build_s_per_entry * len(v.entries):
         return None, None, False

@@ -114,8 +114,11 @@ def compile_problem(problem: MatchProblem) -> CompiledProblem:
     """Eligibility, durations, prices, transport and time windows of every operation.
 
     Operations without any feasible option keep a :class:`Reason` (checked in this
-    order: capability, distance, budget, free time).  When one operation of an order
-    has no option, the whole order has none (all-or-nothing).
+    order: capability, distance, budget, free time, exclusion: the reason is the last
+    check that left no machine).  A machine in the operation's ``excluded_machines`` is
+    never an option; when every machine that passes the other checks is excluded, the
+    reason is :attr:`Reason.DECLINED`.  When one operation of an order has no option,
+    the whole order has none (all-or-nothing).
     """
     w = problem.weights
     mode = problem.objective_mode
@@ -130,22 +133,22 @@ def compile_problem(problem: MatchProblem) -> CompiledProblem:
         # minimum duration of each op over capable machines, for release propagation
         min_dur: list[int] = []
         capable_sets: list[list[int]] = []
+        # capable machines an op is not excluded from, for the bounds on the other ops
+        usable_sets: list[list[int]] = []
         for op in order.operations:
-            caps = [
-                mi
-                for mi, m in enumerate(machines)
-                if capable(op, m) and m.id not in op.excluded_machines
-            ]
+            caps = [mi for mi, m in enumerate(machines) if capable(op, m)]
             capable_sets.append(caps)
-            min_dur.append(min((run_minutes(op, machines[mi]) for mi in caps), default=0))
+            usable = [mi for mi in caps if machines[mi].id not in op.excluded_machines]
+            usable_sets.append(usable)
+            min_dur.append(min((run_minutes(op, machines[mi]) for mi in usable), default=0))
         min_price = []
-        for op, caps in zip(order.operations, capable_sets, strict=True):
+        for op, usable in zip(order.operations, usable_sets, strict=True):
             prices = [
                 price_fen(
                     minutes=run_minutes(op, machines[mi]),
                     hourly_rate_fen=machines[mi].rate_fen_per_hour,
                 )
-                for mi in caps
+                for mi in usable
             ]
             min_price.append(min(prices, default=0))
         release = order.release_min
@@ -153,12 +156,7 @@ def compile_problem(problem: MatchProblem) -> CompiledProblem:
             last = k == nops - 1
             opts: list[Option] = []
             reason: tuple[Reason, str] | None = None
-            if not caps and op.excluded_machines and any(capable(op, m) for m in machines):
-                reason = (
-                    Reason.DECLINED,
-                    "every capable machine's owner declined this step or let the proposal lapse",
-                )
-            elif not caps:
+            if not caps:
                 reason = (
                     Reason.NO_ELIGIBLE_MACHINE,
                     f"no machine does {op.process} in {op.material} with this envelope,"
@@ -227,6 +225,15 @@ def compile_problem(problem: MatchProblem) -> CompiledProblem:
                     Reason.NO_FREE_INTERVAL,
                     "no free interval of a capable machine fits between release and due",
                 )
+            if op.excluded_machines:
+                eligible = len(opts)
+                opts = [o for o in opts if machines[o.machine].id not in op.excluded_machines]
+                if eligible and not opts:
+                    reason = (
+                        Reason.DECLINED,
+                        f"{eligible} otherwise eligible machine(s); every one's owner"
+                        " declined or let the proposal lapse",
+                    )
             per_op.append(opts)
             reasons.append(reason)
             release += min_dur[k]

@@ -45,8 +45,8 @@ class Reason(StrEnum):
     TOO_FAR = "too_far"  # capable machines exist, all beyond the buyer's max distance
     OVER_BUDGET = "over_budget"  # capable, near enough, but the price exceeds the budget
     NO_FREE_INTERVAL = "no_free_interval"  # no free interval fits between release and due
+    DECLINED = "declined"  # it would fit, but only on machines it is excluded from
     DISPLACED = "displaced"  # it had feasible options but lost to better-valued work
-    DECLINED = "declined"  # every capable machine's owner declined it or let it lapse
 
 
 class ObjectiveMode(StrEnum):
@@ -88,7 +88,10 @@ class MachineSpec:
 
 @dataclass(frozen=True, slots=True)
 class OperationSpec:
-    """One step of an order.  ``tolerance_mm`` is the required tolerance (0 = n/a)."""
+    """One step of an order.  ``tolerance_mm`` is the required tolerance (0 = n/a).
+
+    ``excluded_machines`` are ids of machines the operation must never be placed on
+    (their owners declined it or let the proposal lapse); they are not eligible."""
 
     id: str
     process: str
@@ -97,7 +100,6 @@ class OperationSpec:
     envelope_mm: Envelope = (0, 0, 0)
     tolerance_mm: float = 0.0
     certifications: frozenset[str] = frozenset()
-    # machines it must never be placed on (their owners declined it or let it lapse)
     excluded_machines: frozenset[str] = frozenset()
 
 

@@ -4,7 +4,7 @@
 ``dataclasses.replace(DEFAULT_TUNING, ...)``) runs the engine with other values, e.g. from
 a benchmark.  Times are seconds; "share" is a component's part of the time limit;
 "dtime" is CP-SAT's deterministic time.  Why each value is what it is, and what was
-measured, is in ``matching/NOTES.md`` (section "Tuning").  Lower floors on time limits
+measured, is in ``matching/NOTES.md`` (section 4).  Lower floors on time limits
 (0.02 / 0.05 / 0.1 s) are guards against zero or negative limits, not tuning, and stay in
 the code.
 """

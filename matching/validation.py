@@ -122,10 +122,10 @@ def check_result(problem: MatchProblem, result: MatchResult) -> list[Violation]:
             if m is None:
                 bad("machine", f"operation {op.id}: unknown machine {a.machine_id}")
                 continue
-            if m.id in op.excluded_machines:
-                bad("refused", f"operation {op.id} is on machine {m.id}, which refused it")
             if not capable(op, m):
                 bad("capability", f"operation {op.id} cannot run on machine {m.id}")
+            if m.id in op.excluded_machines:
+                bad("excluded", f"operation {op.id} is excluded from machine {m.id}")
             dur = run_minutes(op, m)
             if a.end_min - a.start_min != dur:
                 bad(

@@ -61,6 +61,7 @@ def op(
     envelope: tuple[int, int, int] = (100, 100, 100),
     tolerance: float = 0.05,
     certs: frozenset[str] = frozenset(),
+    excluded: frozenset[str] = frozenset(),
 ) -> OperationSpec:
     return OperationSpec(
         id=id,
@@ -70,6 +71,7 @@ def op(
         envelope_mm=envelope,
         tolerance_mm=tolerance,
         certifications=certs,
+        excluded_machines=excluded,
     )
 
 
