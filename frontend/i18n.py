@@ -71,10 +71,3 @@ class Translator:
     def local_input(self, value: dt.datetime | None) -> str:
         """A value for <input type="datetime-local">, in the display time zone."""
         return value.astimezone(self.tz).strftime("%Y-%m-%dT%H:%M") if value else ""
-
-
-def parse_local(value: str, tz: dt.tzinfo) -> dt.datetime:
-    """A form or file time, as UTC: without an offset (a datetime-local value, or
-    "2026-12-01 09:00") it is read in the display time zone; an ISO 8601 offset is kept."""
-    parsed = dt.datetime.fromisoformat(value.strip())
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)).astimezone(dt.UTC)

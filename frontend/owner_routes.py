@@ -26,16 +26,10 @@ from app.machines import availability, telemetry
 from app.machines import service as machines
 from app.machines.service import MachineQuery, MachineSort
 from app.money import queries as money_queries
-from frontend.i18n import parse_local
-from frontend.web import Csrf, SessionDep, T, WebUser, errors_of, parse_yuan, redirect, render
+from frontend import forms
+from frontend.web import Csrf, SessionDep, T, WebUser, redirect, render
 from models import ACTIVE_STATES, Machine, User, utcnow
-from models.machine import (
-    MAX_WINDOW_IMPORT_ROWS,
-    MachineCreate,
-    MachineUpdate,
-    WindowCreate,
-    WindowImportRow,
-)
+from models.machine import MAX_WINDOW_IMPORT_ROWS, MachineCreate, WindowCreate, WindowImportRow
 
 router = APIRouter(include_in_schema=False)
 
@@ -52,37 +46,7 @@ TRUE = {"1", "true", "yes", "y", "on", "是"}
 FALSE = {"", "0", "false", "no", "n", "off", "否"}
 
 
-def _errors(exc: MarketplaceError | ValidationError) -> dict[str, str]:
-    """Field → message; the rate in fen is shown beside the rate in yuan."""
-    return errors_of(exc, {"hourly_rate_fen": "hourly_rate_yuan", "machine_id": "form"})
-
-
-def _yuan_to_fen(t: T, value: str) -> int:
-    return parse_yuan(
-        value,
-        field="hourly_rate_yuan",
-        message=t.gettext("Enter the hourly rate in yuan, e.g. 95.50"),
-    )
-
-
-def _yuan(fen: int) -> str:
-    return f"{fen // 100}.{fen % 100:02d}"
-
-
-def _materials(text: str, sep: str) -> list[str]:
-    return [m.strip() for m in text.split(sep) if m.strip()]
-
-
 # ----------------------------------------------------------------- edit and retire
-
-
-def _edit_values(m: Machine) -> dict[str, Any]:
-    return {
-        "name": m.name, "make_model": m.make_model, "materials": ", ".join(m.materials),
-        "hourly_rate_yuan": _yuan(m.hourly_rate_fen), "min_booking_minutes": m.min_booking_minutes,
-        "envelope_x_mm": m.envelope_x_mm, "envelope_y_mm": m.envelope_y_mm, "envelope_z_mm": m.envelope_z_mm,
-        "tolerance_mm": m.tolerance_mm, "speed_factor": m.speed_factor, "leasable": m.leasable, "status": m.status,
-    }  # fmt: skip
 
 
 def _edit_page(request: Request, t: T, user: User, m: Machine, values: dict[str, Any], errors: dict[str, str],
@@ -102,7 +66,7 @@ def edit_machine_form(
     request: Request, session: SessionDep, user: WebUser, t: T, machine_id: int
 ) -> HTMLResponse:
     m = machines.get_own_machine_or_raise(session=session, user=user, machine_id=machine_id)
-    return _edit_page(request, t, user, m, _edit_values(m), {})
+    return _edit_page(request, t, user, m, forms.machine_values(m), {})
 
 
 @router.post("/owner/machines/{machine_id}/edit", response_class=HTMLResponse, dependencies=[Csrf])
@@ -110,21 +74,9 @@ async def edit_machine(
     request: Request, session: SessionDep, user: WebUser, t: T, machine_id: int
 ) -> Response:
     form = await request.form()
-    values: dict[str, Any] = {k: str(form.get(k) or "") for k in _edit_fields()}
-    values["leasable"] = form.get("leasable") == "on"
-    required = ("hourly_rate_yuan", "min_booking_minutes", "tolerance_mm", "speed_factor")
-    empty = {k: t.gettext("This field is required.") for k in required if not values[k].strip()}
+    values = forms.edit_values(form)
     try:
-        if empty:
-            raise InvalidInput(empty[next(iter(empty))], field=next(iter(empty)))
-        data = MachineUpdate.model_validate({
-            "name": values["name"], "make_model": values["make_model"],
-            "materials": _materials(values["materials"], ","), "hourly_rate_fen": _yuan_to_fen(t, values["hourly_rate_yuan"]),
-            "min_booking_minutes": values["min_booking_minutes"], "tolerance_mm": values["tolerance_mm"],
-            "envelope_x_mm": values["envelope_x_mm"] or 0, "envelope_y_mm": values["envelope_y_mm"] or 0,
-            "envelope_z_mm": values["envelope_z_mm"] or 0, "speed_factor": values["speed_factor"],
-            "leasable": values["leasable"], "status": values["status"],
-        })  # fmt: skip
+        data = forms.machine_update(t, values)
         m = await run_in_threadpool(
             lambda: machines.update_machine(
                 session=session, user=user, machine_id=machine_id, data=data
@@ -134,14 +86,9 @@ async def edit_machine(
         if isinstance(exc, MarketplaceError) and exc.status_code in (403, 404):
             raise
         m = machines.get_own_machine_or_raise(session=session, user=user, machine_id=machine_id)
-        status = exc.status_code if isinstance(exc, MarketplaceError) else 422
-        return _edit_page(request, t, user, m, values, {**empty, **_errors(exc)}, status=status)
+        errors = {**forms.missing_required(t, values), **forms.machine_errors(exc)}
+        return _edit_page(request, t, user, m, values, errors, status=forms.status_of(exc))
     return redirect(f"/owner/machines/{m.id}", request, t.gettext("Machine saved."))
-
-
-def _edit_fields() -> tuple[str, ...]:
-    return ("name", "make_model", "materials", "hourly_rate_yuan", "min_booking_minutes", "envelope_x_mm",
-            "envelope_y_mm", "envelope_z_mm", "tolerance_mm", "speed_factor", "status")  # fmt: skip
 
 
 @router.get("/owner/machines/{machine_id}/retire", response_class=HTMLResponse)
@@ -206,10 +153,10 @@ def _row_data(t: T, row: dict[str, str]) -> MachineCreate:
         raise InvalidInput(t.gettext("Write true or false."), field="leasable")
     return MachineCreate.model_validate({
         "name": (row.get("name") or "").strip(), "make_model": (row.get("make_model") or "").strip(),
-        "process_key": (row.get("process_key") or "").strip(), "materials": _materials(row.get("materials") or "", ";"),
+        "process_key": (row.get("process_key") or "").strip(), "materials": forms.materials(row.get("materials") or "", ";"),
         "envelope_x_mm": row.get("envelope_x_mm") or 0, "envelope_y_mm": row.get("envelope_y_mm") or 0,
         "envelope_z_mm": row.get("envelope_z_mm") or 0, "tolerance_mm": row.get("tolerance_mm") or 0.1,
-        "speed_factor": row.get("speed_factor") or 1, "hourly_rate_fen": _yuan_to_fen(t, row.get("hourly_rate_yuan") or ""),
+        "speed_factor": row.get("speed_factor") or 1, "hourly_rate_fen": forms.rate_fen(t, row.get("hourly_rate_yuan") or ""),
         "min_booking_minutes": row.get("min_booking_minutes") or 60, "leasable": leasable in TRUE,
     })  # fmt: skip
 
@@ -245,7 +192,9 @@ def parse_machines_csv(
                 session=session, process_key=data.process_key, materials=data.materials
             )
         except (MarketplaceError, ValidationError) as exc:
-            errors += [RowError(i, field, message) for field, message in _errors(exc).items()]
+            errors += [
+                RowError(i, field, message) for field, message in forms.machine_errors(exc).items()
+            ]
             continue
         rows.append(data)
     if not rows and not errors:
@@ -310,7 +259,7 @@ def export_machines(session: SessionDep, user: WebUser) -> Response:
     w.writerow(CSV_COLUMNS)
     for m in rows:
         w.writerow([m.name, m.make_model, m.process_key, ";".join(m.materials), m.envelope_x_mm, m.envelope_y_mm,
-                    m.envelope_z_mm, m.tolerance_mm, m.speed_factor, _yuan(m.hourly_rate_fen), m.min_booking_minutes,
+                    m.envelope_z_mm, m.tolerance_mm, m.speed_factor, forms.yuan(m.hourly_rate_fen), m.min_booking_minutes,
                     "true" if m.leasable else "false"])  # fmt: skip
     return Response(buf.getvalue(), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": 'attachment; filename="machines.csv"'})  # fmt: skip
@@ -361,7 +310,7 @@ def parse_windows_csv(t: T, text: str) -> tuple[list[WindowImportRow], list[int]
         times: dict[str, dt.datetime] = {}
         for name in ("start", "end"):
             try:
-                times[name] = parse_local(row.get(name) or "", t.tz)
+                times[name] = forms.parse_local(row.get(name) or "", t.tz)
             except (ValueError, OverflowError):
                 found.append(
                     RowError(i, name, t.gettext("Write a time as 2026-12-01 09:00 (Beijing time)."))
@@ -500,8 +449,7 @@ def _calendar_page(request: Request, session: SessionDep, user: User, t: T, mach
     page = max(page, 1)
     pages = max(1, -(-len(windows) // PAGE))
     if values is None:
-        nine = (first + dt.timedelta(days=1)).replace(hour=9)
-        values = {"start_at": t.local_input(nine), "end_at": t.local_input(nine.replace(hour=17))}
+        values = forms.window_defaults(t, first)
     return render(request, t, "owner_calendar.html", {
         "m": m, "grid": _calendar(t, now, windows, held), "windows": windows[(page - 1) * PAGE : page * PAGE],
         "window_count": len(windows), "page": page, "pages": pages, "bookings": held,
@@ -523,14 +471,8 @@ async def add_window(
     request: Request, session: SessionDep, user: WebUser, t: T, machine_id: int
 ) -> Response:
     form = await request.form()
-    values = {"start_at": str(form.get("start_at") or ""), "end_at": str(form.get("end_at") or "")}
-    errors: dict[str, str] = {}
-    parsed: dict[str, dt.datetime] = {}
-    for name, value in values.items():
-        try:
-            parsed[name] = parse_local(value, t.tz)
-        except ValueError:
-            errors[name] = t.gettext("Enter a date and time.")
+    values = forms.window_values(form)
+    parsed, errors = forms.window_times(t, values)
     if errors:
         return _calendar_page(request, session, user, t, machine_id, 1, values, errors, 422)
     try:
@@ -545,7 +487,7 @@ async def add_window(
             raise
         status = exc.status_code
         return _calendar_page(
-            request, session, user, t, machine_id, 1, values, _errors(exc), status
+            request, session, user, t, machine_id, 1, values, forms.machine_errors(exc), status
         )
     return redirect(f"/owner/machines/{machine_id}/calendar", request, t.gettext("Window offered."))
 

@@ -28,7 +28,7 @@ from app.machines.service import MachineQuery, MachineSort
 from app.matching_runs import service as matching_runs
 from app.orders import attachments, quotes
 from app.orders import service as orders
-from frontend.i18n import parse_local
+from frontend import forms
 from frontend.web import (
     Csrf,
     PaymentsDep,
@@ -36,15 +36,11 @@ from frontend.web import (
     SettingsDep,
     T,
     WebUser,
-    errors_of,
     optional_user,
-    parse_yuan,
     redirect,
     render,
 )
 from models import Role, User, utcnow
-from models.booking import LeaseCreate
-from models.machine import MachineCreate, RuleCreate
 from models.order import OrderCreate
 
 router = APIRouter(include_in_schema=False)
@@ -141,14 +137,7 @@ def _machine_form(
 
 @router.get("/owner/machines/new", response_class=HTMLResponse)
 def new_machine(request: Request, session: SessionDep, user: WebUser, t: T) -> HTMLResponse:
-    values = {
-        "hourly_rate_yuan": "",
-        "min_booking_minutes": 60,
-        "speed_factor": 1.0,
-        "tolerance_mm": 0.02,
-        "materials": "",
-    }
-    return _machine_form(request, session, user, t, values, {})
+    return _machine_form(request, session, user, t, forms.new_machine_values(), {})
 
 
 @router.post("/owner/machines/new", response_class=HTMLResponse, dependencies=[Csrf])
@@ -156,20 +145,10 @@ async def create_machine(request: Request, session: SessionDep, user: WebUser, t
     form = dict((await request.form()).items())
     values: dict[str, Any] = {k: v for k, v in form.items() if k != "csrf_token"}
     try:
-        rate_fen = parse_yuan(values.get("hourly_rate_yuan"), field="hourly_rate_yuan",
-                              message=t.gettext("Enter the hourly rate in yuan, e.g. 95.50"))  # fmt: skip
-        data = MachineCreate.model_validate({
-            "name": values.get("name", ""), "make_model": values.get("make_model", ""),
-            "process_key": values.get("process_key", ""),
-            "materials": [m.strip() for m in str(values.get("materials", "")).split(",") if m.strip()],
-            "envelope_x_mm": values.get("envelope_x_mm") or 0, "envelope_y_mm": values.get("envelope_y_mm") or 0,
-            "envelope_z_mm": values.get("envelope_z_mm") or 0, "tolerance_mm": values.get("tolerance_mm") or 0.1,
-            "speed_factor": values.get("speed_factor") or 1, "hourly_rate_fen": rate_fen,
-            "min_booking_minutes": values.get("min_booking_minutes") or 60, "leasable": values.get("leasable") == "on",
-        })  # fmt: skip
+        data = forms.machine_create(t, values)
         machine, _ = await _run(machines.create_machine, session=session, user=user, data=data)
     except (MarketplaceError, ValidationError) as exc:
-        errors = errors_of(exc, {"hourly_rate_fen": "hourly_rate_yuan"})
+        errors = forms.errors_of(exc, forms.RATE_FIELD)
         return _machine_form(request, session, user, t, values, errors, status=422)
     return redirect(f"/owner/machines/{machine.id}", request, t.gettext("Machine listed."))
 
@@ -221,8 +200,7 @@ def _machine_page(
                                      end=now + dt.timedelta(days=14), limit=500)  # fmt: skip
     gantt = _gantt(t, now, now + dt.timedelta(days=14), windows, held)
     today = now.astimezone(t.tz).date()
-    defaults = {"start_time": "20:00", "end_time": "08:00", "valid_from": today.isoformat(),
-                "valid_until": (today + dt.timedelta(days=27)).isoformat(), "weekdays": [0, 1, 2, 3, 4]}  # fmt: skip
+    defaults = forms.rule_defaults(today)
     return render(request, t, "machine_detail.html", {"m": machine, "windows": windows, "rules": rules, "gantt": gantt,
                   "bookings": held, "rule_values": rule_values or defaults, "errors": errors or {},
                   "ical": _feed_url(request, settings, user, machine)}, user=user, status_code=status_code)  # fmt: skip
@@ -257,20 +235,14 @@ async def add_rule(
 ) -> Response:
     form = await request.form()
     try:
-        data = RuleCreate.model_validate({
-            "weekdays": [int(str(d)) for d in form.getlist("weekdays")], "start_time": form.get("start_time"),
-            "end_time": form.get("end_time"), "valid_from": form.get("valid_from"), "valid_until": form.get("valid_until"),
-        })  # fmt: skip
+        data = forms.rule_create(form)
         _, created = await _run(availability.create_rule, session=session, user=user, machine_id=machine_id, data=data,
                                 timezone=settings.display_timezone, horizon_days=settings.planning_horizon_days)  # fmt: skip
     except (MarketplaceError, ValidationError) as exc:
-        values: dict[str, Any] = {
-            k: form.get(k) for k in ("start_time", "end_time", "valid_from", "valid_until")
-        }
-        values["weekdays"] = [int(str(d)) for d in form.getlist("weekdays") if str(d).isdigit()]
-        status = exc.status_code if isinstance(exc, MarketplaceError) else 422
+        values = forms.rule_values(form)
+        errors = forms.errors_of(exc)
         return _machine_page(
-            request, session, settings, user, t, machine_id, values, errors_of(exc), status
+            request, session, settings, user, t, machine_id, values, errors, forms.status_of(exc)
         )
     return redirect(
         f"/owner/machines/{machine_id}", request, t.gettext("{n} windows offered.", n=created)
@@ -352,12 +324,7 @@ def _order_form(
 
 @router.get("/buyer/orders/new", response_class=HTMLResponse)
 def new_order(request: Request, session: SessionDep, user: WebUser, t: T) -> HTMLResponse:
-    now = utcnow()
-    values = {
-        "release_at": t.local_input(now + dt.timedelta(days=1)),
-        "due_at": t.local_input(now + dt.timedelta(days=7)),
-    }
-    return _order_form(request, session, user, t, values, {})
+    return _order_form(request, session, user, t, forms.new_order_values(t, utcnow()), {})
 
 
 @router.post("/buyer/orders/new", response_class=HTMLResponse, dependencies=[Csrf])
@@ -365,26 +332,11 @@ async def create_order(
     request: Request, session: SessionDep, settings: SettingsDep, user: WebUser, t: T
 ) -> Response:
     form = await request.form()
-    values: dict[str, Any] = {
-        k: form.get(k) for k in form.keys() if k not in ("csrf_token", "attachment")
-    }
+    values = forms.order_values(form)
     upload = form.get("attachment")
     has_file = isinstance(upload, StarletteUploadFile) and bool(upload.filename)
     try:
-        ops = []
-        for i in range(3):
-            process = str(form.get(f"op{i}_process") or "")
-            if not process:
-                continue
-            ops.append({"process_key": process, "material_key": form.get(f"op{i}_material") or "",
-                        "quantity": form.get(f"op{i}_quantity") or 1, "std_duration_min": form.get(f"op{i}_minutes") or 0})  # fmt: skip
-        budget = str(form.get("budget_yuan") or "").strip()
-        data = OrderCreate.model_validate({
-            "title": form.get("title") or "", "release_at": parse_local(str(form.get("release_at")), t.tz),
-            "due_at": parse_local(str(form.get("due_at")), t.tz), "operations": ops,
-            "budget_fen": parse_yuan(budget, field="budget_yuan", message=t.gettext("Enter the budget in yuan, e.g. 5000"))
-            if budget else None,
-        })  # fmt: skip
+        data = forms.order_create(t, form)
         if has_file:  # refuse a bad file before anything is written
             assert isinstance(upload, StarletteUploadFile)
             attachments.check_upload(settings=settings, filename=upload.filename or "",
@@ -397,31 +349,9 @@ async def create_order(
             assert isinstance(upload, StarletteUploadFile)
             await _run(attachments.upload_attachment, session=session, settings=settings, user=user, order_id=order.id,
                        filename=upload.filename or "", content_type=upload.content_type or "", stream=upload.file)  # fmt: skip
-    except ValueError as exc:
-        if isinstance(exc, ValidationError):
-            return _order_form(request, session, user, t, values, errors_of(exc), status=422)
-        return _order_form(
-            request,
-            session,
-            user,
-            t,
-            values,
-            {"form": t.gettext("Check the dates and amounts.")},
-            status=422,
-        )
-    except MarketplaceError as exc:  # nothing was committed: the request's session rolls back
-        errors = errors_of(exc)
-        if "file" in errors:
-            errors["attachment"] = errors.pop("file")
-        return _order_form(
-            request,
-            session,
-            user,
-            t,
-            values,
-            errors,
-            status=exc.status_code if exc.status_code != 400 else 422,
-        )
+    except (ValueError, MarketplaceError) as exc:  # nothing was committed: the session rolls back
+        errors, status = forms.order_errors(t, exc)
+        return _order_form(request, session, user, t, values, errors, status=status)
     return redirect(f"/buyer/orders/{order.id}/quote")
 
 
@@ -581,25 +511,16 @@ async def lease(
     machine_id: int,
 ) -> Response:
     form = await request.form()
-    values = {"start_at": form.get("start_at"), "end_at": form.get("end_at")}
+    values = forms.lease_values(form)
     try:
-        data = LeaseCreate(
-            machine_id=machine_id,
-            start_at=parse_local(str(values["start_at"]), t.tz),
-            end_at=parse_local(str(values["end_at"]), t.tz),
-        )
+        data = forms.lease_create(t, machine_id, values)
         booking = await _run(
             booking_flows.create_lease, session=session, user=user, data=data, payments=payments
         )
     except (MarketplaceError, ValueError) as exc:
-        errors = (
-            errors_of(exc)
-            if isinstance(exc, MarketplaceError | ValidationError)
-            else {"start_at": t.gettext("Check the dates and amounts.")}
-        )
-        status = exc.status_code if isinstance(exc, MarketplaceError) else 422
+        errors = forms.lease_errors(t, exc)
         return render(request, t, "lease.html", {**_lease_context(session, user, t, machine_id), "errors": errors, "values": values},
-                      user=user, status_code=status)  # fmt: skip
+                      user=user, status_code=forms.status_of(exc))  # fmt: skip
     return redirect(
         "/buyer/leases", request, t.gettext("Leased: {price}", price=t.money(booking.price_fen))
     )
