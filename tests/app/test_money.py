@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from typing import Any
 
 import pytest
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from app.bookings import delivery as booking_delivery
 from app.bookings import flows as booking_flows
@@ -14,7 +15,7 @@ from app.errors import InvalidTransition, PermissionDenied
 from app.money import driver, ledger, reconcile
 from app.money.provider import PaymentsClient
 from app.orders import flows as order_flows
-from models import Booking, LedgerEntry, Payment, Role, utcnow
+from models import Booking, LedgerEntry, Payment, Role, User, utcnow
 from models.booking import LeaseCreate
 from tests.factories import hours_from_now, make_user
 from tests.money_fixtures import Market, make_service_booking, market, money_stub_url, provider  # noqa: F401
@@ -29,12 +30,14 @@ def balances(session: Session) -> dict[str, int]:
 def payments_of(session: Session, booking: Booking) -> list[Payment]:
     return list(
         session.exec(
-            select(Payment).where(Payment.booking_id == booking.id).order_by(Payment.id)
+            select(Payment).where(Payment.booking_id == booking.id).order_by(col(Payment.id))
         ).all()
-    )  # type: ignore[arg-type]
+    )
 
 
-def run(session: Session, user, booking: Booking, action: str, provider: PaymentsClient) -> Booking:  # type: ignore[no-untyped-def]
+def run(
+    session: Session, user: User, booking: Booking, action: str, provider: PaymentsClient | None
+) -> Booking:
     assert booking.id is not None
     return booking_flows.transition_booking(
         session=session, user=user, booking_id=booking.id, action=action, payments=provider
@@ -72,16 +75,18 @@ class TestServiceFlow:
         self, session: Session, market: Market, provider: PaymentsClient
     ) -> None:
         booking = make_service_booking(session, market, price_fen=100_000)
+        assert booking.id is not None
         run(session, market.owner, booking, "accept", provider)
         [hold] = payments_of(session, booking)
         assert (hold.kind, hold.status, hold.amount_fen) == ("authorize", "succeeded", 100_000)
-        assert provider.get_payment_intent(hold.provider_intent_id).status == "requires_capture"  # type: ignore[arg-type]
+        assert hold.provider_intent_id is not None
+        assert provider.get_payment_intent(hold.provider_intent_id).status == "requires_capture"
         assert balances(session) == {}  # a hold moves no money
         run(session, market.owner, booking, "start", provider)
         run(session, market.owner, booking, "complete", provider)
         result = booking_delivery.accept_delivery(
             session=session, user=market.buyer, booking_id=booking.id, payments=provider
-        )  # type: ignore[arg-type]
+        )
         assert result.money_status == "captured" and result.captured_fen == 100_000
         b = balances(session)
         assert b[ledger.buyer_account(market.buyer.org_id)] == -100_000
@@ -97,23 +102,25 @@ class TestServiceFlow:
         self, session: Session, market: Market, provider: PaymentsClient
     ) -> None:
         booking = make_service_booking(session, market)
+        assert booking.id is not None
         deliver(session, market, booking, provider)
         with pytest.raises(PermissionDenied):
             booking_delivery.accept_delivery(
                 session=session, user=market.owner, booking_id=booking.id, payments=provider
-            )  # type: ignore[arg-type]
+            )
         booking_delivery.accept_delivery(
             session=session, user=market.buyer, booking_id=booking.id, payments=provider
-        )  # type: ignore[arg-type]
+        )
         with pytest.raises(InvalidTransition):
             booking_delivery.accept_delivery(
                 session=session, user=market.buyer, booking_id=booking.id, payments=provider
-            )  # type: ignore[arg-type]
+            )
 
     def test_claim_window_release(
         self, session: Session, market: Market, provider: PaymentsClient
     ) -> None:
         booking = make_service_booking(session, market)
+        assert booking.id is not None
         deliver(session, market, booking, provider)
         assert (
             booking_delivery.release_due_captures(session=session, payments=provider) == 0
@@ -128,7 +135,7 @@ class TestServiceFlow:
                 session=session, user=market.buyer, booking_id=booking.id
             ).money_status
             == "captured"
-        )  # type: ignore[arg-type]
+        )
         assert (
             booking_delivery.release_due_captures(session=session, now=later, payments=provider)
             == 0
@@ -138,10 +145,11 @@ class TestServiceFlow:
         self, session: Session, market: Market, provider: PaymentsClient
     ) -> None:
         booking = make_service_booking(session, market, price_fen=100_000)
+        assert booking.id is not None
         deliver(session, market, booking, provider)
         view = booking_delivery.open_dispute(
             session=session, user=market.buyer, booking_id=booking.id, note="bad finish"
-        )  # type: ignore[arg-type]
+        )
         assert view.money_status == "disputed"
         later = utcnow() + dt.timedelta(days=30)
         assert (
@@ -151,7 +159,7 @@ class TestServiceFlow:
         admin = make_user(session, roles=(Role.admin,))
         view = booking_delivery.resolve_dispute(
             session=session, user=admin, booking_id=booking.id, refund_fen=30_000, payments=provider
-        )  # type: ignore[arg-type]
+        )
         assert view.captured_fen == 70_000
         b = balances(session)
         assert b[ledger.buyer_account(market.buyer.org_id)] == -70_000
@@ -163,10 +171,11 @@ class TestServiceFlow:
         self, session: Session, market: Market, provider: PaymentsClient
     ) -> None:
         booking = make_service_booking(session, market)
+        assert booking.id is not None
         deliver(session, market, booking, provider)
         booking_delivery.open_dispute(
             session=session, user=market.buyer, booking_id=booking.id, note="never arrived"
-        )  # type: ignore[arg-type]
+        )
         admin = make_user(session, roles=(Role.admin,))
         view = booking_delivery.resolve_dispute(
             session=session,
@@ -174,7 +183,7 @@ class TestServiceFlow:
             booking_id=booking.id,
             refund_fen=booking.price_fen,
             payments=provider,
-        )  # type: ignore[arg-type]
+        )
         assert view.money_status == "voided"
         assert balances(session) == {}
 
@@ -182,9 +191,10 @@ class TestServiceFlow:
         self, session: Session, market: Market, provider: PaymentsClient
     ) -> None:
         booking = make_service_booking(session, market)
+        assert booking.id is not None
         deliver(session, market, booking, provider)
         with pytest.raises(InvalidTransition):
-            booking_delivery.open_dispute(session=session, user=market.buyer, booking_id=booking.id, note="late",  # type: ignore[arg-type]
+            booking_delivery.open_dispute(session=session, user=market.buyer, booking_id=booking.id, note="late",
                                now=utcnow() + dt.timedelta(days=8))  # fmt: skip
 
     def test_free_cancellation_voids(
@@ -212,19 +222,21 @@ class TestServiceFlow:
         self, session: Session, market: Market, provider: PaymentsClient
     ) -> None:
         booking = make_service_booking(session, market)
-        run(session, market.owner, booking, "accept", None)  # type: ignore[arg-type]
+        assert booking.id is not None
+        run(session, market.owner, booking, "accept", None)
         [hold] = payments_of(session, booking)
+        assert hold.id is not None
         hold.payment_method = "pm_card_declined"
         session.add(hold)
         session.commit()
         assert (
             driver.drive_payment(session=session, payments=provider, payment_id=hold.id) == "failed"
-        )  # type: ignore[arg-type]
+        )
         session.refresh(hold)
         assert hold.failure_code == "generic_decline"
         view = booking_delivery.booking_money(
             session=session, user=market.buyer, booking_id=booking.id
-        )  # type: ignore[arg-type]
+        )
         assert view.money_status == "payment_failed"
 
 
@@ -237,9 +249,10 @@ class TestLeaseFlow:
         start_h: float,
         hours: float,
     ) -> Booking:
+        assert market.machine.id is not None
         return booking_flows.create_lease(
             session=session, user=market.buyer, payments=provider,
-            data=LeaseCreate(machine_id=market.machine.id, start_at=hours_from_now(start_h),  # type: ignore[arg-type]
+            data=LeaseCreate(machine_id=market.machine.id, start_at=hours_from_now(start_h),
                              end_at=hours_from_now(start_h + hours)),
         )  # fmt: skip
 
@@ -291,11 +304,12 @@ class TestCrashSafety:
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         booking = make_service_booking(session, market, price_fen=50_000)
+        assert booking.id is not None
         deliver(session, market, booking, provider)
         real = driver.record_outcome
         crashed: list[int] = []
 
-        def crash_once(**kwargs):  # type: ignore[no-untyped-def]
+        def crash_once(**kwargs: Any) -> bool:
             if not crashed:
                 crashed.append(kwargs["payment_id"])
                 raise RuntimeError("process died before the commit")
@@ -305,7 +319,7 @@ class TestCrashSafety:
         with pytest.raises(RuntimeError):
             booking_delivery.accept_delivery(
                 session=session, user=market.buyer, booking_id=booking.id, payments=provider
-            )  # type: ignore[arg-type]
+            )
         monkeypatch.setattr(driver, "record_outcome", real)
         capture = session.get(Payment, crashed[0])
         assert capture is not None and capture.status == "pending" and capture.kind == "capture"
@@ -313,7 +327,9 @@ class TestCrashSafety:
         assert report.ok, report.differences
         session.refresh(capture)
         assert capture.status == "succeeded"  # from the replayed event log or the key lookup
-        intent = provider.get_payment_intent(payments_of(session, booking)[0].provider_intent_id)  # type: ignore[arg-type]
+        intent_id = payments_of(session, booking)[0].provider_intent_id
+        assert intent_id is not None
+        intent = provider.get_payment_intent(intent_id)
         assert intent.amount_received_fen == 50_000  # captured once
         assert balances(session)[ledger.paid_out_account(market.owner.org_id)] == 47_500
 
@@ -343,6 +359,7 @@ class TestOrderCancellation:
                       due_at=hours_from_now(200), status="matched")  # fmt: skip
         session.add(order)
         session.flush()
+        assert order.id is not None
         booking = make_service_booking(session, market, start_h=72)
         booking.order_id = order.id
         session.add(booking)
@@ -350,15 +367,15 @@ class TestOrderCancellation:
         run(session, market.owner, booking, "accept", provider)
         order_flows.cancel_order(
             session=session, user=market.buyer, order_id=order.id, payments=provider
-        )  # type: ignore[arg-type]
+        )
         assert [(p.kind, p.status) for p in payments_of(session, booking)] == [
             ("authorize", "succeeded"),
             ("void", "succeeded"),
         ]
-        view = booking_delivery.order_money(session=session, user=market.buyer, order_id=order.id)  # type: ignore[arg-type]
+        view = booking_delivery.order_money(session=session, user=market.buyer, order_id=order.id)
         assert [v.money_status for v in view] == ["voided"]
         stranger = make_user(session, roles=(Role.buyer,))
         from app.errors import OrderNotFound
 
         with pytest.raises(OrderNotFound):
-            booking_delivery.order_money(session=session, user=stranger, order_id=order.id)  # type: ignore[arg-type]
+            booking_delivery.order_money(session=session, user=stranger, order_id=order.id)
