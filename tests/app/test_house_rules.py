@@ -33,8 +33,8 @@ def _assigned_attributes(tree: ast.Module) -> list[tuple[ast.Attribute, ast.expr
     out: list[tuple[ast.Attribute, ast.expr | None]] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Assign):
-            targets = [t for t in node.targets for t in ast.walk(t)]
-            out += [(t, node.value) for t in targets if isinstance(t, ast.Attribute)]
+            found = [n for target in node.targets for n in ast.walk(target)]
+            out += [(n, node.value) for n in found if isinstance(n, ast.Attribute)]
         elif isinstance(node, ast.AugAssign | ast.AnnAssign) and isinstance(
             node.target, ast.Attribute
         ):

@@ -229,6 +229,7 @@ class TestStartAndComplete:
         assert far is not None
         other = make_machine(session, owner=market.owner, cluster_id=market.cluster.id,
                              lat=far.lat + 0.5, lon=far.lon)  # ~55 km north  # fmt: skip
+        assert other.id is not None
         step2.machine_id = other.id  # assert on the rule, not on where the matcher put it
         session.add(step2)
         session.flush()

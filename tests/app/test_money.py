@@ -15,7 +15,7 @@ from app.errors import InvalidTransition, PermissionDenied
 from app.money import driver, ledger, reconcile
 from app.money.provider import PaymentsClient
 from app.orders import flows as order_flows
-from models import Booking, LedgerEntry, Payment, Role, User, utcnow
+from models import Booking, LedgerEntry, OrderStatus, Payment, Role, User, utcnow
 from models.booking import LeaseCreate
 from tests.factories import hours_from_now, make_user
 from tests.money_fixtures import Market, make_service_booking, market, money_stub_url, provider  # noqa: F401
@@ -356,7 +356,7 @@ class TestOrderCancellation:
         from models import Order
 
         order = Order(title="brackets", buyer_org_id=market.buyer.org_id, release_at=hours_from_now(1),
-                      due_at=hours_from_now(200), status="matched")  # fmt: skip
+                      due_at=hours_from_now(200), status=OrderStatus.matched)  # fmt: skip
         session.add(order)
         session.flush()
         assert order.id is not None
