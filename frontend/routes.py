@@ -1,6 +1,10 @@
 """HTML pages (include_in_schema=False). Each page calls the same app services
 as the API; form posts redirect (post-redirect-get) or re-render with the error
-beside its field."""
+beside its field.
+
+Why over 600 lines: it still holds the pages of every role (the owner's edit pages are
+in owner_routes.py); the split into frontend/pages/, one module per role and area, is
+the next step of the web UI work. Form parsing already lives in forms.py."""
 
 from __future__ import annotations
 
