@@ -41,7 +41,16 @@ class Settings(BaseSettings):
     # web process unless turned off here and run by `capshare worker` instead. Never
     # in the "test" environment.
     jobs_in_process: bool = True
-    jobs_interval_s: float = Field(default=60.0, gt=0)
+    # What runs deferred tasks (app/tasks.py): "auto" is procrastinate on PostgreSQL and
+    # in-process threads on SQLite; "manual" leaves them to the caller (tests).
+    task_runner: Literal["auto", "procrastinate", "threads", "manual"] = "auto"
+    task_threads: int = Field(default=2, ge=1, le=32)  # per queue, threads runner
+    worker_concurrency: int = Field(default=2, ge=1, le=32)  # jobs at once per worker
+    worker_queue_connections: int = Field(default=3, ge=1, le=50)  # a worker's queue pool
+    worker_heartbeat_s: float = Field(default=10.0, gt=0, le=300)  # worker liveness in the queue
+    worker_stalled_s: float = Field(default=60.0, gt=0)  # a silent worker is dead after this
+    # a running match run with no heartbeat for this long is failed (its worker died)
+    match_run_stale_s: int = Field(default=120, ge=10, le=3600)
     platform_fee_bps: int = Field(default=500, ge=0, le=10_000)  # 5 % of each price
     claim_window_days: int = Field(default=7, ge=0)  # buyer may dispute a delivery this long
     free_cancel_hours: int = Field(default=24, ge=0)  # free cancellation until this before start

@@ -1,96 +1,112 @@
-"""Periodic work: expire unanswered proposals, capture deliveries whose claim window
-has passed, and drive payments still pending at the provider.
+"""Every task capshare runs, and the worker that runs them.
 
-It runs in-process beside the web app (a daemon thread started by the app's
-lifespan; the default with SQLite) or as its own process, `capshare worker`, on as
-many hosts as wanted: on PostgreSQL a transaction-level advisory lock lets one
-runner at a time do a round, so replicas never do the same work twice.
+Importing this module registers all tasks with :mod:`app.tasks` (the composition root and
+``capshare worker`` do). Commands defer two of them in their transactions:
+``payments.drive`` (a booking's pending payments, deferred where a payment row is planned)
+and ``match_runs.execute`` (:mod:`app.matching_runs.service`). The rest are periodic:
+proposal expiry, claim-window captures, pending payments left behind, the match-run sweep,
+the daily reconciliation and, with procrastinate, the recovery of stalled jobs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field
 
-from sqlalchemy import Engine, text
+from procrastinate.jobs import Status
 from sqlmodel import Session
 
+from app import tasks
 from app.bookings.delivery import release_due_captures
-from app.config import Settings
+from app.config import Settings, get_settings
+from app.matching_runs import service as match_runs
 from app.matching_runs.expiry import expire_proposals
 from app.money.driver import drive_payments
+from app.money.planning import DRIVE_TASK
 from app.money.provider import get_payments_client
+from app.money.reconcile import reconcile_payments
 from models import utcnow
 
 log = logging.getLogger("capshare.jobs")
-LOCK_KEY = 0x63617073  # "caps"
 
 
-@dataclass
-class Round:
-    expired: int = 0
-    captured: int = 0
-    payments: dict[str, int] = field(default_factory=dict)
-    skipped: bool = False  # another runner holds the lock
+@tasks.task(DRIVE_TASK, queue="payments", retries=5)
+def drive_booking_payments(session: Session, booking_id: int) -> None:
+    payments = get_payments_client(get_settings())
+    if payments is not None:
+        drive_payments(session=session, payments=payments, booking_id=booking_id)
 
 
-def run_round(*, engine: Engine, settings: Settings) -> Round:
-    """One round of every periodic job, each in its own transaction."""
-    result = Round()
-    with engine.connect() as lock_conn:
-        if engine.dialect.name == "postgresql":
-            got = lock_conn.execute(
-                text("SELECT pg_try_advisory_lock(:k)"), {"k": LOCK_KEY}
-            ).scalar()
-            if not got:
-                result.skipped = True
-                return result
-        try:
-            payments = get_payments_client(settings)
-            now = utcnow()
-            with Session(engine) as session:
-                result.expired = expire_proposals(session=session, now=now, settings=settings)
-            with Session(engine) as session:
-                result.captured = release_due_captures(session=session, now=now, payments=payments)
-            if payments is not None:
-                with Session(engine) as session:
-                    result.payments = drive_payments(session=session, payments=payments)
-        finally:
-            if engine.dialect.name == "postgresql":
-                lock_conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": LOCK_KEY})
-                lock_conn.commit()
-    return result
+@tasks.periodic("proposals.expire", every_s=60, cron="* * * * *")
+def expire_task(session: Session) -> None:
+    expire_proposals(session=session)
 
 
-class Worker:
-    """Runs :func:`run_round` every ``interval_s`` seconds until stopped."""
+@tasks.periodic("deliveries.release", every_s=60, cron="* * * * *")
+def release_task(session: Session) -> None:
+    # the captures it plans defer their own payments.drive
+    release_due_captures(session=session, payments=None)
 
-    def __init__(
-        self, *, engine: Engine, settings: Settings, interval_s: float,
-        on_round: Callable[[Round], None] | None = None,
-    ) -> None:  # fmt: skip
-        self.engine, self.settings, self.interval_s = engine, settings, interval_s
-        self.on_round = on_round
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def run_forever(self) -> None:
-        while not self._stop.is_set():
-            try:
-                result = run_round(engine=self.engine, settings=self.settings)
-                if self.on_round is not None:
-                    self.on_round(result)
-            except Exception:  # a failed round is logged; the next one retries
-                log.exception("periodic jobs failed")
-            self._stop.wait(self.interval_s)
+@tasks.periodic("payments.drive_pending", every_s=60, cron="* * * * *", queue="payments")
+def drive_pending_task(session: Session) -> None:
+    """Payments a failed drive left pending (provider down, a key still in use)."""
+    payments = get_payments_client(get_settings())
+    if payments is not None:
+        drive_payments(session=session, payments=payments)
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self.run_forever, name="capshare-jobs", daemon=True)
-        self._thread.start()
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
+@tasks.periodic("payments.reconcile", every_s=24 * 3600, cron="30 3 * * *", queue="payments")
+def reconcile_task(session: Session) -> None:
+    payments = get_payments_client(get_settings())
+    if payments is not None:
+        report = reconcile_payments(session=session, payments=payments)
+        log.info("reconciliation: %d difference(s), %d open", len(report.differences),
+                 len(report.unrepaired))  # fmt: skip
+
+
+@tasks.periodic("jobs.recover_stalled", every_s=60, cron="* * * * *")
+def recover_stalled_task(session: Session) -> None:
+    if tasks.runner() == "procrastinate":
+        recover_stalled_jobs(session)
+
+
+def recover_stalled_jobs(session: Session, *, seconds: float | None = None) -> list[int]:
+    """Jobs whose worker stopped heartbeating: a match run's job is failed and its run
+    marked failed with the reason (a solve is not worth repeating blindly); every other
+    job is retried on a live worker (tasks are safe to run twice). Returns the job ids."""
+    app = tasks.worker_app()
+    seconds = seconds if seconds is not None else get_settings().worker_stalled_s
+
+    async def recover() -> list[int]:
+        async with app.open_async():
+            manager = app.job_manager
+            stalled = list(await manager.get_stalled_jobs(seconds_since_heartbeat=seconds))
+            for job in stalled:
+                assert job.id is not None
+                if job.task_name == match_runs.EXECUTE_TASK:
+                    await manager.finish_job_by_id_async(
+                        job_id=job.id, status=Status.FAILED, delete_job=False
+                    )
+                    run_id = job.task_kwargs.get("run_id")
+                    if isinstance(run_id, int):
+                        match_runs.fail_run_of_lost_job(session, run_id=run_id)
+                else:
+                    await manager.retry_job_by_id_async(job_id=job.id, retry_at=utcnow())
+                log.warning("job %s (%s) of a dead worker recovered", job.id, job.task_name)
+            return [job.id for job in stalled if job.id is not None]
+
+    return asyncio.run(recover())
+
+
+def run_worker(settings: Settings | None = None) -> None:
+    """``capshare worker``: procrastinate's worker on PostgreSQL; on SQLite the in-process
+    scheduler of the periodic tasks (deferred tasks run in the process that deferred them)."""
+    settings = settings or get_settings()
+    if tasks.runner(settings) != "procrastinate":
+        scheduler = tasks.Scheduler()
+        log.info("worker: in-process periodic tasks (%s)", settings.database_url.split(":")[0])
+        scheduler.run_forever()
+        return
+    app = tasks.worker_app(settings)
+    app.run_worker(concurrency=settings.worker_concurrency, wait=True, install_signal_handlers=True)

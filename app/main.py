@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DataError, IntegrityError
 
+import app.jobs  # noqa: F401  (registers every task with app.tasks)
 from app.errors import MarketplaceError, RowsRejected, field_name
 
 log = logging.getLogger("capshare")
@@ -40,20 +41,23 @@ def create_app() -> FastAPI:
 
 @asynccontextmanager
 async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    from app import tasks
     from app.config import get_settings
-    from app.db import get_engine
-    from app.jobs import Worker
 
     settings = get_settings()
-    worker = None
-    if settings.jobs_in_process and settings.environment != "test":
-        worker = Worker(engine=get_engine(), settings=settings, interval_s=settings.jobs_interval_s)
-        worker.start()
+    scheduler = None
+    # procrastinate's workers run the periodic tasks; the in-process runner runs them here
+    in_process = tasks.runner(settings) == "threads"
+    if in_process and settings.jobs_in_process and settings.environment != "test":
+        scheduler = tasks.Scheduler()
+        scheduler.start()
     try:
         yield
     finally:
-        if worker is not None:
-            worker.stop()
+        if scheduler is not None:
+            scheduler.stop()
+        if in_process:
+            tasks.shutdown_threads(wait=False)
 
 
 def _body(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from enum import StrEnum
 
-from sqlalchemy import BigInteger
+from sqlalchemy import BigInteger, Index
 from sqlmodel import Field, SQLModel
 
 from models.base import StrEnumType, UTCDateTime, utcnow
@@ -15,9 +15,14 @@ MAX_TIME_LIMIT_S = 120.0
 
 
 class MatchRunStatus(StrEnum):
+    queued = "queued"
     running = "running"
     succeeded = "succeeded"
     failed = "failed"
+    cancelled = "cancelled"
+
+
+ACTIVE_RUN_STATES = (MatchRunStatus.queued, MatchRunStatus.running)
 
 
 class MatchScope(StrEnum):
@@ -27,6 +32,7 @@ class MatchScope(StrEnum):
 
 class MatchRun(SQLModel, table=True):
     __tablename__ = "match_run"
+    __table_args__ = (Index("uq_match_run_active_scope", "active_scope", unique=True),)
 
     id: int | None = Field(default=None, primary_key=True)
     scope: str = Field(max_length=10)
@@ -54,6 +60,13 @@ class MatchRun(SQLModel, table=True):
     time_limit_s: float
     error: str = Field(default="", max_length=2000)
     triggered_by_user_id: int | None = Field(default=None, foreign_key="user.id")
+    queued_at: dt.datetime | None = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # "market" or "cluster:<id>" while queued or running, None after (unique: one at a time)
+    active_scope: str | None = Field(default=None, max_length=20)
+    phase: str = Field(default="", max_length=40)  # the solver's phase while running
+    progress_seconds: float | None = None  # seconds into the solve at the last progress
+    heartbeat_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    cancel_requested: bool = False
 
 
 class MatchRunUnmatched(SQLModel, table=True):
@@ -101,6 +114,11 @@ class MatchRunPublic(SQLModel):
     time_limit_s: float
     error: str
     triggered_by_user_id: int | None
+    queued_at: dt.datetime | None
+    phase: str
+    progress_seconds: float | None
+    heartbeat_at: dt.datetime | None
+    cancel_requested: bool
 
 
 class MatchRunUnmatchedPublic(SQLModel):

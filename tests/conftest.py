@@ -19,6 +19,7 @@ from pydantic import SecretStr
 from sqlalchemy import Engine, text
 from sqlmodel import Session
 
+from app import tasks
 from app.config import Settings, get_settings
 from app.db import get_session, make_engine
 from app.main import create_app
@@ -29,6 +30,10 @@ TEST_SECRET = "test-secret-key-not-for-production-0123456789"
 # Apps built by tests (and servers they start) run no periodic jobs of their own:
 # tests drive app.jobs explicitly.
 os.environ.setdefault("CAPSHARE_JOBS_IN_PROCESS", "false")
+# Deferred tasks wait for the test to run them (``run_tasks``): side effects happen when the
+# test says, in the test's own session. Servers that tests start choose their own runner.
+os.environ.setdefault("CAPSHARE_TASK_RUNNER", "manual")
+os.environ.setdefault("CAPSHARE_PAYMENTS_INLINE", "false")  # payments.drive: a test's own client
 
 
 def test_database_url(tmp_root: Path) -> str:
@@ -76,9 +81,24 @@ def settings(tmp_path: Path, db_url: str) -> Settings:
         payments_api_key=SecretStr("sk_test_suite"),
         payments_webhook_secret=SecretStr("whsec_suite"),
         payments_inline=False,  # payments stay pending unless a test drives them
+        task_runner="manual",
         attachment_dir=tmp_path / "attachments",
         attachment_max_bytes=64 * 1024,
     )
+
+
+@pytest.fixture(autouse=True)
+def _no_tasks_left_over() -> Iterator[None]:
+    tasks.ready.clear()
+    yield
+    tasks.ready.clear()
+
+
+@pytest.fixture
+def run_tasks(session: Session) -> Callable[[], int]:
+    """``run_tasks()`` runs the tasks the test's commands deferred (and those they defer),
+    in the test's session; returns how many ran."""
+    return lambda: tasks.run_ready(session)
 
 
 @pytest.fixture

@@ -23,25 +23,41 @@ def _detail(run: MatchRunPublic, unmatched: list[MatchRunUnmatchedPublic]) -> Ma
 @router.post(
     "/match-runs",
     response_model=MatchRunDetail,
-    status_code=201,
-    responses={**FORBIDDEN, 404: {"description": "no such cluster"}},
+    status_code=202,
+    responses={
+        **FORBIDDEN,
+        404: {"description": "no such cluster"},
+        409: {"description": "a run of this scope is already queued or running (named)"},
+    },
 )
 def create_match_run(
     session: SessionDep, settings: SettingsDep, user: CurrentUser, data: MatchRunCreate
 ) -> MatchRunDetail:
-    """Run the matcher over a cluster (operators, admins) or the whole market
-    (cluster_id null: admins). Runs in the threadpool for up to time_limit_s. The
-    run is returned whether it succeeded or failed (see status and error)."""
-    run = matching_runs.run_matching(
+    """Queue a run of the matcher over a cluster (operators, admins) or the whole market
+    (cluster_id null: admins). Answers at once with the run ``queued``; poll
+    ``GET /match-runs/{id}`` for its progress (phase, objective, bound, seconds) and
+    outcome: queued → running → succeeded | failed | cancelled."""
+    run = matching_runs.request_run(
         session=session, user=user, cluster_id=data.cluster_id, time_limit_s=data.time_limit_s,
         settings=settings,
     )  # fmt: skip
-    assert run.id is not None
-    unmatched = matching_runs.list_unmatched(session=session, run_id=run.id)
-    return _detail(
-        MatchRunPublic.model_validate(run),
-        [MatchRunUnmatchedPublic.model_validate(u) for u in unmatched],
-    )
+    return _detail(MatchRunPublic.model_validate(run), [])
+
+
+@router.post(
+    "/match-runs/{run_id}/cancel",
+    response_model=MatchRunPublic,
+    responses={
+        **FORBIDDEN,
+        404: {"description": "no such run, or not visible"},
+        409: {"description": "the run has finished"},
+    },
+)
+def cancel_match_run(session: SessionDep, user: CurrentUser, run_id: Id) -> MatchRunPublic:
+    """Cancel a queued run at once; a running one stops at its next phase (at the latest
+    when its solve ends) and writes nothing (``cancel_requested`` until then)."""
+    run = matching_runs.cancel_run(session=session, user=user, run_id=run_id)
+    return MatchRunPublic.model_validate(run)
 
 
 @router.get("/match-runs", response_model=Page[MatchRunPublic], responses=FORBIDDEN)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import app.jobs  # noqa: F401  (registers every task with app.tasks)
 from app.cli import db, match, payments, serve  # noqa: F401  (each registers its commands)
 from app.cli.bench import bench_app
 from app.cli.root import cli

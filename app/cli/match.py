@@ -28,7 +28,7 @@ def match(
 
     from app.cli.bench import progress_printer
     from app.db import get_engine
-    from app.matching_runs.service import list_unmatched, run_matching
+    from app.matching_runs.service import RunInProgress, list_unmatched, run_matching
     from models import Cluster
 
     with Session(get_engine()) as session:
@@ -42,14 +42,18 @@ def match(
             if row is None:
                 raise typer.BadParameter(f"no cluster {cluster!r}", param_hint="--cluster")
             cluster_id = row.id
-        run = run_matching(
-            session=session,
-            user=None,
-            cluster_id=cluster_id,
-            time_limit_s=time_limit,
-            seed=seed,
-            progress=None if quiet else progress_printer(),
-        )
+        try:
+            run = run_matching(
+                session=session,
+                user=None,
+                cluster_id=cluster_id,
+                time_limit_s=time_limit,
+                seed=seed,
+                progress=None if quiet else progress_printer(),
+            )
+        except RunInProgress as exc:
+            typer.echo(f"not run: {exc.message}", err=True)
+            raise typer.Exit(1) from exc
         typer.echo(
             f"match run {run.id} ({run.scope}{'' if run.cluster_id is None else f' {cluster}'}): {run.status}"
         )
@@ -57,7 +61,7 @@ def match(
             f"  in: {run.orders_in} orders, {run.operations_in} operations, {run.machines_in} machines, "
             f"{run.free_intervals_in} free intervals"
         )
-        if run.status == "failed":
+        if run.status != "succeeded":
             typer.echo(f"  error: {run.error}")
             raise typer.Exit(1)
         typer.echo(
@@ -74,30 +78,12 @@ def match(
 
 
 @cli.command()
-def worker(
-    interval: Annotated[float, typer.Option(help="seconds between rounds")] = 60.0,
-    once: Annotated[bool, typer.Option("--once", help="run one round and exit")] = False,
-) -> None:
-    """Run the periodic jobs (proposal expiry, claim-window captures, pending
-    payments). Any number of workers may run: one at a time does each round."""
-    from app.db import get_engine
-    from app.jobs import Round, Worker, run_round
+def worker() -> None:
+    """Run the task queue's worker: match runs, payments and the periodic tasks. Any number
+    of workers may run, on any hosts (PostgreSQL); each job runs on one of them."""
+    from app.jobs import run_worker
 
-    def report(r: Round) -> None:
-        if r.skipped:
-            typer.echo("round skipped: another worker holds the lock")
-        else:
-            typer.echo(
-                f"expired {r.expired} proposal(s), captured {r.captured} delivery(ies), payments {r.payments}"
-            )
-
-    settings = get_settings()
-    if once:
-        report(run_round(engine=get_engine(), settings=settings))
-        return
-    Worker(
-        engine=get_engine(), settings=settings, interval_s=interval, on_round=report
-    ).run_forever()
+    run_worker(get_settings())
 
 
 @cli.command("expire-proposals")

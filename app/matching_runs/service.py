@@ -14,18 +14,22 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 from collections import defaultdict
 from collections.abc import Callable
 
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
+from app import tasks
 from app.accounts.service import is_admin, operated_cluster_ids
 from app.bookings import flows as booking_flows
 from app.bookings.service import collision
 from app.catalog.service import get_cluster_or_raise
 from app.config import Settings, get_settings
 from app.db import begin_write
-from app.errors import NotFound, PermissionDenied
+from app.errors import Conflict, InvalidTransition, NotFound, PermissionDenied
 from app.machines.availability import offered_spans
 from app.matching_runs.adapter import MatchInput, build_match_input
 from app.matching_runs.expiry import expire_proposals
@@ -44,7 +48,7 @@ from models import (
     User,
     utcnow,
 )
-from models.match_run import MAX_TIME_LIMIT_S
+from models.match_run import ACTIVE_RUN_STATES, MAX_TIME_LIMIT_S
 
 log = logging.getLogger("capshare.matching")
 # The whole-order pass gets this share of the run's time limit (it is a small problem).
@@ -57,6 +61,100 @@ class ResultRejected(Exception):
 
 class InputsChanged(Exception):
     """The market moved while the solver ran; run again."""
+
+
+class RunCancelled(Exception):
+    """Someone cancelled the run while it ran; it writes nothing."""
+
+
+class RunInProgress(Conflict):
+    """A scope has one run in flight at a time."""
+
+
+EXECUTE_TASK = "match_runs.execute"
+HEARTBEAT_S = 5.0
+WHOLE_PHASES = ("greedy", "done")  # progress events whose objective is the whole run's
+
+
+class Heartbeat:
+    """While a run executes: every few seconds, through a connection of its own, it
+    publishes the run's phase, progress and a heartbeat, and notices a cancel request.
+    Only when the session is bound to an engine (a worker, the CLI); a session on a
+    connection of the caller's (the tests' rolled-back one) gets no thread."""
+
+    def __init__(self, session: Session, run_id: int, settings: Settings) -> None:
+        bind = session.get_bind()
+        self._engine = bind if isinstance(bind, Engine) else None
+        self._run_id = run_id
+        self.fields: dict[str, object] = {}  # the run's figures, written at its end
+        self._live: dict[str, object] = {"phase": "reading"}
+        self._lock = threading.Lock()
+        self._cancel, self._stop = threading.Event(), threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> Heartbeat:
+        if self._engine is not None:
+            self._thread = threading.Thread(
+                target=self._loop, name=f"match-run-{self._run_id}", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def phase(self, name: str) -> None:
+        with self._lock:
+            self._live["phase"] = name
+        self.check_cancelled()
+
+    def relay(
+        self, progress: Callable[[dict[str, object]], None] | None
+    ) -> Callable[[dict[str, object]], None]:
+        def on_progress(event: dict[str, object]) -> None:
+            with self._lock:
+                phase = str(event.get("phase", ""))
+                self._live["phase"] = f"solving: {phase}" if phase else "solving"
+                self._live["progress_seconds"] = event.get("seconds")
+                if phase in WHOLE_PHASES:
+                    for key, name in (("objective", "objective_fen"), ("bound", "bound_fen")):
+                        value = event.get(key)
+                        if isinstance(value, int | float):
+                            self._live[name] = int(value)
+            if progress is not None:
+                progress(event)
+
+        return on_progress
+
+    def check_cancelled(self) -> None:
+        if self._cancel.is_set():
+            raise RunCancelled("cancelled while running; nothing was written")
+
+    def _loop(self) -> None:
+        while not self._stop.wait(HEARTBEAT_S):
+            try:
+                self._beat()
+            except Exception:  # a missed beat is logged; the next one retries
+                log.exception("match run %s: heartbeat failed", self._run_id)
+
+    def _beat(self) -> None:
+        assert self._engine is not None
+        with self._lock:
+            live = dict(self._live)
+        with Session(self._engine) as session:
+            begin_write(session)
+            run = session.get(MatchRun, self._run_id)
+            if run is None or run.status != MatchRunStatus.running:
+                return
+            for key, value in live.items():
+                setattr(run, key, value)
+            run.heartbeat_at = utcnow()
+            if run.cancel_requested:
+                self._cancel.set()
+            session.add(run)
+            session.commit()
 
 
 # ------------------------------------------------------------------ who may run
@@ -80,6 +178,63 @@ def _check_may_run(session: Session, user: User | None, cluster_id: int | None) 
 # ------------------------------------------------------------------ runs
 
 
+def _scope_key(cluster_id: int | None) -> str:
+    return f"cluster:{cluster_id}" if cluster_id is not None else MatchScope.market.value
+
+
+def request_run(
+    *,
+    session: Session,
+    user: User | None,
+    cluster_id: int | None,
+    time_limit_s: float | None = None,
+    seed: int = 0,
+    settings: Settings | None = None,
+    enqueue: bool = True,
+) -> MatchRun:
+    """Queue a run over a cluster (or the market when ``cluster_id`` is None): the row is
+    ``queued`` and the ``match_runs.execute`` task is deferred in the same transaction.
+    A scope has one run in flight at a time: a second is refused naming the first."""
+    settings = settings or get_settings()
+    _check_may_run(session, user, cluster_id)
+    limit = min(MAX_TIME_LIMIT_S, max(0.1, time_limit_s or settings.solver_time_limit_s))
+    begin_write(session)
+    scope = _scope_key(cluster_id)
+    _refuse_if_busy(session, scope)
+    now = utcnow()
+    run = MatchRun(
+        scope=(MatchScope.cluster if cluster_id is not None else MatchScope.market).value,
+        cluster_id=cluster_id, status=MatchRunStatus.queued, active_scope=scope,
+        queued_at=now, started_at=now, horizon_start=now,
+        horizon_end=now + dt.timedelta(days=settings.match_horizon_days), seed=seed,
+        time_limit_s=limit, triggered_by_user_id=user.id if user else None,
+    )  # fmt: skip
+    session.add(run)
+    try:
+        session.flush()
+    except IntegrityError:  # another request queued this scope's run a moment ago
+        session.rollback()
+        begin_write(session)
+        _refuse_if_busy(session, scope)
+        raise
+    if enqueue:
+        tasks.defer(
+            session, EXECUTE_TASK, run_id=run.id, lock=f"match-run:{scope}", settings=settings
+        )
+    session.commit()
+    session.refresh(run)
+    return run
+
+
+def _refuse_if_busy(session: Session, scope: str) -> None:
+    busy = session.exec(select(MatchRun).where(MatchRun.active_scope == scope)).first()
+    if busy is not None:
+        raise RunInProgress(
+            f"match run {busy.id} for this scope is {busy.status}; wait for it or cancel it",
+            field="cluster_id",
+        )
+
+
 def run_matching(
     *,
     session: Session,
@@ -91,77 +246,202 @@ def run_matching(
     settings: Settings | None = None,
     progress: Callable[[dict[str, object]], None] | None = None,
 ) -> MatchRun:
-    """Run the matcher over a cluster (or the market when ``cluster_id`` is None)
-    and write its proposals. Returns the run row: ``succeeded`` or ``failed``.
-    ``progress`` receives the solver's progress events (phase, objective, bound,
-    seconds; see :func:`matching.solve`) while it runs."""
+    """Queue a run and execute it at once in this session (the CLI, the tests): no task."""
+    run = request_run(
+        session=session, user=user, cluster_id=cluster_id, time_limit_s=time_limit_s,
+        seed=seed, settings=settings, enqueue=False,
+    )  # fmt: skip
+    assert run.id is not None
+    return execute_run(session, run_id=run.id, now=now, settings=settings, progress=progress)
+
+
+@tasks.task(EXECUTE_TASK, queue="match_runs")
+def execute_task(session: Session, run_id: int) -> None:
+    execute_run(session, run_id=run_id)
+
+
+def execute_run(
+    session: Session,
+    *,
+    run_id: int,
+    now: dt.datetime | None = None,
+    settings: Settings | None = None,
+    progress: Callable[[dict[str, object]], None] | None = None,
+) -> MatchRun:
+    """Execute a queued run: read the pool, solve outside any write transaction, check the
+    answer, write it in ONE transaction. A run that is no longer queued (cancelled, or
+    this is a second delivery of its job) is left as it is. Returns the run row."""
     settings = settings or get_settings()
-    _check_may_run(session, user, cluster_id)
-    limit = min(MAX_TIME_LIMIT_S, max(0.1, time_limit_s or settings.solver_time_limit_s))
-    now = now or utcnow()
-    expire_proposals(session=session, now=now, settings=settings)
-    started = utcnow()
-    data = build_match_input(
-        session, cluster_id=cluster_id, now=now, horizon_days=settings.match_horizon_days
-    )
-    fields: dict[str, object] = dict(
-        scope=(MatchScope.cluster if cluster_id is not None else MatchScope.market).value,
-        cluster_id=cluster_id, started_at=started, horizon_start=data.horizon.start,
-        horizon_end=data.horizon.end, orders_in=len(data.problem.orders),
-        operations_in=data.operation_count, machines_in=len(data.problem.machines),
-        free_intervals_in=data.free_intervals, seed=seed, time_limit_s=limit,
-        triggered_by_user_id=user.id if user else None,
-    )  # fmt: skip
-    try:
-        result = solve(
-            data.problem,
-            time_limit_s=limit,
-            seed=seed,
-            workers=settings.solver_workers,
-            progress=progress,
-        )
-        fields.update(
-            solver_status=str(result.status), objective_fen=result.objective_fen,
-            bound_fen=result.bound_fen, gap=result.gap, solve_seconds=round(result.seconds, 3),
-        )  # fmt: skip
-        violations = check_result(data.problem, result)
-        if violations:
-            shown = "; ".join(f"{v.rule}: {v.detail}" for v in violations[:5])
-            raise ResultRejected(
-                f"the solver's answer broke {len(violations)} hard rule(s): {shown}"
-            )
-        whole = _rematch_whole(
-            session, data, result, cluster_id=cluster_id, now=now, settings=settings,
-            limit=limit, seed=seed,
-        )  # fmt: skip
-        begin_write(session)
-        run = MatchRun(**fields, status=MatchRunStatus.running)  # type: ignore[arg-type]
-        session.add(run)
-        session.flush()
-        _write_result(session, run, data, result, user, whole)
-        run.status = MatchRunStatus.succeeded
-        run.finished_at = utcnow()
-        session.add(run)
-        session.commit()
-        session.refresh(run)
-        return run
-    except Exception as exc:  # the run fails as a whole; record why
-        session.rollback()
-        if not isinstance(exc, ResultRejected | InputsChanged):
-            log.exception("match run failed")
-        return _record_failure(session, fields, f"{type(exc).__name__}: {exc}")
-
-
-def _record_failure(session: Session, fields: dict[str, object], error: str) -> MatchRun:
     begin_write(session)
-    run = MatchRun(
-        **fields,  # type: ignore[arg-type]
-        status=MatchRunStatus.failed, finished_at=utcnow(), error=error[:2000],
+    run = session.exec(select(MatchRun).where(MatchRun.id == run_id).with_for_update()).first()
+    if run is None or run.status != MatchRunStatus.queued:
+        session.rollback()
+        if run is None:
+            raise NotFound("match run not found", field="run_id")
+        return run
+    run.status, run.started_at = MatchRunStatus.running, utcnow()
+    run.heartbeat_at, run.phase = run.started_at, "reading"
+    session.add(run)
+    session.commit()
+    user = session.get(User, run.triggered_by_user_id) if run.triggered_by_user_id else None
+    with Heartbeat(session, run_id, settings) as beat:
+        try:
+            return _execute(session, run, user, now or utcnow(), settings, beat, progress)
+        except Exception as exc:  # the run fails as a whole; record why
+            session.rollback()
+            if not isinstance(exc, ResultRejected | InputsChanged | RunCancelled):
+                log.exception("match run failed")
+            if isinstance(exc, RunCancelled):
+                return _finish(session, run_id, MatchRunStatus.cancelled, str(exc), {})
+            return _finish(session, run_id, MatchRunStatus.failed, f"{type(exc).__name__}: {exc}",
+                           beat.fields)  # fmt: skip
+
+
+def _execute(
+    session: Session,
+    run: MatchRun,
+    user: User | None,
+    now: dt.datetime,
+    settings: Settings,
+    beat: Heartbeat,
+    progress: Callable[[dict[str, object]], None] | None,
+) -> MatchRun:
+    assert run.id is not None
+    expire_proposals(session=session, now=now, settings=settings)
+    data = build_match_input(
+        session, cluster_id=run.cluster_id, now=now, horizon_days=settings.match_horizon_days
+    )
+    beat.fields.update(
+        horizon_start=data.horizon.start, horizon_end=data.horizon.end,
+        orders_in=len(data.problem.orders), operations_in=data.operation_count,
+        machines_in=len(data.problem.machines), free_intervals_in=data.free_intervals,
     )  # fmt: skip
+    beat.phase("solving")
+    result = solve(
+        data.problem,
+        time_limit_s=run.time_limit_s,
+        seed=run.seed,
+        workers=settings.solver_workers,
+        progress=beat.relay(progress),
+    )
+    beat.fields.update(
+        solver_status=str(result.status), objective_fen=result.objective_fen,
+        bound_fen=result.bound_fen, gap=result.gap, solve_seconds=round(result.seconds, 3),
+    )  # fmt: skip
+    beat.check_cancelled()
+    violations = check_result(data.problem, result)
+    if violations:
+        shown = "; ".join(f"{v.rule}: {v.detail}" for v in violations[:5])
+        raise ResultRejected(f"the solver's answer broke {len(violations)} hard rule(s): {shown}")
+    beat.phase("whole orders")
+    whole = _rematch_whole(
+        session, data, result, cluster_id=run.cluster_id, now=now, settings=settings,
+        limit=run.time_limit_s, seed=run.seed,
+    )  # fmt: skip
+    beat.phase("writing")
+    begin_write(session)
+    row = session.exec(select(MatchRun).where(MatchRun.id == run.id).with_for_update()).one()
+    if row.cancel_requested:
+        raise RunCancelled("cancelled while running; nothing was written")
+    for key, value in beat.fields.items():
+        setattr(row, key, value)
+    _write_result(session, row, data, result, user, whole)
+    row.status, row.finished_at, row.active_scope = MatchRunStatus.succeeded, utcnow(), None
+    row.phase = "done"
+    session.add(row)
+    session.commit()
+    session.refresh(row)
+    return row
+
+
+def _finish(
+    session: Session,
+    run_id: int,
+    status: MatchRunStatus,
+    error: str,
+    fields: dict[str, object],
+) -> MatchRun:
+    """End a run that wrote no proposals (failed or cancelled), in a small transaction."""
+    begin_write(session)
+    run = session.exec(select(MatchRun).where(MatchRun.id == run_id).with_for_update()).one()
+    for key, value in fields.items():
+        setattr(run, key, value)
+    run.status, run.finished_at, run.active_scope = status, utcnow(), None
+    run.error = error[:2000]
     session.add(run)
     session.commit()
     session.refresh(run)
     return run
+
+
+def cancel_run(*, session: Session, user: User, run_id: int) -> MatchRun:
+    """Cancel a queued run at once; a running one stops at its next phase (at the latest
+    when its solve ends) and writes nothing. A finished run cannot be cancelled (409)."""
+    run = get_match_run_or_raise(session=session, user=user, run_id=run_id)
+    _check_may_run(session, user, run.cluster_id)
+    begin_write(session)
+    run = session.exec(select(MatchRun).where(MatchRun.id == run_id).with_for_update()).one()
+    if run.status == MatchRunStatus.queued:
+        run.status, run.finished_at, run.active_scope = MatchRunStatus.cancelled, utcnow(), None
+        run.error = f"cancelled by user {user.id} before it started"
+    elif run.status == MatchRunStatus.running:
+        run.cancel_requested = True
+    else:
+        raise InvalidTransition(f"match run {run.id} is {run.status}", field="status")
+    session.add(run)
+    session.commit()
+    session.refresh(run)
+    return run
+
+
+@tasks.periodic("match_runs.sweep", every_s=60, cron="* * * * *")
+def sweep_task(session: Session) -> None:
+    sweep_stale_runs(session)
+
+
+def sweep_stale_runs(
+    session: Session, *, now: dt.datetime | None = None, settings: Settings | None = None
+) -> list[int]:
+    """Fail the runs whose executor died: running with no heartbeat for
+    ``match_run_stale_s``, or (in-process runners, whose queue does not survive the
+    process) queued for that long. Returns their ids."""
+    settings = settings or get_settings()
+    now = now or utcnow()
+    cutoff = now - dt.timedelta(seconds=settings.match_run_stale_s)
+    begin_write(session)
+    dead_running = select(MatchRun).where(
+        MatchRun.status == MatchRunStatus.running,
+        col(MatchRun.heartbeat_at).is_(None) | (col(MatchRun.heartbeat_at) < cutoff),
+    )
+    swept: list[int] = []
+    for run in session.exec(dead_running.with_for_update()).all():
+        seen = run.heartbeat_at.isoformat() if run.heartbeat_at else "never"
+        _fail_stale(run, now, f"its worker stopped (no heartbeat since {seen}: killed or crashed)")
+        swept.append(run.id or 0)
+    if tasks.runner(settings) != "procrastinate":
+        lost = select(MatchRun).where(
+            MatchRun.status == MatchRunStatus.queued, col(MatchRun.queued_at) < cutoff
+        )
+        for run in session.exec(lost.with_for_update()).all():
+            _fail_stale(run, now, "the process that queued it stopped before it ran")
+            swept.append(run.id or 0)
+    session.commit()
+    return swept
+
+
+def fail_run_of_lost_job(session: Session, *, run_id: int, now: dt.datetime | None = None) -> None:
+    """A worker holding this run's job died (found by the queue's heartbeats)."""
+    begin_write(session)
+    run = session.exec(select(MatchRun).where(MatchRun.id == run_id).with_for_update()).first()
+    if run is not None and run.status in ACTIVE_RUN_STATES:
+        _fail_stale(run, now or utcnow(), "its worker stopped (killed or crashed) while running it")
+    session.commit()
+
+
+def _fail_stale(run: MatchRun, now: dt.datetime, why: str) -> None:
+    run.status, run.finished_at, run.active_scope = MatchRunStatus.failed, now, None
+    run.error = f"WorkerLost: {why}"[:2000]
+    log.warning("match run %s failed: %s", run.id, why)
 
 
 def _rematch_whole(

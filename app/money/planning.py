@@ -1,7 +1,8 @@
 """Payment rows written with the state change that makes them due (flush only).
 
 The money a booking transition makes due is planned here, inside the command's
-write transaction; ``app.money.driver`` sends it to the provider after the commit."""
+write transaction, which also defers the ``payments.drive`` task; the task
+(``app.money.driver``) sends it to the provider after the commit."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import uuid
 
 from sqlmodel import Session, col, select
 
+from app import tasks
 from app.config import get_settings
 from app.money.ledger import fee_fen
 from models import Booking, BookingKind, Machine, utcnow
@@ -30,6 +32,7 @@ SUCCEEDED = PaymentStatus.succeeded.value
 FAILED = PaymentStatus.failed.value
 SKIPPED = PaymentStatus.skipped.value
 DEAD = (FAILED, SKIPPED)
+DRIVE_TASK = "payments.drive"  # a booking's pending payments, to the provider (app.jobs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -62,6 +65,11 @@ def new_payment(
     )
     session.add(payment)
     session.flush()
+    # the provider is called by a task after the commit, never inside the command
+    tasks.defer(
+        session, DRIVE_TASK, booking_id=booking.id, lock=f"payments:booking:{booking.id}",
+        queueing_lock=f"payments.drive:booking:{booking.id}",
+    )  # fmt: skip
     return payment
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
+from app import tasks
 from app.config import Settings
 from tests.factories import auth
 from tests.factories_matching import Market, make_market, make_order
@@ -17,14 +18,16 @@ from tests.factories_matching import Market, make_market, make_order
 Clock = Callable[[dt.datetime], None]
 
 
-def match(client: TestClient, settings: Settings, market: Market) -> dict[str, Any]:
+def match(
+    client: TestClient, session: Session, settings: Settings, market: Market
+) -> dict[str, Any]:
+    h = auth(settings, market.operator)
     r = client.post(
-        "/api/v1/match-runs",
-        json={"cluster_id": market.cluster.id, "time_limit_s": 2},
-        headers=auth(settings, market.operator),
+        "/api/v1/match-runs", json={"cluster_id": market.cluster.id, "time_limit_s": 2}, headers=h
     )
-    assert r.status_code == 201, r.text
-    run: dict[str, Any] = r.json()
+    assert (r.status_code, r.json()["status"]) == (202, "queued"), r.text
+    tasks.run_ready(session)  # the queue's worker, here in the test's session
+    run: dict[str, Any] = client.get(f"/api/v1/match-runs/{r.json()['id']}", headers=h).json()
     assert run["status"] == "succeeded", run
     return run
 
@@ -42,7 +45,7 @@ def test_a_declined_step_holds_back_the_order_over_http(
     market = make_market(session)
     owner, buyer = auth(settings, market.owner), auth(settings, market.buyer)
     order = make_order(session, buyer=market.buyer, operations=[{}, {}])
-    match(client, settings, market)
+    match(client, session, settings, market)
     step1, step2 = steps(client, owner, order.id)  # type: ignore[arg-type]
     declined = client.post(
         f"/api/v1/bookings/{step1['id']}/decline", json={"reason": "fixture busy"}, headers=owner
@@ -62,7 +65,7 @@ def test_a_declined_step_holds_back_the_order_over_http(
     refused = client.post(f"{url}/complete", headers=owner)
     assert refused.status_code == 409 and "has not started" in refused.json()["detail"]
 
-    run = match(client, settings, market)  # the declined pair is not proposed again
+    run = match(client, session, settings, market)  # the declined pair is not proposed again
     again = steps(client, owner, order.id)  # type: ignore[arg-type]
     assert run["proposals"] >= 1 and len(again) == 2  # step 1 anew (step 2 kept or re-placed)
     assert all(b["id"] != step1["id"] for b in again)
@@ -83,7 +86,7 @@ def test_early_start_and_precedence_are_409s_naming_the_rule(
     market = make_market(session)
     owner = auth(settings, market.owner)
     order = make_order(session, buyer=market.buyer, operations=[{}, {}])
-    match(client, settings, market)
+    match(client, session, settings, market)
     step1, step2 = steps(client, owner, order.id)  # type: ignore[arg-type]
     for b in (step1, step2):
         assert client.post(f"/api/v1/bookings/{b['id']}/accept", headers=owner).status_code == 200

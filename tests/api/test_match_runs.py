@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session
@@ -17,7 +19,12 @@ def market(session: Session) -> Market:
 
 class TestMatchRunsApi:
     def test_operator_runs_and_reads_its_cluster(
-        self, client: TestClient, session: Session, settings: Settings, market: Market
+        self,
+        client: TestClient,
+        session: Session,
+        settings: Settings,
+        market: Market,
+        run_tasks: Callable[[], int],
     ) -> None:
         make_order(session, buyer=market.buyer)
         make_order(
@@ -31,8 +38,12 @@ class TestMatchRunsApi:
             json={"cluster_id": market.cluster.id, "time_limit_s": 2},
             headers=h,
         )
-        assert r.status_code == 201, r.text
-        run = r.json()
+        assert (r.status_code, r.json()["status"]) == (202, "queued"), r.text
+        assert client.get(f"/api/v1/match-runs/{r.json()['id']}", headers=h).json()["status"] == (
+            "queued"
+        )
+        assert run_tasks() == 1
+        run = client.get(f"/api/v1/match-runs/{r.json()['id']}", headers=h).json()
         assert (run["status"], run["proposals"], run["unmatched"]) == ("succeeded", 1, 1)
         assert run["unmatched_operations"][0]["reason"] == "no_eligible_machine"
         listed = client.get("/api/v1/match-runs", headers=h).json()

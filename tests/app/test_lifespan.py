@@ -10,14 +10,14 @@ from app.main import create_app
 
 
 def _job_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == "capshare-jobs"]
+    return [t for t in threading.enumerate() if t.name == "capshare-periodic"]
 
 
-def test_periodic_jobs_start_and_stop_with_the_app(
+def test_the_in_process_runner_starts_and_stops_the_periodic_tasks_with_the_app(
     monkeypatch: pytest.MonkeyPatch, tmp_path: object
 ) -> None:
     monkeypatch.setenv("CAPSHARE_JOBS_IN_PROCESS", "true")
-    monkeypatch.setenv("CAPSHARE_JOBS_INTERVAL_S", "3600")
+    monkeypatch.setenv("CAPSHARE_TASK_RUNNER", "threads")
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/jobs.db")
     get_settings.cache_clear()
     from app import db
@@ -30,3 +30,16 @@ def test_periodic_jobs_start_and_stop_with_the_app(
     finally:
         get_settings.cache_clear()
         db.get_engine.cache_clear()
+
+
+def test_procrastinate_leaves_the_periodic_tasks_to_the_workers(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: object
+) -> None:
+    monkeypatch.setenv("CAPSHARE_JOBS_IN_PROCESS", "true")
+    monkeypatch.setenv("CAPSHARE_TASK_RUNNER", "procrastinate")
+    get_settings.cache_clear()
+    try:
+        with TestClient(create_app()):
+            assert _job_threads() == []
+    finally:
+        get_settings.cache_clear()

@@ -93,7 +93,7 @@ def _serve(
         {"DATABASE_URL": database_url, "CAPSHARE_ENVIRONMENT": "test",
          "CAPSHARE_SECRET_KEY": TEST_SECRET, "CAPSHARE_PAYMENTS_API_KEY": STUB_KEY,
          "CAPSHARE_PAYMENTS_WEBHOOK_SECRET": STUB_WEBHOOK_SECRET, "CAPSHARE_PAYMENTS_INLINE": "false",
-         "CAPSHARE_ATTACHMENT_DIR": str(tmp_path / "files"), **env},
+         "CAPSHARE_TASK_RUNNER": "threads", "CAPSHARE_ATTACHMENT_DIR": str(tmp_path / "files"), **env},
         port, tmp_path / "server.log",
     )  # fmt: skip
 
@@ -114,7 +114,7 @@ def live_server(live_database_url: str, tmp_path: Path) -> Iterator[LiveServer]:
 
 @pytest.fixture
 def live_server_with_payments(live_database_url: str, tmp_path: Path) -> Iterator[LiveServer]:
-    """A capshare server that drives its payments, inline, against the bundled stub
+    """A capshare server that drives its payments (tasks on its own threads) against the stub
     (itself on loopback, sending its webhooks back to the server)."""
     from payments_stub import create_stub_app, serve_in_thread
 
