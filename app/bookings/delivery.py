@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from app.bookings import service as bookings
 from app.config import get_settings
@@ -152,7 +152,8 @@ def release_due_captures(
         .where(
             Booking.kind == BookingKind.service.value,
             Booking.state == BookingState.done.value,
-            col(Booking.updated_at) <= cutoff,
+            # the claim window counts from the finish (a later edit must not extend it)
+            func.coalesce(col(Booking.finished_at), col(Booking.updated_at)) <= cutoff,
             Payment.kind == planning.K.authorize.value,
             col(Payment.status).in_((planning.PENDING, planning.SUCCEEDED)),
             col(Payment.disputed_at).is_(None),

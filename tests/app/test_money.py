@@ -141,6 +141,25 @@ class TestServiceFlow:
             == 0
         )
 
+    def test_the_claim_window_counts_from_the_finish_not_the_last_edit(
+        self, session: Session, market: Market, provider: PaymentsClient
+    ) -> None:
+        booking = make_service_booking(session, market)
+        assert booking.id is not None
+        deliver(session, market, booking, provider)
+        session.refresh(booking)
+        assert booking.finished_at is not None
+        booking.updated_at = booking.finished_at + dt.timedelta(days=5)  # a later edit
+        session.add(booking)
+        session.commit()
+        after_window = booking.finished_at + dt.timedelta(days=7, minutes=1)
+        assert (
+            booking_delivery.release_due_captures(
+                session=session, now=after_window, payments=provider
+            )
+            == 1
+        )
+
     def test_dispute_holds_then_partial_refund(
         self, session: Session, market: Market, provider: PaymentsClient
     ) -> None:
