@@ -93,15 +93,37 @@ def create_quote(
         by_op = {a.operation_id: a for a in result.assignments}
         placed = [by_op[op.id] for op in ops]
         key = tuple((a.machine_id, a.start_min, a.end_min) for a in placed)
-        if key in options:
-            options[key].labels.append(label)
-            continue
-        options[key] = _option(label, placed, data, draft, machines, horizon, tariff)
+        if key not in options:
+            options[key] = _option(label, placed, data, draft, machines, horizon, tariff)
+    found = list(options.values())
+    _label(found)
     return QuotePublic(
-        options=list(options.values()),
+        options=[o for o in found if o.labels],
         unavailable=None if options else unavailable or "no machine can take this order",
         seconds=round(time.perf_counter() - t0, 4),
     )
+
+
+LABEL_ORDER = {"cheapest": 0, "earliest": 1, "nearest": 2}
+
+
+def _label(options: list[QuoteOption]) -> None:
+    """Each label goes to the option that really is best by it among those found (a
+    time-limited solve may find a cheaper plan under another objective than its own);
+    ties go to the first found. Options left with no label are not offered."""
+    for o in options:
+        o.labels = []
+    if not options:
+        return
+    best = {
+        "cheapest": min(options, key=lambda o: o.total_fen),
+        "earliest": min(options, key=lambda o: o.completion_at),
+        "nearest": min(options, key=lambda o: o.max_distance_km),
+    }
+    for label, option in best.items():
+        option.labels.append(label)
+    for o in options:
+        o.labels.sort(key=LABEL_ORDER.__getitem__)
 
 
 def _option(
