@@ -17,7 +17,13 @@ import httpx
 import pytest
 
 from tests.conftest import TEST_SECRET
-from tests.infra.deploy_files import DOCKERFILE, ENTRYPOINT, healthcheck_command
+from tests.infra.deploy_files import (
+    DOCKERFILE,
+    ENTRYPOINT,
+    K8S,
+    healthcheck_command,
+    yaml_documents,
+)
 from tests.live.conftest import free_port, stop_server
 
 DEADLINE_S = 120.0
@@ -114,6 +120,21 @@ def test_worker_runs_a_round_after_migrate(env: dict[str, str], tmp_path: Path) 
     done = run(["worker", "--once"], env, tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "expired 0 proposal(s)" in done.stdout
+    # the worker pods' probe command (a worker serves no HTTP), as the kubelet runs it
+    [worker] = yaml_documents(K8S / "worker-deployment.yaml")
+    [container] = worker["spec"]["template"]["spec"]["containers"]
+    for probe in ("readinessProbe", "livenessProbe"):
+        command = container[probe]["exec"]["command"]
+        checked = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, timeout=60)
+        assert checked.returncode == 0, checked.stderr
+    failing = subprocess.run(
+        command,
+        env={**env, "DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none"},
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=60,
+    )
+    assert failing.returncode != 0, "the probe fails when the database is out of reach"
 
 
 def test_api_serves_and_leaves_the_schema_alone(
