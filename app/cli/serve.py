@@ -1,4 +1,5 @@
-"""``capshare seed`` and ``capshare serve`` (with ``--demo``: migrate, seed, run the payments stub beside)."""
+"""``capshare seed`` and ``capshare serve`` (migrates first unless ``--no-migrate``; with
+``--demo``: migrate, seed, run the payments stub beside)."""
 
 from __future__ import annotations
 
@@ -53,6 +54,10 @@ def serve(
     host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
     workers: Annotated[int, typer.Option(help="worker processes")] = 1,
+    migrate: Annotated[
+        bool,
+        typer.Option(help="apply the migrations first (a fleet runs `capshare db upgrade` once)"),
+    ] = True,
     payments_stub: Annotated[
         bool,
         typer.Option(
@@ -65,7 +70,8 @@ def serve(
 
     from app.migrations import upgrade
 
-    upgrade()
+    if migrate or demo:
+        upgrade()
     if not demo:
         typer.echo(f"capshare on http://{host}:{port}  (API docs at /docs)")
         uvicorn.run("app.main:create_app", factory=True, host=host, port=port, workers=workers)

@@ -30,8 +30,10 @@ except psycopg.Error as exc:
 PY
 then
   echo "=== capshare tests on PostgreSQL ($PG_URL) ==="
-  # The pure matcher and the payments stub do not touch the database: they ran above.
-  TEST_DATABASE_URL="$PG_URL" "$PY" -m pytest --ignore=tests/matching --ignore=tests/payments "$@"
+  # The pure matcher, the payments stub and the deployment files do not touch the
+  # database: they ran above.
+  TEST_DATABASE_URL="$PG_URL" "$PY" -m pytest --ignore=tests/matching --ignore=tests/payments \
+    --ignore=tests/infra "$@"
 elif [ "${CAPSHARE_REQUIRE_POSTGRES:-0}" = "1" ]; then
   echo "PostgreSQL is required here but unreachable" >&2
   exit 1
