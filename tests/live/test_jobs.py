@@ -15,7 +15,7 @@ from app.config import Settings
 from app.db import make_engine
 from app.jobs import LOCK_KEY, run_round
 from app.migrations import upgrade
-from models import Booking, Role
+from models import Booking, BookingState, Role
 from tests.factories import hours_from_now, make_machine, make_user
 
 
@@ -27,8 +27,9 @@ def _stale_proposal(url: str) -> int:
             make_user(session, roles=(Role.buyer,)),
         )
         machine = make_machine(session, owner=owner)
+        assert machine.id is not None
         booking = Booking(
-            machine_id=machine.id, kind="service", state="proposed", start_at=hours_from_now(30),
+            machine_id=machine.id, kind="service", state=BookingState.proposed, start_at=hours_from_now(30),
             end_at=hours_from_now(32), org_id=buyer.org_id, price_fen=100,
             created_at=dt.datetime.now(dt.UTC) - dt.timedelta(days=2),
         )  # fmt: skip
