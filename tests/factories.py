@@ -12,6 +12,7 @@ from sqlmodel import Session
 from app.config import Settings
 from app.security import create_access_token, hash_password
 from models import AvailabilityWindow, Cluster, Machine, Organization, Role, User, utcnow
+from models.booking import Booking, BookingKind, BookingState
 
 _seq = itertools.count(1)
 _PASSWORD_HASH: str | None = None
@@ -102,6 +103,30 @@ def make_window(
     session.add(window)
     session.flush()
     return window
+
+
+def make_booking(
+    session: Session,
+    *,
+    machine: Machine,
+    org_id: int,
+    start: dt.datetime,
+    end: dt.datetime,
+    state: BookingState = BookingState.confirmed,
+    kind: BookingKind = BookingKind.lease,
+    price_fen: int = 1,
+    order_id: int | None = None,
+    operation_id: int | None = None,
+) -> Booking:
+    """A booking written straight to the table, past the booking rules."""
+    assert machine.id is not None
+    booking = Booking(
+        machine_id=machine.id, kind=kind.value, state=state, start_at=start, end_at=end,
+        org_id=org_id, order_id=order_id, operation_id=operation_id, price_fen=price_fen,
+    )  # fmt: skip
+    session.add(booking)
+    session.flush()
+    return booking
 
 
 def hours_from_now(hours: float) -> dt.datetime:

@@ -15,7 +15,7 @@ from sqlmodel import Session
 from app.money.provider import PaymentsClient
 from models import Booking, BookingKind, BookingState, Machine, Role, User
 from payments_stub import create_stub_app, serve_in_thread
-from tests.factories import hours_from_now, make_machine, make_user, make_window
+from tests.factories import hours_from_now, make_booking, make_machine, make_user, make_window
 
 STUB_KEY = "sk_test_suite"  # the suite's settings carry the same key and secret
 STUB_SECRET = "whsec_suite"
@@ -78,12 +78,9 @@ def make_service_booking(
     start_h: float = 0.5,  # soon enough to be started (early_start_minutes)
     hours: float = 3,
 ) -> Booking:
-    assert market.machine.id is not None
-    booking = Booking(
-        machine_id=market.machine.id, kind=BookingKind.service.value, state=BookingState.proposed.value,
-        start_at=hours_from_now(start_h), end_at=hours_from_now(start_h) + dt.timedelta(hours=hours),
-        org_id=market.buyer.org_id, price_fen=price_fen,
+    start = hours_from_now(start_h)
+    return make_booking(
+        session, machine=market.machine, org_id=market.buyer.org_id, kind=BookingKind.service,
+        state=BookingState.proposed, start=start, end=start + dt.timedelta(hours=hours),
+        price_fen=price_fen,
     )  # fmt: skip
-    session.add(booking)
-    session.flush()
-    return booking

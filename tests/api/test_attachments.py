@@ -8,9 +8,9 @@ from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from sqlmodel import Session, func, select
 
 from app.config import Settings
-from models import Attachment, Booking, Role
+from models import Attachment, BookingKind, Role
 from tests.api.test_orders import new_order
-from tests.factories import auth, hours_from_now, make_machine, make_user
+from tests.factories import auth, hours_from_now, make_booking, make_machine, make_user
 
 STEP = b"ISO-10303-21;\nHEADER;\nFILE_DESCRIPTION(('housing'),'2;1');\nENDSEC;\n" * 10
 
@@ -20,7 +20,10 @@ def count_attachments(session: Session) -> int:
 
 
 def make_order(client: TestClient, settings: Settings, buyer: Any) -> dict[str, Any]:
-    return client.post("/api/v1/orders", json=new_order(), headers=auth(settings, buyer)).json()  # type: ignore[no-any-return]
+    r = client.post("/api/v1/orders", json=new_order(), headers=auth(settings, buyer))
+    assert r.status_code == 201, r.text
+    order: dict[str, Any] = r.json()
+    return order
 
 
 def test_upload_link_download_and_audit(
@@ -83,11 +86,10 @@ def test_owner_reads_files_only_once_the_work_is_assigned(
     link_url = f"/api/v1/attachments/{meta['id']}/link"
     assert client.post(link_url, headers=auth(settings, owner)).status_code == 404
     machine = make_machine(session, owner=owner)
-    session.add(Booking(
-        machine_id=machine.id, kind="service", state="confirmed", start_at=hours_from_now(30),
-        end_at=hours_from_now(38), org_id=buyer.org_id, order_id=order["id"], price_fen=1,
-    ))  # fmt: skip
-    session.flush()
+    make_booking(
+        session, machine=machine, org_id=buyer.org_id, kind=BookingKind.service,
+        start=hours_from_now(30), end=hours_from_now(38), order_id=order["id"],
+    )  # fmt: skip
     link = client.post(link_url, headers=auth(settings, owner)).json()
     assert client.get(link["url"]).content == b"%PDF-1.7 drawing"
     log = client.get(

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from fastapi.testclient import TestClient
@@ -8,17 +9,18 @@ from sqlmodel import Session, func, select
 
 from app.config import Settings
 from app.machines.availability import expand_rule
-from models import AvailabilityRule, AvailabilityWindow, Role
+from models import AvailabilityRule, AvailabilityWindow, Machine, Role
 from tests.factories import auth, hours_from_now, make_machine, make_user
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
-def count_windows(session: Session, machine_id: int) -> int:
+def count_windows(session: Session, machine: Machine) -> int:
+    assert machine.id is not None
     return session.exec(
         select(func.count())
         .select_from(AvailabilityWindow)
-        .where(AvailabilityWindow.machine_id == machine_id)
+        .where(AvailabilityWindow.machine_id == machine.id)
     ).one()
 
 
@@ -71,7 +73,7 @@ class TestWindows:
             client.delete(f"{url}/{r.json()['id']}", headers=auth(settings, owner)).status_code
             == 204
         )
-        assert count_windows(session, machine.id) == 0  # type: ignore[arg-type]
+        assert count_windows(session, machine) == 0
 
     def test_overlap_past_and_reversed_are_refused(
         self, client: TestClient, session: Session, settings: Settings
@@ -111,7 +113,7 @@ class TestWindows:
         for body, status, field in cases:
             r = client.post(url, json=body, headers=headers)
             assert (r.status_code, r.json()["field"]) == (status, field), body
-        assert count_windows(session, machine.id) == 1  # type: ignore[arg-type]
+        assert count_windows(session, machine) == 1
 
     def test_touching_windows_are_fine(
         self, client: TestClient, session: Session, settings: Settings
@@ -173,7 +175,7 @@ class TestRules:
             ).status_code
             == 204
         )
-        assert count_windows(session, machine.id) == 0  # type: ignore[arg-type]
+        assert count_windows(session, machine) == 0
 
     def test_rule_overlapping_a_window_writes_nothing(
         self, client: TestClient, session: Session, settings: Settings
@@ -195,16 +197,16 @@ class TestRules:
                 "valid_from": today.isoformat(), "valid_until": (today + dt.timedelta(days=7)).isoformat()}  # fmt: skip
         r = client.post(f"/api/v1/machines/{machine.id}/rules", json=body, headers=headers)
         assert r.status_code == 409 and r.json()["field"] == "start_time"
-        assert count_windows(session, machine.id) == 1  # type: ignore[arg-type]
+        assert count_windows(session, machine) == 1
         assert session.exec(select(func.count()).select_from(AvailabilityRule)).one() == 0
 
     def test_bad_rules(self, client: TestClient, session: Session, settings: Settings) -> None:
         owner = make_user(session, roles=(Role.owner,))
         machine = make_machine(session, owner=owner)
         today = dt.datetime.now(SHANGHAI).date()
-        base = {"weekdays": [1], "start_time": "20:00", "end_time": "08:00",
+        base: dict[str, Any] = {"weekdays": [1], "start_time": "20:00", "end_time": "08:00",
                 "valid_from": today.isoformat(), "valid_until": (today + dt.timedelta(days=7)).isoformat()}  # fmt: skip
-        cases = [
+        cases: list[tuple[dict[str, Any], str]] = [
             ({"weekdays": [7]}, "weekdays"),
             ({"weekdays": []}, "weekdays"),
             ({"start_time": "25:00"}, "start_time"),
@@ -218,7 +220,7 @@ class TestRules:
                 headers=auth(settings, owner),
             )
             assert (r.status_code, r.json()["field"]) == (422, field), change
-        assert count_windows(session, machine.id) == 0  # type: ignore[arg-type]
+        assert count_windows(session, machine) == 0
 
 
 class TestWindowImport:
@@ -239,10 +241,10 @@ class TestWindowImport:
         r = client.post(self.URL, json=body, headers=auth(settings, owner))
         assert r.status_code == 201, r.text
         assert r.json() == {"created": 3, "already_offered": 0}
-        assert (count_windows(session, a.id), count_windows(session, b.id)) == (2, 1)
+        assert (count_windows(session, a), count_windows(session, b)) == (2, 1)
         again = client.post(self.URL, json=body, headers=auth(settings, owner))
         assert again.status_code == 201 and again.json() == {"created": 0, "already_offered": 3}
-        assert (count_windows(session, a.id), count_windows(session, b.id)) == (2, 1)
+        assert (count_windows(session, a), count_windows(session, b)) == (2, 1)
         # the touching windows stay two rows, and the machine's listing shows them
         listed = client.get(
             f"/api/v1/machines/{a.id}/windows", headers=auth(settings, owner)
@@ -266,7 +268,7 @@ class TestWindowImport:
             ).status_code
             == 201
         )
-        assert count_windows(session, mine.id) == 1
+        assert count_windows(session, mine) == 1
         body = {"windows": [
             self.row(mine.id, 2, 10),      # 0: good
             self.row(theirs.id, 2, 10),    # 1: another owner's machine
@@ -285,7 +287,7 @@ class TestWindowImport:
         assert [(p["row"], p["field"]) for p in detail["problems"]] == [
             (1, "machine_id"), (2, "end_at"), (3, "start_at"), (4, "start_at"), (5, "start_at"), (6, "end_at")]  # fmt: skip
         assert "overlaps row 0" in detail["problems"][4]["message"]
-        assert count_windows(session, mine.id) == 1 and count_windows(session, theirs.id) == 0
+        assert count_windows(session, mine) == 1 and count_windows(session, theirs) == 0
 
     def test_only_overlaps_is_a_conflict(
         self, client: TestClient, session: Session, settings: Settings
@@ -300,7 +302,7 @@ class TestWindowImport:
         r = client.post(self.URL, json={"windows": [self.row(machine.id, 3, 12), self.row(machine.id, 20, 30)]},
                         headers=auth(settings, owner))  # fmt: skip
         assert r.status_code == 409 and r.json()["field"] == "windows[0].start_at"
-        assert count_windows(session, machine.id) == 1
+        assert count_windows(session, machine) == 1
 
     def test_refused_to_buyers_strangers_and_empty_lists(
         self, client: TestClient, session: Session, settings: Settings
@@ -317,4 +319,4 @@ class TestWindowImport:
         bad = client.post(self.URL, json={"windows": [{"machine_id": machine.id, "start_at": "soon"}]},
                           headers=auth(settings, owner))  # fmt: skip
         assert bad.status_code == 422 and bad.json()["field"].startswith("windows[0].")
-        assert count_windows(session, machine.id) == 0
+        assert count_windows(session, machine) == 0

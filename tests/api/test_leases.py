@@ -9,8 +9,8 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, func, select
 
 from app.config import Settings
-from models import Booking, Role
-from tests.factories import auth, hours_from_now, make_machine, make_user, make_window
+from models import Booking, BookingKind, BookingState, Role
+from tests.factories import auth, hours_from_now, make_booking, make_machine, make_user, make_window
 
 
 def count_bookings(session: Session) -> int:
@@ -110,9 +110,10 @@ class TestLease:
     ) -> None:
         machine = make_machine(session, owner=setup["owner"], leasable=False)
         make_window(session, machine=machine, start=hours_from_now(10), end=hours_from_now(22))
+        assert machine.id is not None
         r = client.post(
             "/api/v1/leases", json=lease(machine.id, 11, 14), headers=auth(settings, setup["buyer"])
-        )  # type: ignore[arg-type]
+        )
         assert (r.status_code, r.json()["field"]) == (422, "machine_id")
 
     def test_unknown_machine_is_404(
@@ -168,12 +169,11 @@ class TestStateMachine:
     def test_decline_needs_a_reason(
         self, client: TestClient, session: Session, settings: Settings, setup: dict[str, Any]
     ) -> None:
-        booking = Booking(
-            machine_id=setup["machine"].id, kind="service", state="proposed", start_at=hours_from_now(11),
-            end_at=hours_from_now(14), org_id=setup["buyer"].org_id, price_fen=100,
+        booking = make_booking(
+            session, machine=setup["machine"], org_id=setup["buyer"].org_id,
+            kind=BookingKind.service, state=BookingState.proposed, start=hours_from_now(11),
+            end=hours_from_now(14), price_fen=100,
         )  # fmt: skip
-        session.add(booking)
-        session.flush()
         url, h = f"/api/v1/bookings/{booking.id}/decline", auth(settings, setup["owner"])
         r = client.post(url, json={"reason": " "}, headers=h)
         assert (r.status_code, r.json()["field"]) == (422, "reason")

@@ -7,8 +7,16 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, func, select
 
 from app.config import Settings
-from models import Booking, BookingState, Machine, Role
-from tests.factories import auth, hours_from_now, make_cluster, make_machine, make_user, make_window
+from models import Machine, Role
+from tests.factories import (
+    auth,
+    hours_from_now,
+    make_booking,
+    make_cluster,
+    make_machine,
+    make_user,
+    make_window,
+)
 
 NEW_MACHINE: dict[str, Any] = {
     "name": "DMG Mori DMU 50 #1",
@@ -159,14 +167,14 @@ class TestUpdateAndRetire:
             make_user(session, roles=(Role.buyer,)),
         )
         machine = make_machine(session, owner=owner)
-        session.add(Booking(
-            machine_id=machine.id, kind="lease", state=BookingState.confirmed.value,
-            start_at=hours_from_now(5), end_at=hours_from_now(7), org_id=buyer.org_id, price_fen=100,
-        ))  # fmt: skip
-        session.flush()
+        make_booking(
+            session, machine=machine, org_id=buyer.org_id, start=hours_from_now(5),
+            end=hours_from_now(7), price_fen=100,
+        )  # fmt: skip
         r = client.post(f"/api/v1/machines/{machine.id}/retire", headers=auth(settings, owner))
         assert r.status_code == 409
-        assert session.get(Machine, machine.id).status == "active"  # type: ignore[union-attr]
+        reread = session.get(Machine, machine.id)
+        assert reread is not None and reread.status == "active"
 
 
 class TestSearch:
@@ -228,11 +236,13 @@ class TestSearch:
         cheap, precise = market["cheap"], market["precise"]
         make_window(session, machine=cheap, start=hours_from_now(10), end=hours_from_now(30))
         make_window(session, machine=precise, start=hours_from_now(10), end=hours_from_now(30))
-        session.add(Booking(
-            machine_id=precise.id, kind="lease", state="confirmed", start_at=hours_from_now(12),
-            end_at=hours_from_now(14), org_id=market["buyer"].org_id, price_fen=1,
-        ))  # fmt: skip
-        session.flush()
+        make_booking(
+            session,
+            machine=precise,
+            org_id=market["buyer"].org_id,
+            start=hours_from_now(12),
+            end=hours_from_now(14),
+        )
         params = {
             "free_from": hours_from_now(11).isoformat(),
             "free_to": hours_from_now(13).isoformat(),

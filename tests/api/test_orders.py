@@ -7,8 +7,8 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, func, select
 
 from app.config import Settings
-from models import Booking, Operation, Order, Role
-from tests.factories import auth, hours_from_now, make_machine, make_user
+from models import BookingKind, BookingState, Operation, Order, Role
+from tests.factories import auth, hours_from_now, make_booking, make_machine, make_user
 
 
 def new_order(**change: Any) -> dict[str, Any]:
@@ -151,13 +151,11 @@ class TestLifecycle:
         order = client.post("/api/v1/orders", json=new_order(), headers=h).json()
         client.post(f"/api/v1/orders/{order['id']}/open", headers=h)
         machine = make_machine(session, owner=make_user(session, roles=(Role.owner,)))
-        booking = Booking(
-            machine_id=machine.id, kind="service", state="proposed", start_at=hours_from_now(30),
-            end_at=hours_from_now(38), org_id=buyer.org_id, order_id=order["id"],
-            operation_id=order["operations"][0]["id"], price_fen=72000,
+        booking = make_booking(
+            session, machine=machine, org_id=buyer.org_id, kind=BookingKind.service,
+            state=BookingState.proposed, start=hours_from_now(30), end=hours_from_now(38),
+            order_id=order["id"], operation_id=order["operations"][0]["id"], price_fen=72000,
         )  # fmt: skip
-        session.add(booking)
-        session.flush()
         client.post(f"/api/v1/orders/{order['id']}/cancel", headers=h)
         session.refresh(booking)
         assert booking.state == "cancelled"
@@ -195,14 +193,13 @@ class TestScoping:
             "/api/v1/orders", json=new_order(), headers=auth(settings, buyer)
         ).json()
         url = f"/api/v1/orders/{order['id']}"
-        booking = Booking(
-            machine_id=machine.id, kind="service", state="proposed", start_at=hours_from_now(30),
-            end_at=hours_from_now(38), org_id=buyer.org_id, order_id=order["id"], price_fen=1,
+        booking = make_booking(
+            session, machine=machine, org_id=buyer.org_id, kind=BookingKind.service,
+            state=BookingState.proposed, start=hours_from_now(30), end=hours_from_now(38),
+            order_id=order["id"],
         )  # fmt: skip
-        session.add(booking)
-        session.flush()
         assert client.get(url, headers=auth(settings, owner)).status_code == 404  # only proposed
-        booking.state = "confirmed"
+        booking.state = BookingState.confirmed
         session.add(booking)
         session.flush()
         assert client.get(url, headers=auth(settings, owner)).status_code == 200

@@ -8,8 +8,9 @@ import time
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlmodel import Session, func, select
+from sqlmodel import Session, col, func, select
 
 from api.deps import get_payments
 from app.bookings import delivery as booking_delivery
@@ -96,14 +97,15 @@ class TestWebhookInbox:
         money_stub_url: str,
     ) -> None:
         booking = make_service_booking(session, market, price_fen=40_000)
+        assert booking.id is not None
         for action in ("accept", "start", "complete"):  # no client: the payments stay pending
             booking_flows.transition_booking(
                 session=session, user=market.owner, booking_id=booking.id, action=action
-            )  # type: ignore[arg-type]
-        booking_delivery.accept_delivery(session=session, user=market.buyer, booking_id=booking.id)  # type: ignore[arg-type]
+            )
+        booking_delivery.accept_delivery(session=session, user=market.buyer, booking_id=booking.id)
         hold, capture = session.exec(
-            select(Payment).where(Payment.booking_id == booking.id).order_by(Payment.id)
-        ).all()  # type: ignore[arg-type]
+            select(Payment).where(Payment.booking_id == booking.id).order_by(col(Payment.id))
+        ).all()
         # the provider applies both, but capshare hears only through webhooks
         intent = provider.create_payment_intent(amount_fen=40_000, idempotency_key=hold.idempotency_key,
                                                 capture_method="manual", payment_method=hold.payment_method,
@@ -139,7 +141,8 @@ def delivered(
 ) -> tuple[Booking, dict[str, str], dict[str, str]]:
     """A service booking the owner accepted, started and completed over HTTP (the app
     talking to ``provider``): (booking, owner's headers, buyer's headers)."""
-    client.app.dependency_overrides[get_payments] = lambda: provider  # type: ignore[attr-defined]
+    assert isinstance(client.app, FastAPI)  # TestClient types its app as any ASGI app
+    client.app.dependency_overrides[get_payments] = lambda: provider
     booking = make_service_booking(session, market, price_fen=price_fen)
     owner_h, buyer_h = auth(settings, market.owner), auth(settings, market.buyer)
     for action in ("accept", "start", "complete"):

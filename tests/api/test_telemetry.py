@@ -85,7 +85,10 @@ def test_reports_become_spans_and_a_resend_changes_nothing(
     r = client.post(URL + "/batch", json=batch, headers={"X-Machine-Token": token})
     assert r.status_code == 200, r.text
     assert (r.json()["accepted"], r.json()["ignored"], r.json()["state"]) == (5, 0, "alarm")
-    m = lambda minutes: t0 + dt.timedelta(minutes=minutes)  # noqa: E731
+
+    def m(minutes: int) -> dt.datetime:
+        return t0 + dt.timedelta(minutes=minutes)
+
     expected = [
         ("running", m(0), m(20), 2),  # 0 and 10 running; it ran until the idle report at 20
         (
@@ -190,7 +193,8 @@ def test_spans_count_their_seconds_inside_offered_time(
     gone = client.delete(f"/api/v1/machines/{machine_id}/windows/{window['id']}", headers=owner)
     assert gone.status_code == 204
     session.expire_all()
-    assert session.get(MachineStateSpan, span.id).offered_s == 0  # type: ignore[union-attr]
+    reread = session.get(MachineStateSpan, span.id)
+    assert reread is not None and reread.offered_s == 0
 
 
 def test_one_request_per_change_counts_each_closed_span(

@@ -4,15 +4,22 @@ order's progress with its bookings."""
 from __future__ import annotations
 
 from fastapi.testclient import TestClient
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from app.bookings import flows as booking_flows
 from app.config import Settings
 from app.errors import InvalidTransition
 from app.money.provider import PaymentsClient
 from app.orders import flows as order_flows
-from models import Booking, Operation, Order, Organization, Payment, Role
-from tests.factories import auth, hours_from_now, make_cluster, make_machine, make_user
+from models import Operation, Order, OrderStatus, Organization, Payment, Role
+from tests.factories import (
+    auth,
+    hours_from_now,
+    make_booking,
+    make_cluster,
+    make_machine,
+    make_user,
+)
 from tests.money_fixtures import Market, make_service_booking, market, money_stub_url, provider  # noqa: F401
 
 
@@ -23,10 +30,8 @@ def test_operator_sees_no_booking_of_another_org(
     cluster = make_cluster(session, operator_org=session.get(Organization, operator.org_id))
     owner, buyer = make_user(session, roles=(Role.owner,)), make_user(session, roles=(Role.buyer,))
     machine = make_machine(session, owner=owner, cluster_id=cluster.id)
-    booking = Booking(machine_id=machine.id, kind="lease", state="confirmed", start_at=hours_from_now(5),
-                      end_at=hours_from_now(7), org_id=buyer.org_id, price_fen=12345)  # fmt: skip
-    session.add(booking)
-    session.flush()
+    booking = make_booking(session, machine=machine, org_id=buyer.org_id, start=hours_from_now(5),
+                           end=hours_from_now(7), price_fen=12345)  # fmt: skip
     h = auth(settings, operator)
     assert client.get(f"/api/v1/bookings/{booking.id}", headers=h).status_code == 404
     assert client.get(f"/api/v1/bookings/{booking.id}/payments", headers=h).status_code == 404
@@ -38,16 +43,17 @@ def test_owner_cancelling_late_refunds_the_whole_deposit(
 ) -> None:
     from models.booking import LeaseCreate
 
+    assert market.machine.id is not None
     lease = booking_flows.create_lease(session=session, user=market.buyer, payments=provider,
-                                  data=LeaseCreate(machine_id=market.machine.id, start_at=hours_from_now(2),  # type: ignore[arg-type]
+                                  data=LeaseCreate(machine_id=market.machine.id, start_at=hours_from_now(2),
                                                    end_at=hours_from_now(5)))  # fmt: skip
     assert lease.id is not None
     booking_flows.transition_booking(
         session=session, user=market.owner, booking_id=lease.id, action="cancel", payments=provider
     )
     rows = session.exec(
-        select(Payment).where(Payment.booking_id == lease.id).order_by(Payment.id)
-    ).all()  # type: ignore[arg-type]
+        select(Payment).where(Payment.booking_id == lease.id).order_by(col(Payment.id))
+    ).all()
     deposit, refund = rows[0], rows[-1]
     assert (deposit.kind, refund.kind) == ("deposit", "refund")
     assert refund.amount_fen == deposit.amount_fen and refund.purpose == "cancel"
@@ -58,10 +64,11 @@ def test_order_progresses_with_its_bookings_and_cannot_be_cancelled_once_started
 ) -> None:
     booking = make_service_booking(session, market, price_fen=50_000)
     order = Order(buyer_org_id=market.buyer.org_id, title="one step", release_at=hours_from_now(1),
-                  due_at=hours_from_now(200), status="matched")  # fmt: skip
+                  due_at=hours_from_now(200), status=OrderStatus.matched)  # fmt: skip
     session.add(order)
     session.flush()
-    operation = Operation(order_id=order.id, seq=1, process_key="milling_3axis", material_key="aluminium",  # type: ignore[arg-type]
+    assert order.id is not None
+    operation = Operation(order_id=order.id, seq=1, process_key="milling_3axis", material_key="aluminium",
                           std_duration_min=60)  # fmt: skip
     session.add(operation)
     session.flush()

@@ -7,8 +7,8 @@ from sqlmodel import Session
 
 from app.dashboard.service import operator_dashboard
 from app.errors import PermissionDenied
-from models import Booking, Organization, Role
-from tests.factories import make_cluster, make_machine, make_user, make_window
+from models import BookingState, Organization, Role
+from tests.factories import make_booking, make_cluster, make_machine, make_user, make_window
 
 
 def test_hours_utilization_and_days_in_shanghai_time(session: Session) -> None:
@@ -22,11 +22,15 @@ def test_hours_utilization_and_days_in_shanghai_time(session: Session) -> None:
     for machine in (mine, theirs):
         make_window(session, machine=machine, start=start, end=start + dt.timedelta(hours=10))
     b_start = start
-    for state, hours in (("confirmed", 2), ("done", 1), ("proposed", 3), ("cancelled", 4)):
-        session.add(Booking(machine_id=mine.id, kind="lease", state=state, start_at=b_start,
-                            end_at=b_start + dt.timedelta(hours=hours), org_id=buyer.org_id, price_fen=1000 * hours))  # fmt: skip
+    for state, hours in (
+        (BookingState.confirmed, 2),
+        (BookingState.done, 1),
+        (BookingState.proposed, 3),
+        (BookingState.cancelled, 4),
+    ):
+        make_booking(session, machine=mine, org_id=buyer.org_id, state=state, start=b_start,
+                     end=b_start + dt.timedelta(hours=hours), price_fen=1000 * hours)  # fmt: skip
         b_start += dt.timedelta(hours=hours)
-    session.flush()
     d = operator_dashboard(
         session=session,
         user=operator,
@@ -54,7 +58,10 @@ def test_networking_rate_and_actual_utilization_from_telemetry(session: Session)
     long_runner = make_machine(session, owner=owner, cluster_id=cluster.id)
     elsewhere = make_machine(session, owner=owner, cluster_id=make_cluster(session).id)
     now = dt.datetime(2031, 3, 10, 12, 0, tzinfo=dt.UTC)
-    h = lambda hours: now + dt.timedelta(hours=hours)  # noqa: E731
+
+    def h(hours: float) -> dt.datetime:
+        return now + dt.timedelta(hours=hours)
+
     for machine in (networked, silent, elsewhere):
         make_window(session, machine=machine, start=h(-50), end=h(-40))  # 10 offered hours each
         make_window(
@@ -63,29 +70,30 @@ def test_networking_rate_and_actual_utilization_from_telemetry(session: Session)
     make_window(
         session, machine=long_runner, start=h(-230), end=h(-150)
     )  # 80 h, of which 18 in the week
-    for machine_id, state, start, end, offered_h in (
-        (networked.id, "running", h(-48), h(-44), 4),  # 4 h inside the first window
-        (networked.id, "idle", h(-44), h(-41), 3),
-        (networked.id, "running", h(-41), h(-30), 1),  # 1 h inside, 10 h outside offered time
+    for spanned, state, start, end, offered_h in (
+        (networked, "running", h(-48), h(-44), 4),  # 4 h inside the first window
+        (networked, "idle", h(-44), h(-41), 3),
+        (networked, "running", h(-41), h(-30), 1),  # 1 h inside, 10 h outside offered time
         (
-            networked.id,
+            networked,
             "running",
             h(-172),
             h(-166),
             6,
         ),  # 6 h inside the old window, 2 of them in the week
         (
-            long_runner.id,
+            long_runner,
             "running",
             h(-240),
             h(-144),
             80,
         ),  # one long span: 18 of its offered hours in the week
-        (elsewhere.id, "running", h(-50), h(-40), 10),  # another operator's cluster
+        (elsewhere, "running", h(-50), h(-40), 10),  # another operator's cluster
     ):
+        assert spanned.id is not None
         session.add(
             MachineStateSpan(
-                machine_id=machine_id,
+                machine_id=spanned.id,
                 state=state,
                 start_at=start,
                 end_at=end,

@@ -3,7 +3,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session, SQLModel, col, func, select
 
 from app.db import make_engine
 from app.demo.seed import seed_demo
@@ -25,7 +25,10 @@ def test_demo_market_meets_the_brief(session: Session) -> None:
     assert counts.clusters >= 8 and counts.owner_orgs >= 60 and counts.buyer_orgs >= 40
     assert counts.machines >= 400 and counts.orders >= 600 and counts.leases > 0
     assert counts.operator_orgs == counts.clusters and counts.rules > 0
-    n = lambda model: session.exec(select(func.count()).select_from(model)).one()  # noqa: E731
+
+    def n(model: type[SQLModel]) -> int:
+        return session.exec(select(func.count()).select_from(model)).one()
+
     assert n(Machine) == counts.machines and n(Order) == counts.orders
     # every cluster has an operator, the three families all have machines
     assert (
@@ -74,7 +77,7 @@ def _fingerprint(tmp: Path, name: str) -> list[tuple[str, int, str]]:
             )
         ).all()
     engine.dispose()
-    return [tuple(r) for r in rows]  # type: ignore[misc]
+    return [(name, rate, process) for name, rate, process in rows]
 
 
 def test_demo_market_is_deterministic(tmp_path: Path) -> None:

@@ -4,8 +4,8 @@ from sqlmodel import Session
 
 from app.config import Settings
 from app.machines.ical import feed_token, machine_feed, machine_from_token
-from models import Booking, Role
-from tests.factories import hours_from_now, make_machine, make_user
+from models import BookingState, Role
+from tests.factories import hours_from_now, make_booking, make_machine, make_user
 
 
 def test_feed_lists_live_bookings_and_folds_long_lines(
@@ -14,10 +14,13 @@ def test_feed_lists_live_bookings_and_folds_long_lines(
     owner, buyer = make_user(session, roles=(Role.owner,)), make_user(session, roles=(Role.buyer,))
     machine = make_machine(session, owner=owner, name="五轴加工中心 DMG Mori DMU 50, bay 3; night shift " * 2,
                            telemetry_token_hash="a" * 64)  # fmt: skip
-    for state, start in (("confirmed", 10), ("proposed", 20), ("cancelled", 30)):
-        session.add(Booking(machine_id=machine.id, kind="lease", state=state, start_at=hours_from_now(start),
-                            end_at=hours_from_now(start + 2), org_id=buyer.org_id, price_fen=1))  # fmt: skip
-    session.flush()
+    for state, start in (
+        (BookingState.confirmed, 10),
+        (BookingState.proposed, 20),
+        (BookingState.cancelled, 30),
+    ):
+        make_booking(session, machine=machine, org_id=buyer.org_id, state=state,
+                     start=hours_from_now(start), end=hours_from_now(start + 2))  # fmt: skip
     feed = machine_feed(session=session, machine=machine)
     assert feed.count("BEGIN:VEVENT") == 2  # the cancelled booking is not on the calendar
     assert "STATUS:TENTATIVE" in feed and "STATUS:CONFIRMED" in feed

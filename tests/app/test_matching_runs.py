@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
+from typing import NoReturn
 
 import pytest
 from sqlmodel import Session, col, func, select
@@ -11,8 +13,8 @@ from app.config import Settings
 from app.errors import PermissionDenied
 from app.matching_runs.expiry import expire_proposals
 from app.matching_runs.service import list_unmatched, run_matching
-from matching import Assignment, MatchResult, SolveStatus
-from models import Booking, MatchRun, Order, OrderEvent, Role, utcnow
+from matching import Assignment, MatchProblem, MatchResult, SolveStatus
+from models import Booking, MatchRun, Order, OrderEvent, Role, User, utcnow
 from tests.factories import make_user
 from tests.factories_matching import Market, make_market, make_order
 
@@ -27,6 +29,34 @@ def proposals(session: Session, order: Order) -> list[Booking]:
     ).all())  # fmt: skip
 
 
+def run_cluster(
+    session: Session,
+    market: Market,
+    settings: Settings,
+    *,
+    user: User | None = None,
+    time_limit_s: float = 1,
+    progress: Callable[[dict[str, object]], None] | None = None,
+) -> MatchRun:
+    """A matching run over the market's cluster, by the system unless ``user`` is given."""
+    return run_matching(
+        session=session,
+        user=user,
+        cluster_id=market.cluster.id,
+        time_limit_s=time_limit_s,
+        settings=settings,
+        progress=progress,
+    )
+
+
+def matched_order(session: Session, market: Market, settings: Settings) -> tuple[Order, Booking]:
+    """A new one-step order, a run over the cluster, and the order's one proposal."""
+    order = make_order(session, buyer=market.buyer)
+    run_cluster(session, market, settings)
+    (proposal,) = proposals(session, order)
+    return order, proposal
+
+
 @pytest.fixture
 def market(session: Session) -> Market:
     return make_market(session)
@@ -37,13 +67,7 @@ class TestRunMatching:
         self, session: Session, market: Market, settings: Settings
     ) -> None:
         order = make_order(session, buyer=market.buyer, operations=[{}, {"std_duration_min": 60}])
-        run = run_matching(
-            session=session,
-            user=market.operator,
-            cluster_id=market.cluster.id,
-            time_limit_s=2,
-            settings=settings,
-        )
+        run = run_cluster(session, market, settings, user=market.operator, time_limit_s=2)
         assert (run.status, run.scope, run.proposals, run.unmatched) == (
             "succeeded",
             "cluster",
@@ -76,13 +100,8 @@ class TestRunMatching:
     ) -> None:
         make_order(session, buyer=market.buyer, operations=[{}, {"std_duration_min": 60}])
         events: list[dict[str, object]] = []
-        run = run_matching(
-            session=session,
-            user=market.operator,
-            cluster_id=market.cluster.id,
-            time_limit_s=2,
-            settings=settings,
-            progress=events.append,
+        run = run_cluster(
+            session, market, settings, user=market.operator, time_limit_s=2, progress=events.append
         )
         assert run.status == "succeeded"
         phases = [e["phase"] for e in events]
@@ -99,15 +118,10 @@ class TestRunMatching:
             operations=[{"process_key": "turning", "material_key": "steel"}],
         )
         make_order(session, buyer=market.buyer, budget_fen=100)
-        run = run_matching(
-            session=session,
-            user=None,
-            cluster_id=market.cluster.id,
-            time_limit_s=2,
-            settings=settings,
-        )
+        run = run_cluster(session, market, settings, time_limit_s=2)
         assert run.status == "succeeded" and run.unmatched == 2
-        reasons = sorted(u.reason for u in list_unmatched(session=session, run_id=run.id))  # type: ignore[arg-type]
+        assert run.id is not None
+        reasons = sorted(u.reason for u in list_unmatched(session=session, run_id=run.id))
         assert reasons == ["no_eligible_machine", "over_budget"]
 
     def test_who_may_run(self, session: Session, market: Market, settings: Settings) -> None:
@@ -136,7 +150,7 @@ class TestRunMatching:
     ) -> None:
         order = make_order(session, buyer=market.buyer)
 
-        def bad_solve(problem, **_kw):  # type: ignore[no-untyped-def]
+        def bad_solve(problem: MatchProblem, **_kw: object) -> MatchResult:
             o = problem.orders[0]
             a = Assignment(
                 o.operations[0].id, o.id, problem.machines[0].id, -500, -380, 1
@@ -145,13 +159,7 @@ class TestRunMatching:
 
         monkeypatch.setattr(matching_runs, "solve", bad_solve)
         before = count(session, Booking)
-        run = run_matching(
-            session=session,
-            user=None,
-            cluster_id=market.cluster.id,
-            time_limit_s=1,
-            settings=settings,
-        )
+        run = run_cluster(session, market, settings)
         assert run.status == "failed" and "hard rule" in run.error and run.proposals == 0
         assert count(session, Booking) == before
         session.refresh(order)
@@ -161,30 +169,15 @@ class TestRunMatching:
     def test_a_failing_solver_leaves_no_proposals(
         self, session: Session, market: Market, settings: Settings, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        order = make_order(session, buyer=market.buyer)
-        run_matching(
-            session=session,
-            user=None,
-            cluster_id=market.cluster.id,
-            time_limit_s=1,
-            settings=settings,
-        )
-        old = proposals(session, order)
-        assert len(old) == 1
+        order, old = matched_order(session, market, settings)
 
-        def boom(problem, **_kw):  # type: ignore[no-untyped-def]
+        def boom(problem: MatchProblem, **_kw: object) -> NoReturn:
             raise RuntimeError("solver crashed")
 
         monkeypatch.setattr(matching_runs, "solve", boom)
-        run = run_matching(
-            session=session,
-            user=None,
-            cluster_id=market.cluster.id,
-            time_limit_s=1,
-            settings=settings,
-        )
+        run = run_cluster(session, market, settings)
         assert run.status == "failed" and "solver crashed" in run.error
-        assert [b.id for b in proposals(session, order)] == [old[0].id]  # the old proposal stands
+        assert [b.id for b in proposals(session, order)] == [old.id]  # the old proposal stands
         assert count(session, Booking) == 1
 
 
@@ -194,17 +187,12 @@ class TestProposals:
     ) -> None:
         a = make_order(session, buyer=market.buyer)
         b = make_order(session, buyer=market.buyer)
-        run_matching(
-            session=session,
-            user=None,
-            cluster_id=market.cluster.id,
-            time_limit_s=1,
-            settings=settings,
-        )
+        run_cluster(session, market, settings)
         (pa,), (pb,) = proposals(session, a), proposals(session, b)
+        assert pa.id is not None and pb.id is not None
         confirmed = transition_booking(
             session=session, user=market.owner, booking_id=pa.id, action="accept"
-        )  # type: ignore[arg-type]
+        )
         snapshot = (
             confirmed.id,
             confirmed.machine_id,
@@ -214,14 +202,8 @@ class TestProposals:
         )
         transition_booking(
             session=session, user=market.owner, booking_id=pb.id, action="decline", reason="tooling"
-        )  # type: ignore[arg-type]
-        run = run_matching(
-            session=session,
-            user=None,
-            cluster_id=market.cluster.id,
-            time_limit_s=1,
-            settings=settings,
         )
+        run = run_cluster(session, market, settings)
         assert run.status == "succeeded" and run.orders_in == 1 and run.proposals == 1
         again = session.get(Booking, confirmed.id)
         assert again is not None
@@ -239,15 +221,7 @@ class TestProposals:
     def test_unanswered_proposals_expire_and_return_to_the_pool(
         self, session: Session, market: Market, settings: Settings
     ) -> None:
-        order = make_order(session, buyer=market.buyer)
-        run_matching(
-            session=session,
-            user=None,
-            cluster_id=market.cluster.id,
-            time_limit_s=1,
-            settings=settings,
-        )
-        (p,) = proposals(session, order)
+        order, p = matched_order(session, market, settings)
         assert expire_proposals(session=session, now=utcnow(), settings=settings) == 0
         later = utcnow() + dt.timedelta(minutes=settings.proposal_ttl_minutes + 1)
         assert expire_proposals(session=session, now=later, settings=settings) == 1
@@ -256,34 +230,14 @@ class TestProposals:
         assert (p.state, order.status) == ("expired", "open")
         events = session.exec(select(OrderEvent.state).where(OrderEvent.order_id == order.id)).all()
         assert "booking_expired" in events and events[-1] == "open"
-        run = run_matching(
-            session=session,
-            user=None,
-            cluster_id=market.cluster.id,
-            time_limit_s=1,
-            settings=settings,
-        )
+        run = run_cluster(session, market, settings)
         assert run.proposals == 1 and len(proposals(session, order)) == 1
 
     def test_a_rerun_supersedes_old_proposals(
         self, session: Session, market: Market, settings: Settings
     ) -> None:
-        order = make_order(session, buyer=market.buyer)
-        run_matching(
-            session=session,
-            user=None,
-            cluster_id=market.cluster.id,
-            time_limit_s=1,
-            settings=settings,
-        )
-        (old,) = proposals(session, order)
-        run = run_matching(
-            session=session,
-            user=None,
-            cluster_id=market.cluster.id,
-            time_limit_s=1,
-            settings=settings,
-        )
+        order, old = matched_order(session, market, settings)
+        run = run_cluster(session, market, settings)
         assert run.superseded == 1 and run.proposals == 1
         session.refresh(old)
         assert old.state == "cancelled" and "superseded" in old.reason

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from pydantic import SecretStr, ValidationError
@@ -17,17 +18,19 @@ def test_postgres_urls_are_normalised_to_psycopg() -> None:
 
 
 def test_defaults() -> None:
-    s = Settings(_env_file=None)  # type: ignore[call-arg]
+    s = Settings(_env_file=None)
     assert s.database_url.startswith("sqlite:///") and "var/" in s.database_url
     assert s.display_timezone == "Asia/Shanghai"
 
 
 @pytest.mark.parametrize("environment", ["production", "test"])
-def test_placeholder_secret_refused_outside_development(environment: str) -> None:
+def test_placeholder_secret_refused_outside_development(
+    environment: Literal["production", "test"],
+) -> None:
     with pytest.raises(ValidationError, match="secret_key"):
-        Settings(environment=environment)  # type: ignore[arg-type]
+        Settings(environment=environment)
     ok = Settings(
-        environment=environment,  # type: ignore[arg-type]
+        environment=environment,
         secret_key=SecretStr("a-real-secret-of-some-length"),
         payments_api_key=SecretStr("sk_live_abc"),
         payments_webhook_secret=SecretStr("whsec_abc"),
@@ -79,10 +82,11 @@ def test_upgrading_a_database_with_data_keeps_it_and_downgrading_too(tmp_path: P
 
     def counts() -> tuple[int, int, int]:
         with sqlite3.connect(path) as c:
-            return tuple(
-                c.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+            machines, windows, bookings = (
+                int(c.execute(f"SELECT count(*) FROM {t}").fetchone()[0])
                 for t in ("machine", "availability_window", "booking")
-            )  # type: ignore[return-value]
+            )
+        return machines, windows, bookings
 
     command.upgrade(alembic_config(url=url), "head")
     assert counts() == (1, 1, 1)

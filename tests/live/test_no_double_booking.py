@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, func, select
 
 from app.db import make_engine
-from models import Booking, Role
+from models import Booking, BookingState, Role
 from tests.factories import PASSWORD, hours_from_now, make_machine, make_user, make_window
 from tests.live.conftest import LiveServer
 
@@ -91,19 +91,20 @@ def test_database_refuses_overlap_even_without_the_service(live_database_url: st
         machine = make_machine(session, owner=owner)
         session.commit()
         mid, oid = machine.id, buyer.org_id
+        assert mid is not None
 
-        def booking(state: str, start_h: float, end_h: float) -> Booking:
+        def booking(state: BookingState, start_h: float, end_h: float) -> Booking:
             return Booking(machine_id=mid, kind="lease", state=state, start_at=hours_from_now(start_h),
                            end_at=hours_from_now(end_h), org_id=oid, price_fen=1)  # fmt: skip
 
-        session.add(booking("confirmed", 10, 14))
+        session.add(booking(BookingState.confirmed, 10, 14))
         session.commit()
-        session.add(booking("cancelled", 11, 13))  # inactive: allowed
+        session.add(booking(BookingState.cancelled, 11, 13))  # inactive: allowed
         session.commit()
-        session.add(booking("proposed", 13, 15))
+        session.add(booking(BookingState.proposed, 13, 15))
         with pytest.raises(IntegrityError, match="ex_booking_no_overlap"):
             session.commit()
         session.rollback()
-        session.add(booking("proposed", 14, 15))  # back to back: allowed
+        session.add(booking(BookingState.proposed, 14, 15))  # back to back: allowed
         session.commit()
     engine.dispose()

@@ -22,7 +22,7 @@ import random
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -39,7 +39,7 @@ from app.main import create_app
 from app.migrations import upgrade
 from app.money import driver, ledger, reconcile
 from matching.rules import price_fen
-from models import Booking, BookingKind, BookingState, Payment, Role, User, utcnow
+from models import Booking, BookingKind, BookingState, Machine, Payment, Role, User, utcnow
 from models.booking import LeaseCreate
 from payments_stub import create_stub_app, serve_in_thread
 from tests.conftest import TEST_SECRET
@@ -55,6 +55,11 @@ DAY = dt.timedelta(days=1)
 
 def _minute(t: dt.datetime) -> dt.datetime:
     return t.replace(second=0, microsecond=0)
+
+
+def _id(row: User | Machine) -> int:
+    assert row.id is not None
+    return row.id
 
 
 @pytest.fixture
@@ -119,15 +124,17 @@ def test_money_flows_survive_provider_chaos(
         owners = [make_user(s, roles=(Role.owner,)) for _ in range(4)]
         buyers = [make_user(s, roles=(Role.buyer,)) for _ in range(4)]
         admin = make_user(s, roles=(Role.admin,))
-        machines = []
+        machines: list[Machine] = []
         for i in range(24):
             m = make_machine(s, owner=owners[i % 4], hourly_rate_fen=rng.randrange(3000, 30000),
                              min_booking_minutes=30)  # fmt: skip
             make_window(s, machine=m, start=now - dt.timedelta(hours=1), end=now + 60 * DAY)
             machines.append(m)
         s.commit()
-        ids = {"owners": [u.id for u in owners], "buyers": [u.id for u in buyers], "admin": admin.id,
-               "machines": [(m.id, m.owner_org_id, m.hourly_rate_fen) for m in machines]}  # fmt: skip
+        buyer_ids = [_id(u) for u in buyers]
+        admin_id = _id(admin)
+        # (machine id, owner org id, hourly rate) of each machine, one lane each
+        machine_rows = [(_id(m), m.owner_org_id, m.hourly_rate_fen) for m in machines]
 
     # -- faults: ≥ 30 % of provider calls, webhooks dropped / duplicated / reordered, crashes --
     control(stub_url, "faults", {
@@ -157,11 +164,11 @@ def test_money_flows_survive_provider_chaos(
 
     # -- the flows, planned from the seed, run by a few workers -------------------------------
     fee_bps, late_bps = 500, 2000
-    slot_free = {mid: now + dt.timedelta(hours=30) for mid, _, _ in ids["machines"]}
-    late_free = {mid: now + dt.timedelta(hours=1) for mid, _, _ in ids["machines"]}
+    slot_free = {mid: now + dt.timedelta(hours=30) for mid, _, _ in machine_rows}
+    late_free = {mid: now + dt.timedelta(hours=1) for mid, _, _ in machine_rows}
     plans: list[dict[str, Any]] = []
     for i in range(n_flows):
-        mid, owner_org, rate = ids["machines"][i % len(ids["machines"])]
+        mid, owner_org, rate = machine_rows[i % len(machine_rows)]
         hours = rng.choice((1, 2, 3))
         is_lease = i % 5 < 2
         path = rng.choice(LEASE_PATHS if is_lease else SERVICE_PATHS)
@@ -172,23 +179,28 @@ def test_money_flows_survive_provider_chaos(
             path, table = "cancel_free", slot_free
         start = table[mid]
         table[mid] = start + dt.timedelta(hours=hours)
-        plans.append({"lane": i % len(ids["machines"]), "mid": mid, "owner_org": owner_org, "rate": rate,
+        plans.append({"lane": i % len(machine_rows), "mid": mid, "owner_org": owner_org, "rate": rate,
                       "hours": hours, "lease": is_lease, "path": path, "start": start,
-                      "buyer": ids["buyers"][rng.randrange(4)]})  # fmt: skip
+                      "buyer": buyer_ids[rng.randrange(4)]})  # fmt: skip
     paths = Counter(f"{'lease' if p['lease'] else 'service'}:{p['path']}" for p in plans)
     expected_paid: dict[int, int] = {}  # booking id -> net fen the buyer ends up paying
     expected_owner: dict[int, int] = defaultdict(int)  # owner org -> fen paid out
     result_lock = threading.Lock()
 
     def run_flow(s: Session, users: dict[int, User], plan: dict[str, Any]) -> None:
-        def step(fn: Any, **kwargs: Any) -> Any:
+        def step(fn: Callable[..., object], **kwargs: Any) -> None:
             try:
-                return fn(session=s, **kwargs)
+                fn(session=s, **kwargs)
             except RuntimeError as exc:
                 if "simulated crash" not in str(exc):
                     raise
                 s.rollback()
-                return None
+
+        def move(user: User, booking_id: int, *actions: str) -> None:
+            """``user``'s moves of the booking, in order, each a step that may crash."""
+            for action in actions:
+                step(booking_flows.transition_booking, user=user, booking_id=booking_id,
+                     action=action, payments=client)  # fmt: skip
 
         mid, owner_org, path = plan["mid"], plan["owner_org"], plan["path"]
         buyer = users[plan["buyer"]]
@@ -207,70 +219,26 @@ def test_money_flows_survive_provider_chaos(
             assert bid is not None
             deposit = -(-price * 3000 // 10_000)
             if path == "complete":
-                step(
-                    booking_flows.transition_booking,
-                    user=owner,
-                    booking_id=bid,
-                    action="start",
-                    payments=client,
-                )
-                step(
-                    booking_flows.transition_booking,
-                    user=owner,
-                    booking_id=bid,
-                    action="complete",
-                    payments=client,
-                )
+                move(owner, bid, "start", "complete")
                 paid, owner_gets = price, price - price * fee_bps // 10_000
             else:
-                step(
-                    booking_flows.transition_booking,
-                    user=buyer,
-                    booking_id=bid,
-                    action="cancel",
-                    payments=client,
-                )
+                move(buyer, bid, "cancel")
                 paid = owner_gets = min(price * late_bps // 10_000, deposit) if late else 0
         else:
             begin_write(s)  # a service booking as a match run would propose it
-            booking = Booking(machine_id=mid, kind=BookingKind.service.value, state=BookingState.proposed.value,
+            booking = Booking(machine_id=mid, kind=BookingKind.service.value, state=BookingState.proposed,
                               start_at=start, end_at=end, org_id=buyer.org_id,
                               price_fen=price_fen(minutes=60 * plan["hours"], hourly_rate_fen=plan["rate"]))  # fmt: skip
             s.add(booking)
             s.commit()
             price, bid = booking.price_fen, booking.id
             assert bid is not None
-            step(
-                booking_flows.transition_booking,
-                user=owner,
-                booking_id=bid,
-                action="accept",
-                payments=client,
-            )
+            move(owner, bid, "accept")
             if path.startswith("cancel"):
-                step(
-                    booking_flows.transition_booking,
-                    user=buyer,
-                    booking_id=bid,
-                    action="cancel",
-                    payments=client,
-                )
+                move(buyer, bid, "cancel")
                 paid = owner_gets = price * late_bps // 10_000 if late else 0
             else:
-                step(
-                    booking_flows.transition_booking,
-                    user=owner,
-                    booking_id=bid,
-                    action="start",
-                    payments=client,
-                )
-                step(
-                    booking_flows.transition_booking,
-                    user=owner,
-                    booking_id=bid,
-                    action="complete",
-                    payments=client,
-                )
+                move(owner, bid, "start", "complete")
                 paid = price
                 if path == "accept_delivery":
                     step(
@@ -289,7 +257,7 @@ def test_money_flows_survive_provider_chaos(
                     refund = {"dispute_part": price // 3, "dispute_all": price, "dispute_none": 0}[
                         path
                     ]
-                    step(booking_delivery.resolve_dispute, user=users[ids["admin"]], booking_id=bid, refund_fen=refund,
+                    step(booking_delivery.resolve_dispute, user=users[admin_id], booking_id=bid, refund_fen=refund,
                          payments=client)  # fmt: skip
                     paid = price - refund
                 owner_gets = paid - paid * fee_bps // 10_000
@@ -306,7 +274,7 @@ def test_money_flows_survive_provider_chaos(
 
     n_workers = int(os.environ.get("CAPSHARE_CHAOS_WORKERS") or 4)
     lanes = [
-        {lane for lane in range(len(ids["machines"])) if lane % n_workers == w}
+        {lane for lane in range(len(machine_rows)) if lane % n_workers == w}
         for w in range(n_workers)
     ]
     with ThreadPoolExecutor(n_workers) as pool:

@@ -3,27 +3,49 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 
 import pytest
 
 from matching import solve
-from matching.domain import Assignment, MatchResult, Reason, SolveStatus, Unassigned
+from matching.domain import (
+    Assignment,
+    MatchProblem,
+    MatchResult,
+    Reason,
+    SolveStatus,
+    Unassigned,
+)
 from matching.validation import check_result, expected_objective
 
 from .builders import HANGZHOU, machine, op, order, problem
 
 
-def result(p, assignments, unassigned=()):  # type: ignore[no-untyped-def]
+def result(
+    p: MatchProblem, assignments: Iterable[Assignment], unassigned: Iterable[Unassigned] = ()
+) -> MatchResult:
     r = MatchResult(SolveStatus.FEASIBLE, tuple(assignments), tuple(unassigned), 0, 0, 0.0, 0.0)
     return dataclasses.replace(r, objective_fen=expected_objective(p, r))
 
 
-def rules(p, assignments, unassigned=()):  # type: ignore[no-untyped-def]
+def rules(
+    p: MatchProblem, assignments: Iterable[Assignment], unassigned: Iterable[Unassigned] = ()
+) -> set[str]:
     return {v.rule for v in check_result(p, result(p, assignments, unassigned))}
 
 
-def a(op_id="op1", order_id="r1", m="m1", start=0, end=60, price=6000, **kw):  # type: ignore[no-untyped-def]
-    return Assignment(op_id, order_id, m, start, end, price, **kw)
+def a(
+    op_id: str = "op1",
+    order_id: str = "r1",
+    m: str = "m1",
+    start: int = 0,
+    end: int = 60,
+    price: int = 6000,
+    *,
+    transport_fen: int = 0,
+    tardiness_fen: int = 0,
+) -> Assignment:
+    return Assignment(op_id, order_id, m, start, end, price, transport_fen, tardiness_fen)
 
 
 P = problem([machine(free=((0, 200), (300, 400)))], [order(release=10, due=150, hard=True)])
