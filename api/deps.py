@@ -11,7 +11,6 @@ from sqlmodel import Session
 from app.accounts.service import get_user_by_token
 from app.config import Settings, get_settings
 from app.db import get_session
-from app.money.provider import PaymentsClient, get_payments_client
 from models import User
 from models.base import MAX_ID
 
@@ -29,12 +28,6 @@ def get_current_user(session: SessionDep, settings: SettingsDep, token: TokenDep
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
-def get_payments(settings: SettingsDep) -> PaymentsClient | None:
-    """The payments client, or None when payments are left to the reconciler."""
-    return get_payments_client(settings)
-
-
-PaymentsDep = Annotated[PaymentsClient | None, Depends(get_payments)]
 Limit = Annotated[int, Query(ge=1, le=500, description="page size")]
 Offset = Annotated[int, Query(ge=0, le=1_000_000, description="rows to skip")]
 

@@ -34,8 +34,8 @@ class Settings(BaseSettings):
     payments_api_key: SecretStr = SecretStr("sk_test_capshare")
     payments_webhook_secret: SecretStr = SecretStr("whsec_capshare")
     payments_timeout_s: float = 5.0
-    # Drive provider calls inside the request that made them due; off, pending payments
-    # wait for ``capshare payments reconcile`` (or the worker).
+    # The payments.drive tasks call the provider after the command that made a payment
+    # due; off, pending payments wait for ``capshare payments reconcile``.
     payments_inline: bool = True
     # Periodic jobs (proposal expiry, claim-window captures, pending payments): in the
     # web process unless turned off here and run by `capshare worker` instead. Never

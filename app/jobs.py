@@ -1,9 +1,10 @@
 """Every task capshare runs, and the worker that runs them.
 
 Importing this module registers all tasks with :mod:`app.tasks` (the composition root and
-``capshare worker`` do). Commands defer two of them in their transactions:
-``payments.drive`` (a booking's pending payments, deferred where a payment row is planned)
-and ``match_runs.execute`` (:mod:`app.matching_runs.service`). The rest are periodic:
+``capshare worker`` do). Commands defer three of them in their transactions:
+``payments.drive`` (a booking's pending payments, deferred where a payment row is planned),
+``payments.webhook`` (a provider event the webhook stored in the inbox) and
+``match_runs.execute`` (:mod:`app.matching_runs.service`). The rest are periodic:
 proposal expiry, claim-window captures, pending payments left behind, the match-run sweep,
 the daily reconciliation and, with procrastinate, the recovery of stalled jobs.
 """
@@ -11,7 +12,9 @@ the daily reconciliation and, with procrastinate, the recovery of stalled jobs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 
 from procrastinate.jobs import Status
 from sqlmodel import Session
@@ -25,6 +28,7 @@ from app.money.driver import drive_payments
 from app.money.planning import DRIVE_TASK
 from app.money.provider import get_payments_client
 from app.money.reconcile import reconcile_payments
+from app.money.webhooks import WEBHOOK_TASK, handle_event
 from models import utcnow
 
 log = logging.getLogger("capshare.jobs")
@@ -35,6 +39,11 @@ def drive_booking_payments(session: Session, booking_id: int) -> None:
     payments = get_payments_client(get_settings())
     if payments is not None:
         drive_payments(session=session, payments=payments, booking_id=booking_id)
+
+
+@tasks.task(WEBHOOK_TASK, queue="payments", retries=5)
+def apply_webhook(session: Session, event_id: str) -> None:
+    handle_event(session=session, event_id=event_id)
 
 
 @tasks.periodic("proposals.expire", every_s=60, cron="* * * * *")
@@ -110,3 +119,44 @@ def run_worker(settings: Settings | None = None) -> None:
         return
     app = tasks.worker_app(settings)
     app.run_worker(concurrency=settings.worker_concurrency, wait=True, install_signal_handlers=True)
+
+
+class InProcessWorker:
+    """procrastinate's worker on a thread of the web process, so that one ``capshare
+    serve`` on PostgreSQL is a whole capshare (``jobs_in_process``, the default). A fleet
+    turns it off in its API replicas and runs ``capshare worker`` processes instead."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._ready = threading.Event()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=lambda: asyncio.run(self._main()), name="capshare-worker", daemon=True
+        )
+        self._thread.start()
+        self._ready.wait(timeout=30)
+
+    async def _main(self) -> None:
+        app = tasks.worker_app(self._settings)
+        async with app.open_async():
+            self._loop = asyncio.get_running_loop()
+            self._task = asyncio.create_task(
+                app.run_worker_async(
+                    concurrency=self._settings.worker_concurrency,
+                    install_signal_handlers=False,
+                    update_heartbeat_interval=self._settings.worker_heartbeat_s,
+                )
+            )
+            self._ready.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def stop(self) -> None:
+        if self._loop is not None and self._task is not None:
+            self._loop.call_soon_threadsafe(self._task.cancel)
+        if self._thread is not None:
+            self._thread.join(timeout=60)

@@ -43,20 +43,26 @@ def create_app() -> FastAPI:
 async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
     from app import tasks
     from app.config import get_settings
+    from app.jobs import InProcessWorker
 
     settings = get_settings()
-    scheduler = None
-    # procrastinate's workers run the periodic tasks; the in-process runner runs them here
-    in_process = tasks.runner(settings) == "threads"
-    if in_process and settings.jobs_in_process and settings.environment != "test":
-        scheduler = tasks.Scheduler()
-        scheduler.start()
+    runner = tasks.runner(settings)
+    # with jobs_in_process this process also runs the periodic tasks (threads runner) or a
+    # procrastinate worker (PostgreSQL); a fleet's API replicas turn it off
+    background: tasks.Scheduler | InProcessWorker | None = None
+    if settings.jobs_in_process and settings.environment != "test":
+        if runner == "threads":
+            background = tasks.Scheduler()
+        elif runner == "procrastinate":
+            background = InProcessWorker(settings)
+    if background is not None:
+        background.start()
     try:
         yield
     finally:
-        if scheduler is not None:
-            scheduler.stop()
-        if in_process:
+        if background is not None:
+            background.stop()
+        if runner == "threads":
             tasks.shutdown_threads(wait=False)
 
 

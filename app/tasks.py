@@ -69,6 +69,7 @@ _TASKS: dict[str, TaskDef] = {}
 _SESSION_KEY = "capshare_deferred_jobs"
 ready: list[Job] = []  # manual runner: committed jobs waiting for run_ready()
 _ready_lock = threading.Lock()
+_waiting_locks: set[str] = set()  # in-process runners: queueing locks of jobs not started
 
 
 def task(name: str, *, queue: str = "default", retries: int = 0) -> Callable[[TaskFn], TaskFn]:
@@ -153,10 +154,12 @@ def _after_commit(session: Session) -> None:
     jobs: list[Job] = session.info.pop(_SESSION_KEY, [])
     if not jobs:
         return
-    if runner() == "manual":
-        with _ready_lock:
+    with _ready_lock:  # a queueing lock: at most one such job waits, as in procrastinate
+        jobs = [j for j in jobs if j.queueing_lock is None or j.queueing_lock not in _waiting_locks]
+        _waiting_locks.update(j.queueing_lock for j in jobs if j.queueing_lock is not None)
+        if runner() == "manual":
             ready.extend(jobs)
-        return
+            return
     for job in jobs:
         _executor(_TASKS[job.task].queue).submit(run_job, job)
 
@@ -174,6 +177,9 @@ def run_job(job: Job, session: Session | None = None) -> bool:
     """Run one job (in a session of its own unless given). Returns False when it failed;
     the failure is logged, never raised: a queue does not crash on one bad job."""
     definition = _TASKS[job.task]
+    if job.queueing_lock is not None:
+        with _ready_lock:
+            _waiting_locks.discard(job.queueing_lock)
     try:
         if session is not None:
             definition.fn(session, **job.kwargs)
@@ -198,6 +204,13 @@ def run_ready(session: Session) -> int:
         if not run_job(job, session):
             raise RuntimeError(f"task {job.task} failed (see the log)")
         count += 1
+
+
+def forget_waiting() -> None:
+    """Drop the jobs waiting in this process (the tests, between two tests)."""
+    with _ready_lock:
+        ready.clear()
+        _waiting_locks.clear()
 
 
 _executors: dict[str, ThreadPoolExecutor] = {}

@@ -26,6 +26,10 @@ class SolverTuning:
 
     # ---- deterministic mode (engine/orchestrator.py, engine/common.py)
     dtime_per_second: float = 1.0  # CP-SAT dtime units granted per second of share
+    # the wall-clock deadline is the time limit times this (a safety net: the time shares come
+    # from the time limit, not the clock); tests that must repeat exactly when the machine is
+    # loaded raise it, so that the net cannot decide
+    wall_factor: float = 1.0
     parallel_search_speed: float = 0.65  # one thread's speed a CP-SAT search keeps, 2+ threads
     parallel_lns_speed: float = 0.7  # the same for LNS steps
     wall_fair_min: float = 0.25  # least part of the time left a component's wall net allows

@@ -89,9 +89,9 @@ def settings(tmp_path: Path, db_url: str) -> Settings:
 
 @pytest.fixture(autouse=True)
 def _no_tasks_left_over() -> Iterator[None]:
-    tasks.ready.clear()
+    tasks.forget_waiting()
     yield
-    tasks.ready.clear()
+    tasks.forget_waiting()
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
-from api.deps import CurrentUser, Id, IdFilter, Limit, Offset, PaymentsDep, SessionDep, SettingsDep
+from api.deps import CurrentUser, Id, IdFilter, Limit, Offset, SessionDep, SettingsDep
 from app.bookings import flows as booking_flows
 from app.bookings import service as bookings
 from app.orders import attachments
@@ -26,13 +26,11 @@ router = APIRouter(tags=["bookings"])
     status_code=201,
     responses={409: {"description": "the slot collides with another booking"}},
 )
-def create_lease(
-    session: SessionDep, user: CurrentUser, payments: PaymentsDep, data: LeaseCreate
-) -> BookingPublic:
+def create_lease(session: SessionDep, user: CurrentUser, data: LeaseCreate) -> BookingPublic:
     """Lease a slot of a leasable machine's offered time, priced from its hourly rate;
     its deposit is charged."""
     return BookingPublic.model_validate(
-        booking_flows.create_lease(session=session, user=user, data=data, payments=payments)
+        booking_flows.create_lease(session=session, user=user, data=data)
     )
 
 
@@ -73,7 +71,6 @@ def get_booking(session: SessionDep, user: CurrentUser, booking_id: Id) -> Booki
 def transition_booking(
     session: SessionDep,
     user: CurrentUser,
-    payments: PaymentsDep,
     booking_id: Id,
     action: str,
     data: BookingTransition | None = None,
@@ -82,7 +79,7 @@ def transition_booking(
     complete (charges a lease) | cancel (void, or the late-cancellation fee)."""
     booking = booking_flows.transition_booking(
         session=session, user=user, booking_id=booking_id, action=action,
-        reason=data.reason if data else "", payments=payments,
+        reason=data.reason if data else "",
     )  # fmt: skip
     return BookingPublic.model_validate(booking)
 

@@ -4,7 +4,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, File, UploadFile
 
-from api.deps import CurrentUser, Id, Limit, Offset, PaymentsDep, SessionDep, SettingsDep
+from api.deps import CurrentUser, Id, Limit, Offset, SessionDep, SettingsDep
 from app.orders import attachments
 from app.orders import flows as order_flows
 from app.orders import service as orders
@@ -64,14 +64,11 @@ def open_order(session: SessionDep, user: CurrentUser, order_id: Id) -> OrderPub
 def cancel_order(
     session: SessionDep,
     user: CurrentUser,
-    payments: PaymentsDep,
     order_id: Id,
     reason: Annotated[str, Body(embed=True, max_length=500)] = "",
 ) -> OrderPublic:
     """Cancel; held payments are voided, or the late-cancellation fee is captured."""
-    order = order_flows.cancel_order(
-        session=session, user=user, order_id=order_id, reason=reason, payments=payments
-    )
+    order = order_flows.cancel_order(session=session, user=user, order_id=order_id, reason=reason)
     return orders.order_public(session=session, order=order)
 
 

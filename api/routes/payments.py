@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.deps import CurrentUser, Id, Limit, Offset, PaymentsDep, SessionDep
+from api.deps import CurrentUser, Id, Limit, Offset, SessionDep
 from app.bookings import delivery as booking_delivery
 from app.money import queries as money_queries
 from models.payment import BookingMoney, DisputeCreate, DisputeResolve, Earnings, Statement
@@ -30,13 +30,9 @@ def order_payments(session: SessionDep, user: CurrentUser, order_id: Id) -> list
     response_model=BookingMoney,
     responses={409: {"description": "not delivered, or already settled"}},
 )
-def accept_delivery(
-    session: SessionDep, user: CurrentUser, payments: PaymentsDep, booking_id: Id
-) -> BookingMoney:
+def accept_delivery(session: SessionDep, user: CurrentUser, booking_id: Id) -> BookingMoney:
     """The buyer accepts a delivered service booking: the price is captured and the owner paid."""
-    return booking_delivery.accept_delivery(
-        session=session, user=user, booking_id=booking_id, payments=payments
-    )
+    return booking_delivery.accept_delivery(session=session, user=user, booking_id=booking_id)
 
 
 @router.post(
@@ -61,14 +57,13 @@ def open_dispute(
 def resolve_dispute(
     session: SessionDep,
     user: CurrentUser,
-    payments: PaymentsDep,
     booking_id: Id,
     data: DisputeResolve,
 ) -> BookingMoney:
     """Admin: refund all, part, or nothing of a disputed delivery."""
     return booking_delivery.resolve_dispute(
         session=session, user=user, booking_id=booking_id, refund_fen=data.refund_fen,
-        note=data.note, payments=payments,
+        note=data.note,
     )  # fmt: skip
 
 

@@ -5,7 +5,9 @@ transaction; and direct leases.
 Every command here writes through :func:`app.bookings.service.transition` (the state),
 :mod:`app.money.planning` (the payments due), :func:`app.orders.service.sync_status`
 (the order) and :func:`app.orders.timeline.record_event` (the timeline), then commits
-once; payments are sent to the provider after the commit.
+once; the payments planned defer ``payments.drive``, which sends them to the provider
+after the commit. A ``payments`` client given to a command (the CLI, the tests) drives
+them in the call instead; the web never passes one, so no request waits for the provider.
 
 The lifecycle rules of a service booking (an order's step) are checked here:
 

@@ -78,11 +78,24 @@ def match(
 
 
 @cli.command()
-def worker() -> None:
+def worker(
+    once: Annotated[
+        bool, typer.Option("--once", help="run every periodic task once, here, and exit")
+    ] = False,
+) -> None:
     """Run the task queue's worker: match runs, payments and the periodic tasks. Any number
     of workers may run, on any hosts (PostgreSQL); each job runs on one of them."""
+    from app import tasks
     from app.jobs import run_worker
 
+    if once:
+        failed = 0
+        for name, definition in sorted(tasks.registered().items()):
+            if definition.every_s is not None:
+                ok = tasks.run_job(tasks.Job(task=name))
+                failed += not ok
+                typer.echo(f"{name}: {'ok' if ok else 'FAILED (see the log)'}")
+        raise typer.Exit(1 if failed else 0)
     run_worker(get_settings())
 
 

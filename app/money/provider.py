@@ -908,7 +908,7 @@ def _client_for(base_url: str, api_key: str, timeout_s: float) -> PaymentsClient
 
 
 def get_payments_client(settings: Settings) -> PaymentsClient | None:
-    """The shared client, or None when payments are not driven inline."""
+    """The shared client, or None when payments are left to the reconciler."""
     if not settings.payments_inline:
         return None
     return _client_for(

@@ -1,4 +1,5 @@
-"""The webhook inbox: signed provider events, stored once and applied."""
+"""The webhook inbox: signed provider events, stored once by the request and applied by
+the ``payments.webhook`` task."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from sqlalchemy import CursorResult
 from sqlmodel import Session, col, select
 
+from app import tasks
 from app.config import Settings, get_settings
 from app.db import begin_write
 from app.errors import MarketplaceError
@@ -27,6 +30,7 @@ from models.payment import (
 )
 
 log = logging.getLogger("capshare.money")
+WEBHOOK_TASK = "payments.webhook"  # a stored event, applied (app.jobs)
 
 
 class InvalidWebhook(MarketplaceError):
@@ -40,7 +44,8 @@ class InvalidWebhook(MarketplaceError):
 # --------------------------------------------------------------------------------------------
 
 
-def _insert_event(session: Session, event: Event) -> None:
+def _insert_event(session: Session, event: Event) -> bool:
+    """Insert the event unless it is there already; True when it was new."""
     values = {
         "provider": PROVIDER,
         "external_id": event.id,
@@ -70,7 +75,8 @@ def _insert_event(session: Session, event: Event) -> None:
             .values(**values)
             .on_conflict_do_nothing(index_elements=["provider", "external_id"])
         )
-    session.execute(stmt)
+    result: CursorResult[Any] = session.execute(stmt)  # type: ignore[assignment]
+    return bool(result.rowcount)
 
 
 def _apply_event(session: Session, event: Event, settings: Settings) -> int:
@@ -113,21 +119,30 @@ def _apply_event(session: Session, event: Event, settings: Settings) -> int:
     return changed
 
 
-def record_event(*, session: Session, event: Event, settings: Settings | None = None) -> bool:
-    """Insert a provider event into the inbox once and process it (one commit).
-    Returns False for a duplicate that was already handled."""
+def store_event(*, session: Session, event: Event) -> bool:
+    """The webhook's request: insert the event into the inbox once and defer
+    ``payments.webhook`` to apply it, in one commit. Returns False for a duplicate."""
+    begin_write(session)
+    new = _insert_event(session, event)
+    row = _inbox_row(session, event.id)
+    if row.handled_at is None:  # new, or stored but not applied yet: (again) to the queue
+        tasks.defer(session, WEBHOOK_TASK, event_id=event.id, queueing_lock=f"webhook:{event.id}")
+    session.commit()
+    return new
+
+
+def handle_event(*, session: Session, event_id: str, settings: Settings | None = None) -> bool:
+    """The ``payments.webhook`` task: apply a stored event once (a second delivery of the
+    task, or of the webhook, finds it handled). Returns whether it was applied now."""
     settings = settings or get_settings()
     begin_write(session)
-    _insert_event(session, event)
-    row = session.exec(
-        select(PaymentEvent)
-        .where(PaymentEvent.provider == PROVIDER, PaymentEvent.external_id == event.id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).one()
+    row = _inbox_row(session, event_id)
     if row.handled_at is not None:
         session.commit()
         return False
+    payload = row.payload
+    event = Event(row.external_id, row.type, int(payload.get("created") or 0),
+                  payload.get("object") or {})  # fmt: skip
     _apply_event(session, event, settings)
     row.handled_at = utcnow()
     session.add(row)
@@ -135,14 +150,33 @@ def record_event(*, session: Session, event: Event, settings: Settings | None = 
     return True
 
 
+def record_event(*, session: Session, event: Event, settings: Settings | None = None) -> bool:
+    """Insert a provider event into the inbox once and apply it at once (reconciliation,
+    which already runs as a task). Returns False for a duplicate that was already handled."""
+    begin_write(session)
+    _insert_event(session, event)
+    session.flush()
+    return handle_event(session=session, event_id=event.id, settings=settings)
+
+
+def _inbox_row(session: Session, event_id: str) -> PaymentEvent:
+    return session.exec(
+        select(PaymentEvent)
+        .where(PaymentEvent.provider == PROVIDER, PaymentEvent.external_id == event_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
+
+
 def receive_webhook(
     *, session: Session, settings: Settings, payload: bytes, signature: str | None
 ) -> bool:
-    """Verify a webhook's signature (400 if bad) and put its event through the inbox."""
+    """Verify a webhook's signature (400 if bad) and put its event into the inbox; the
+    ``payments.webhook`` task applies it after the commit."""
     try:
         event = parse_webhook_event(
             payload, signature, settings.payments_webhook_secret.get_secret_value()
         )
     except InvalidWebhookSignature as exc:
         raise InvalidWebhook(exc.message, field=SIGNATURE_HEADER) from exc
-    return record_event(session=session, event=event, settings=settings)
+    return store_event(session=session, event=event)

@@ -3,7 +3,7 @@
 # exec'd as given (so `docker run IMAGE capshare db check` or `... sh` work too).
 #
 #   api            the web UI and the API; never migrates nor seeds (the migrate role does)
-#   worker         the periodic jobs (any number of replicas: one at a time does each round)
+#   worker         the task queue's worker: match runs, payments, periodic tasks (any number)
 #   migrate        the schema to head, once per release, before the api and the workers
 #   payments-stub  the offline payment provider (staging and demos only)
 #

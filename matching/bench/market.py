@@ -14,6 +14,7 @@ from matching.domain import ObjectiveMode, Reason
 from matching.engine import solve_compiled
 from matching.greedy import best_greedy, greedy, priority_orders
 from matching.objective import breakdown
+from matching.tuning import SolverTuning
 
 FORMAT = "capshare-market-v1"
 Solution = dict[int, tuple[int, int]]
@@ -145,6 +146,7 @@ def run_market(
     solutions_dir: str | Path | None = None,
     progress: Any = None,
     deterministic: bool = True,
+    tuning: SolverTuning | None = None,
 ) -> list[dict[str, Any]]:
     """Side by side on one instance: greedy EDD; the best greedy as the benchmark's README
     defines it (the best of three orders, see ``reference_orders``); the engine's own
@@ -170,6 +172,7 @@ def run_market(
         workers=workers,
         progress=progress,
         deterministic=deterministic,
+        tuning=tuning,
     )
     sol = res.solution
     rows.append(_row(cp, "capshare", sol, res.bound, time.monotonic() - t))

@@ -111,7 +111,7 @@ def solve_compiled(
     readers build the compiled form directly)."""
     tuning = tuning if tuning is not None else DEFAULT_TUNING
     t0 = time.monotonic()
-    deadline = t0 + time_limit_s
+    deadline = t0 + time_limit_s * (tuning.wall_factor if deterministic else 1.0)
     report = Reporter(progress, t0)
 
     # 1. the greedy: warm start, and the answer never to be worse than
@@ -123,7 +123,10 @@ def solve_compiled(
     comps = decompose(cp)
     sizes = [sum(len(cp.jobs[j].options) for j in c) for c in comps]
     total = max(1, sum(sizes))
-    budget = max(0.0, (deadline - time.monotonic()) * tuning.budget_fraction)
+    if deterministic:  # shares from the limit alone: the same on a loaded machine
+        budget = time_limit_s * tuning.budget_fraction
+    else:
+        budget = max(0.0, (deadline - time.monotonic()) * tuning.budget_fraction)
     # wall time kept for the final repair and evaluation (grows with the problem)
     reserve = tuning.reserve_s + min(
         tuning.reserve_fraction * time_limit_s,

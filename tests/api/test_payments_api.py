@@ -8,11 +8,11 @@ import time
 from typing import Any
 
 import httpx
-from fastapi import FastAPI
+import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, col, func, select
 
-from api.deps import get_payments
+from app import jobs, tasks
 from app.bookings import delivery as booking_delivery
 from app.bookings import flows as booking_flows
 from app.config import Settings
@@ -86,7 +86,13 @@ class TestWebhookInbox:
         assert (first.status_code, second.status_code) == (200, 200)
         assert (first.json()["duplicate"], second.json()["duplicate"]) == (False, True)
         rows = session.exec(select(PaymentEvent)).all()
-        assert len(rows) == 1 and rows[0].handled_at is not None
+        assert len(rows) == 1 and rows[0].handled_at is None  # stored; a task applies it
+        assert [j.task for j in tasks.ready] == ["payments.webhook"]  # once, not twice
+        assert tasks.run_ready(session) == 1
+        session.refresh(rows[0])
+        assert rows[0].handled_at is not None
+        third = client.post(HOOK, content=body, headers=signed(body))  # after it was applied
+        assert third.json()["duplicate"] and tasks.ready == []
 
     def test_out_of_order_events_move_forward_only(
         self,
@@ -121,6 +127,7 @@ class TestWebhookInbox:
         for event in (newest, older, newest):  # newest first, then a stale one, then a duplicate
             body = json.dumps(event).encode()
             assert client.post(HOOK, content=body, headers=signed(body)).status_code == 200
+            tasks.run_ready(session)  # the webhook task, as a worker would run it
         session.refresh(hold)
         session.refresh(capture)
         assert (hold.status, capture.status) == ("succeeded", "succeeded")
@@ -131,23 +138,34 @@ class TestWebhookInbox:
         assert (payout.status, payout.amount_fen) == ("pending", 38_000)
 
 
+@pytest.fixture
+def tasks_pay_with(monkeypatch: pytest.MonkeyPatch, provider: PaymentsClient) -> PaymentsClient:
+    """The payments tasks talk to the test's provider."""
+    monkeypatch.setattr(jobs, "get_payments_client", lambda _settings: provider)
+    return provider
+
+
+def post(client: TestClient, session: Session, url: str, headers: dict[str, str], **kw: Any) -> Any:
+    """A command over HTTP, then the tasks it deferred (the worker's part)."""
+    r = client.post(url, headers=headers, **kw)
+    tasks.run_ready(session)
+    return r
+
+
 def delivered(
     client: TestClient,
     session: Session,
     settings: Settings,
     market: Market,
-    provider: PaymentsClient,
     price_fen: int,
 ) -> tuple[Booking, dict[str, str], dict[str, str]]:
-    """A service booking the owner accepted, started and completed over HTTP (the app
-    talking to ``provider``): (booking, owner's headers, buyer's headers)."""
-    assert isinstance(client.app, FastAPI)  # TestClient types its app as any ASGI app
-    client.app.dependency_overrides[get_payments] = lambda: provider
+    """A service booking the owner accepted, started and completed over HTTP, its payments
+    driven by the tasks: (booking, owner's headers, buyer's headers)."""
     booking = make_service_booking(session, market, price_fen=price_fen)
     owner_h, buyer_h = auth(settings, market.owner), auth(settings, market.buyer)
     for action in ("accept", "start", "complete"):
         assert (
-            client.post(f"/api/v1/bookings/{booking.id}/{action}", headers=owner_h).status_code
+            post(client, session, f"/api/v1/bookings/{booking.id}/{action}", owner_h).status_code
             == 200
         )
     return booking, owner_h, buyer_h
@@ -160,9 +178,9 @@ class TestMoneyViews:
         session: Session,
         settings: Settings,
         market: Market,
-        provider: PaymentsClient,
+        tasks_pay_with: PaymentsClient,
     ) -> None:
-        booking, owner_h, buyer_h = delivered(client, session, settings, market, provider, 20_000)
+        booking, owner_h, buyer_h = delivered(client, session, settings, market, 20_000)
         assert (
             client.get(f"/api/v1/bookings/{booking.id}/payments", headers=buyer_h).json()[
                 "money_status"
@@ -176,7 +194,10 @@ class TestMoneyViews:
             == 403
         )
         r = client.post(f"/api/v1/bookings/{booking.id}/delivery/accept", headers=buyer_h)
-        assert r.status_code == 200, r.text
+        assert r.status_code == 200, r.text  # answered at once: the provider is a task's job
+        assert r.json()["money_status"] != "captured"
+        assert tasks.run_ready(session) >= 1
+        r = client.get(f"/api/v1/bookings/{booking.id}/payments", headers=buyer_h)
         assert r.json()["money_status"] == "captured" and r.json()["captured_fen"] == 20_000
         assert (
             client.post(
@@ -221,9 +242,9 @@ class TestMoneyViews:
         session: Session,
         settings: Settings,
         market: Market,
-        provider: PaymentsClient,
+        tasks_pay_with: PaymentsClient,
     ) -> None:
-        booking, owner_h, buyer_h = delivered(client, session, settings, market, provider, 10_000)
+        booking, owner_h, buyer_h = delivered(client, session, settings, market, 10_000)
         r = client.post(
             f"/api/v1/bookings/{booking.id}/delivery/dispute",
             json={"note": "scratched"},
@@ -234,5 +255,8 @@ class TestMoneyViews:
         assert client.post(resolve, json={"refund_fen": 10_000}, headers=buyer_h).status_code == 403
         admin_h = auth(settings, make_user(session, roles=(Role.admin,)))
         assert client.post(resolve, json={"refund_fen": 10_001}, headers=admin_h).status_code == 422
-        r = client.post(resolve, json={"refund_fen": 2_500}, headers=admin_h)
-        assert r.status_code == 200 and r.json()["captured_fen"] == 7_500
+        assert (
+            post(client, session, resolve, admin_h, json={"refund_fen": 2_500}).status_code == 200
+        )
+        r = client.get(f"/api/v1/bookings/{booking.id}/payments", headers=buyer_h)
+        assert r.json()["captured_fen"] == 7_500

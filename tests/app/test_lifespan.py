@@ -32,14 +32,15 @@ def test_the_in_process_runner_starts_and_stops_the_periodic_tasks_with_the_app(
         db.get_engine.cache_clear()
 
 
-def test_procrastinate_leaves_the_periodic_tasks_to_the_workers(
+def test_a_fleets_api_replica_runs_no_background_work(
     monkeypatch: pytest.MonkeyPatch, tmp_path: object
 ) -> None:
-    monkeypatch.setenv("CAPSHARE_JOBS_IN_PROCESS", "true")
+    monkeypatch.setenv("CAPSHARE_JOBS_IN_PROCESS", "false")
     monkeypatch.setenv("CAPSHARE_TASK_RUNNER", "procrastinate")
     get_settings.cache_clear()
     try:
         with TestClient(create_app()):
-            assert _job_threads() == []
+            names = {t.name for t in threading.enumerate()}
+            assert not names & {"capshare-periodic", "capshare-worker"}
     finally:
         get_settings.cache_clear()

@@ -109,8 +109,9 @@ class TestGenerated:
         inst = generate_market(n_jobs=120, n_machines=24, seed=7)
         path = tmp_path / "g.json.gz"
         write_market(inst, path)
-        a = run_market(path, time_limit_s=3, seed=3)
-        b = run_market(path, time_limit_s=3, seed=3)
+        steady = SolverTuning(wall_factor=20)  # the wall-clock net cannot decide, however slow
+        a = run_market(path, time_limit_s=3, seed=3, tuning=steady)
+        b = run_market(path, time_limit_s=3, seed=3, tuning=steady)
         by = {r["method"]: r for r in a}
         assert by["capshare"]["objective"] < by["greedy-best"]["objective"]
         assert by["capshare"]["bound"] <= by["capshare"]["objective"]
@@ -229,7 +230,8 @@ class TestGap:
         cp, _off = gap_problem(g, maximize=True)
         assert slots_exact(cp, list(range(len(cp.jobs))))
         _name, gsol, _ = best_greedy(cp)
-        res = solve_compiled(cp, time_limit_s=2, seed=3)
+        steady = SolverTuning(wall_factor=20)  # the wall-clock net cannot decide, however slow
+        res = solve_compiled(cp, time_limit_s=2, seed=3, tuning=steady)
         assert check_compiled(cp, res.solution) == [] and len(res.solution) == len(cp.jobs)
         assert res.bound <= res.objective <= evaluate(cp, gsol)
         # SCIP's 0-1 solve stops on the wall clock, so whether it proves this one within
@@ -244,7 +246,7 @@ class TestGap:
             return lb, None, False
 
         monkeypatch.setattr(bound_mod, "mip_solve", no_proof)
-        runs = [solve_compiled(cp, time_limit_s=6, seed=3) for _ in range(2)]
+        runs = [solve_compiled(cp, time_limit_s=6, seed=3, tuning=steady) for _ in range(2)]
         assert len(calls) == 2
         for run in runs:
             assert check_compiled(cp, run.solution) == [] and len(run.solution) == len(cp.jobs)
