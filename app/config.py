@@ -14,6 +14,8 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator, model_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRET = "changethis-development-only-not-a-secret"  # refused outside development
+# Room a multipart upload needs beyond its file: boundaries, part headers, the other fields.
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -27,6 +29,18 @@ class Settings(BaseSettings):
         default="sqlite:///./var/capshare.db",
         validation_alias=AliasChoices("DATABASE_URL", "CAPSHARE_DATABASE_URL"),
     )
+    # Connections per process: pool_size kept open, up to pool_overflow more under load.
+    # A request waits at most db_pool_timeout_s for one, then gets 503 with Retry-After
+    # (README "Sizing connection pools" has the arithmetic against max_connections).
+    db_pool_size: int = Field(default=10, ge=1, le=1000)
+    db_pool_overflow: int = Field(default=10, ge=0, le=1000)
+    db_pool_timeout_s: float = Field(default=2.0, gt=0, le=60)
+    # The largest request body accepted (413 beyond it, by Content-Length before reading
+    # anything); at least attachment_max_bytes plus MULTIPART_OVERHEAD_BYTES.
+    max_body_bytes: int = Field(default=21 * 1024 * 1024, ge=1)
+    # A handler that has not started its response by then answers 504 (the handler itself
+    # runs to its end: a thread cannot be stopped; see app/middleware.py).
+    request_timeout_s: float = Field(default=30.0, gt=0, le=3600)
     secret_key: SecretStr = SecretStr(PLACEHOLDER_SECRET)
     access_token_minutes: int = 60 * 8
     display_timezone: str = "Asia/Shanghai"
@@ -101,6 +115,23 @@ class Settings(BaseSettings):
             if value.startswith(prefix):
                 return "postgresql+psycopg://" + value[len(prefix) :]
         return value
+
+    @model_validator(mode="after")
+    def _body_cap_holds_an_attachment(self) -> Settings:
+        needed = self.attachment_max_bytes + MULTIPART_OVERHEAD_BYTES
+        if self.max_body_bytes < needed:
+            raise ValueError(
+                f"max_body_bytes ({self.max_body_bytes}) must be at least attachment_max_bytes "
+                f"plus {MULTIPART_OVERHEAD_BYTES} bytes of multipart overhead ({needed}): raise "
+                "CAPSHARE_MAX_BODY_BYTES or lower CAPSHARE_ATTACHMENT_MAX_BYTES"
+            )
+        if self.request_timeout_s <= self.db_pool_timeout_s:
+            raise ValueError(
+                f"request_timeout_s ({self.request_timeout_s}) must exceed db_pool_timeout_s "
+                f"({self.db_pool_timeout_s}): a request waiting for a connection answers 503, "
+                "not 504"
+            )
+        return self
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:

@@ -21,32 +21,54 @@ from sqlmodel import Session, create_engine
 
 from app.config import get_settings
 
-# A request holds its connection from authentication to the end, across several
-# hops through the threadpool (40 threads); a pool smaller than that can deadlock
-# under load: every thread waiting for a connection, every connection waiting
-# for a thread.
-POOL_SIZE = 20
-POOL_OVERFLOW = 30
+# Pool sizes come from the settings (db_pool_size, db_pool_overflow, db_pool_timeout_s).
+#
+# A request holds its connection from authentication to the end, across several hops
+# through the threadpool (a dependency, the handler, the session's teardown: each is a
+# separate hop). With a long pool timeout that can deadlock under load: every thread
+# blocked waiting for a connection, every connection held by a request waiting for a
+# thread. Two things keep that from happening (app/middleware.py, app/main.py):
+#   - the pool timeout is short (2 s by default): a thread blocked in checkout gives up,
+#     the request answers 503 with Retry-After and its thread goes back to the others;
+#   - requests that may use the database are admitted at most pool_size + pool_overflow
+#     at a time per process (AdmissionMiddleware, waiting on the event loop, not in a
+#     thread, for at most db_pool_timeout_s), and the threadpool is capped just above
+#     that, so an admitted request finds a connection and a thread for each hop.
+PG_CONNECT_TIMEOUT_S = 5  # libpq's connect_timeout: a black-holed host fails, not hangs
 
 _take_write_lock: ContextVar[bool] = ContextVar("capshare_sqlite_write_lock", default=False)
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+def make_engine(
+    url: str,
+    *,
+    pool_size: int | None = None,
+    max_overflow: int | None = None,
+    pool_timeout: float | None = None,
+    **kwargs: Any,
+) -> Engine:
+    """An engine for ``url``; the pool's sizes default to the settings'."""
+    settings = get_settings()
+    pool: dict[str, Any] = {
+        "pool_size": settings.db_pool_size if pool_size is None else pool_size,
+        "max_overflow": settings.db_pool_overflow if max_overflow is None else max_overflow,
+        "pool_timeout": settings.db_pool_timeout_s if pool_timeout is None else pool_timeout,
+    }
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
-            url,
-            connect_args={"check_same_thread": False, "timeout": 60},
-            pool_size=POOL_SIZE,
-            max_overflow=POOL_OVERFLOW,
-            **kwargs,
+            url, connect_args={"check_same_thread": False, "timeout": 60}, **pool, **kwargs
         )
         _serialize_sqlite_transactions(engine)
         return engine
     return create_engine(
-        url, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW, **kwargs
+        url,
+        pool_pre_ping=True,
+        connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S},
+        **pool,
+        **kwargs,
     )
 
 

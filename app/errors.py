@@ -11,12 +11,13 @@ one field is to blame, that field's name.
     │   ├── UnknownProcess, UnknownMaterial
     │   ├── AttachmentRejected (413 / 415)
     │   └── RowsRejected (422 / 409) a bulk change refused, with a problem per row
-    └── Conflict (409)
-        ├── AlreadyExists
-        ├── WindowOverlap
-        ├── CapacityUnavailable     the slot collides with another booking
-        ├── InvalidTransition       the state machine forbids it
-        └── LifecycleRuleBroken     a rule of the order lifecycle forbids it now
+    ├── Conflict (409)
+    │   ├── AlreadyExists
+    │   ├── WindowOverlap
+    │   ├── CapacityUnavailable     the slot collides with another booking
+    │   ├── InvalidTransition       the state machine forbids it
+    │   └── LifecycleRuleBroken     a rule of the order lifecycle forbids it now
+    └── ServiceUnavailable (503)  no database connection in time; retry after a moment
 """
 
 from __future__ import annotations
@@ -123,6 +124,13 @@ class InvalidTransition(Conflict):
 class LifecycleRuleBroken(Conflict):
     """A move the state machine allows but a lifecycle rule forbids now (whole-order
     confirmation, early start, precedence); the message names the rule."""
+
+
+class ServiceUnavailable(MarketplaceError):
+    """The request could not get what it needs to run (a database connection) in time.
+    Nothing was done; the response carries ``Retry-After``."""
+
+    status_code = 503
 
 
 def field_name(loc: tuple[object, ...] | list[object]) -> str | None:

@@ -36,11 +36,12 @@ from typing import Any
 
 import procrastinate
 from procrastinate import exceptions as queue_errors
-from sqlalchemy import event
+from sqlalchemy import Engine, event, text
 from sqlmodel import Session
 
 from app.config import Settings, get_settings
 from app.db import get_engine
+from app.metrics import JOB_FAILURES
 
 log = logging.getLogger("capshare.tasks")
 
@@ -189,6 +190,7 @@ def run_job(job: Job, session: Session | None = None) -> bool:
         return True
     except Exception:
         log.exception("task %s failed", job.task)
+        JOB_FAILURES.labels(task=job.task).inc()
         return False
 
 
@@ -204,6 +206,27 @@ def run_ready(session: Session) -> int:
         if not run_job(job, session):
             raise RuntimeError(f"task {job.task} failed (see the log)")
         count += 1
+
+
+def queue_depths(engine: Engine) -> dict[str, int]:
+    """Jobs waiting, by queue: procrastinate's ``todo`` rows, or this process's backlog."""
+    if runner() == "procrastinate":
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT queue_name, count(*) FROM procrastinate_jobs "
+                    "WHERE status = 'todo' GROUP BY queue_name"
+                )
+            ).all()
+        return {str(queue): int(n) for queue, n in rows}
+    depths = dict.fromkeys({t.queue for t in _TASKS.values()}, 0)
+    with _executors_lock:
+        for queue, pool in _executors.items():
+            depths[queue] = pool._work_queue.qsize()
+    with _ready_lock:
+        for job in ready:
+            depths[_TASKS[job.task].queue] += 1
+    return depths
 
 
 def forget_waiting() -> None:
@@ -295,8 +318,12 @@ def worker_app(settings: Settings | None = None) -> procrastinate.App:
 
 def _bind(app: procrastinate.App, definition: TaskDef) -> None:
     def body(timestamp: int | None = None, **kwargs: Any) -> None:
-        with Session(get_engine()) as session:
-            definition.fn(session, **kwargs)
+        try:
+            with Session(get_engine()) as session:
+                definition.fn(session, **kwargs)
+        except Exception:
+            JOB_FAILURES.labels(task=definition.name).inc()
+            raise  # procrastinate records it, and retries if the task says so
 
     body.__name__ = definition.name.replace(".", "_")
     retry: int | bool = definition.retries or False

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -74,14 +74,37 @@ def serve(
         upgrade()
     if not demo:
         typer.echo(f"capshare on http://{host}:{port}  (API docs at /docs)")
-        uvicorn.run("app.main:create_app", factory=True, host=host, port=port, workers=workers)
+        uvicorn.run(
+            "app.main:create_app", factory=True, host=host, port=port, workers=workers, **_http()
+        )
         return
     _seed_demo()
     with ExitStack() as stack:
         if payments_stub:
             stack.enter_context(_demo_payments_stub(host, port))
         typer.echo(f"capshare on http://{host}:{port}  (API docs at /docs)")
-        uvicorn.run("app.main:create_app", factory=True, host=host, port=port, workers=workers)
+        uvicorn.run(
+            "app.main:create_app", factory=True, host=host, port=port, workers=workers, **_http()
+        )
+
+
+def _http() -> dict[str, Any]:
+    """uvicorn's side of the HTTP limits (the rest is app/middleware.py): JSON logs with the
+    request id (the app writes the access line), idle keep-alive connections closed after
+    5 s, request heads up to 16 KiB, in-flight requests given the request timeout to end
+    on shutdown. No limit_concurrency: its refusals are plain-text 503s; admission in the
+    app answers JSON with Retry-After instead."""
+    from app.logs import LOGGING_CONFIG
+    from app.metrics import reset_multiprocess_dir
+
+    reset_multiprocess_dir()
+    return {
+        "log_config": LOGGING_CONFIG,
+        "access_log": False,
+        "timeout_keep_alive": 5,
+        "h11_max_incomplete_event_size": 16 * 1024,
+        "timeout_graceful_shutdown": int(get_settings().request_timeout_s) + 5,
+    }
 
 
 @contextmanager

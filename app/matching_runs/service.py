@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable
 
@@ -33,6 +34,7 @@ from app.errors import Conflict, InvalidTransition, NotFound, PermissionDenied
 from app.machines.availability import offered_spans
 from app.matching_runs.adapter import MatchInput, build_match_input
 from app.matching_runs.expiry import expire_proposals
+from app.metrics import MATCH_RUN_SECONDS, MATCH_RUNS
 from app.orders import service as orders
 from matching import Assignment, MatchResult, check_result, solve
 from models import (
@@ -284,17 +286,23 @@ def execute_run(
     session.add(run)
     session.commit()
     user = session.get(User, run.triggered_by_user_id) if run.triggered_by_user_id else None
+    started = time.monotonic()
     with Heartbeat(session, run_id, settings) as beat:
         try:
-            return _execute(session, run, user, now or utcnow(), settings, beat, progress)
+            done = _execute(session, run, user, now or utcnow(), settings, beat, progress)
         except Exception as exc:  # the run fails as a whole; record why
             session.rollback()
             if not isinstance(exc, ResultRejected | InputsChanged | RunCancelled):
                 log.exception("match run failed")
             if isinstance(exc, RunCancelled):
-                return _finish(session, run_id, MatchRunStatus.cancelled, str(exc), {})
-            return _finish(session, run_id, MatchRunStatus.failed, f"{type(exc).__name__}: {exc}",
-                           beat.fields)  # fmt: skip
+                done = _finish(session, run_id, MatchRunStatus.cancelled, str(exc), {})
+            else:
+                done = _finish(session, run_id, MatchRunStatus.failed,
+                               f"{type(exc).__name__}: {exc}", beat.fields)  # fmt: skip
+    outcome = str(done.status)
+    MATCH_RUNS.labels(outcome=outcome).inc()
+    MATCH_RUN_SECONDS.labels(outcome=outcome).observe(time.monotonic() - started)
+    return done
 
 
 def _execute(

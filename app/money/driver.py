@@ -12,6 +12,7 @@ from sqlmodel import Session, col, select
 from app.config import Settings, get_settings
 from app.db import begin_write
 from app.errors import InvalidInput
+from app.metrics import PAYMENT_FAILURES
 from app.money.ledger import (
     ESCROW,
     REVENUE,
@@ -297,8 +298,10 @@ def drive_payment(*, session: Session, payments: PaymentsClient, payment_id: int
         if exc.code == "balance_insufficient":
             return PENDING
         outcome = Outcome(FAILED, failure_code=exc.code or "invalid_request")
+        PAYMENT_FAILURES.labels(kind=p.kind).inc()
     except PaymentError as exc:  # provider down after retries, key still in use...
         log.warning("payment %s left pending: %s", p.id, exc)
+        PAYMENT_FAILURES.labels(kind=p.kind).inc()
         return PENDING
     assert p.id is not None
     record_outcome(session=session, payment_id=p.id, outcome=outcome, settings=settings)

@@ -93,7 +93,9 @@ def _serve(
         {"DATABASE_URL": database_url, "CAPSHARE_ENVIRONMENT": "test",
          "CAPSHARE_SECRET_KEY": TEST_SECRET, "CAPSHARE_PAYMENTS_API_KEY": STUB_KEY,
          "CAPSHARE_PAYMENTS_WEBHOOK_SECRET": STUB_WEBHOOK_SECRET, "CAPSHARE_PAYMENTS_INLINE": "false",
-         "CAPSHARE_TASK_RUNNER": "threads", "CAPSHARE_ATTACHMENT_DIR": str(tmp_path / "files"), **env},
+         "CAPSHARE_TASK_RUNNER": "threads", "CAPSHARE_ATTACHMENT_DIR": str(tmp_path / "files"),
+         # waits for a connection bounded by the test's own timeouts, not the machine's speed
+         "CAPSHARE_DB_POOL_TIMEOUT_S": "60", "CAPSHARE_REQUEST_TIMEOUT_S": "300", **env},
         port, tmp_path / "server.log",
     )  # fmt: skip
 
