@@ -407,7 +407,7 @@ class TestHealthAndReady:
         with TestClient(app) as client:
             r = client.get("/api/v1/ready")
         assert r.status_code == 200
-        assert r.json() == {"status": "ready", "checks": {"database": "ok"}}
+        assert r.json() == {"status": "ready", "checks": {"database": "ok", "queue": "ok"}}
 
     def test_not_ready_names_what_failed(self) -> None:
         dead = make_engine(DEAD_DATABASE)
@@ -417,8 +417,25 @@ class TestHealthAndReady:
             r = client.get("/api/v1/ready")
         assert r.status_code == 503
         assert r.json()["error"] == "NotReady" and "database" in r.json()["detail"]
-        assert r.json()["checks"] == {"database": "OperationalError"}
+        assert r.json()["checks"] == {"database": "OperationalError", "queue": "ok"}  # in-process
         dead.dispose()
+
+    def test_not_ready_when_procrastinates_jobs_cannot_be_read(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("CAPSHARE_TASK_RUNNER", "procrastinate")
+        get_settings.cache_clear()
+        dead = make_engine(DEAD_DATABASE)
+        app = create_app()
+        app.dependency_overrides[get_engine] = lambda: dead
+        try:
+            with TestClient(app) as client:
+                r = client.get("/api/v1/ready")
+        finally:
+            get_settings.cache_clear()
+            dead.dispose()
+        assert r.status_code == 503
+        assert r.json()["checks"] == {"database": "OperationalError", "queue": "OperationalError"}
 
 
 def test_serve_logs_one_json_object_per_line() -> None:

@@ -48,21 +48,6 @@ from tests.infra.deploy_files import (
 # the pinned kubernetes-validate ships.
 K8S_VERSIONS = ("1.29.0", str(kubernetes_validate.latest_version()))
 
-# Settings being added right now by the runtime work on other branches, under these exact
-# names. Drop each one from here once app.config.Settings has it.
-PENDING_SETTINGS = frozenset(
-    {
-        "CAPSHARE_DB_POOL_SIZE",
-        "CAPSHARE_DB_POOL_OVERFLOW",
-        "CAPSHARE_DB_POOL_TIMEOUT_S",
-        "CAPSHARE_MAX_BODY_BYTES",
-        "CAPSHARE_REQUEST_TIMEOUT_S",
-    }
-)
-# Endpoints being added likewise: readiness (database and queue reachable) and the
-# Prometheus metrics. Drop each one from here once the api serves it.
-PENDING_PATHS = frozenset({"/api/v1/ready", "/metrics"})
-
 ROLES = {"api", "worker", "migrate", "payments-stub"}
 SECRETS = ("CAPSHARE_SECRET_KEY", "CAPSHARE_PAYMENTS_API_KEY", "CAPSHARE_PAYMENTS_WEBHOOK_SECRET")
 
@@ -270,11 +255,10 @@ def _known_settings() -> set[str]:
 
 def test_every_capshare_variable_is_a_real_setting() -> None:
     known = _known_settings()
-    assert not (PENDING_SETTINGS & known), "a pending setting landed: drop it from the list"
     files = [COMPOSE, DOCKERFILE, ENTRYPOINT, *K8S.rglob("*.yaml")]
     used = {(f.name, v) for f in files for v in re.findall(r"CAPSHARE_[A-Z0-9_]+", f.read_text())}
     assert {"CAPSHARE_SECRET_KEY", "CAPSHARE_JOBS_IN_PROCESS"} <= {v for _, v in used}
-    unknown = sorted((f, v) for f, v in used if v not in known | PENDING_SETTINGS)
+    unknown = sorted((f, v) for f, v in used if v not in known)
     assert unknown == []
 
 
@@ -308,9 +292,9 @@ def test_the_placeholder_secret_fails_closed(
     assert settings.environment == "production" and not settings.is_sqlite
 
 
-def _served(client: TestClient, paths: set[str], pending: frozenset[str] = frozenset()) -> set[str]:
-    """Those of PATHS that CLIENT's app answers (with a 200; pending ones count as served)."""
-    return {p for p in paths if p in pending or client.get(p).status_code == 200}
+def _served(client: TestClient, paths: set[str]) -> set[str]:
+    """Those of PATHS that CLIENT's app answers with a 200."""
+    return {p for p in paths if client.get(p).status_code == 200}
 
 
 def _probe_paths(container: dict[str, Any]) -> set[str]:
@@ -353,7 +337,7 @@ def test_probe_paths_and_ports_match_what_the_servers_serve(client: TestClient) 
     assert image_check and compose_stub
     notes = pod["metadata"]["annotations"]
     api_wanted = {*_probe_paths(container), *image_check, notes["prometheus.io/path"]}
-    api_paths = _served(client, api_wanted, PENDING_PATHS)
+    api_paths = _served(client, api_wanted)
     with TestClient(create_stub_app(api_key="k", webhook_secret="w")) as stub_client:
         stub_paths = _served(stub_client, {*_probe_paths(stub), compose_stub[2]})
     assert container.keys() >= {"livenessProbe", "readinessProbe"}

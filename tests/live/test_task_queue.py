@@ -147,6 +147,8 @@ def test_a_job_is_deferred_in_the_transaction_of_its_cause(
     assert [(name, status) for _, name, status in _jobs()] == [
         ("payments.drive", "todo"), ("proposals.expire", "todo"),
     ]  # fmt: skip
+    depths = tasks.queue_depths(db.get_engine())  # what /metrics and /ready read
+    assert (depths.get("payments"), depths.get("default")) == (1, 1)
 
 
 @needs_postgres
