@@ -1,22 +1,29 @@
-"""The pages' forms: fields read into the app's schemas, initial values, and errors
-mapped back onto the fields they belong to.
+"""The pages' forms: fields read into the app's schemas, initial values, errors
+mapped back onto the fields they belong to, and the page of a form that offers the
+process catalogue.
 
-Nothing here touches the database; a handler parses with these, calls one app
-service and renders or redirects."""
+Nothing here writes; a handler parses with these, calls one app service and renders
+(``render_form``) or redirects."""
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from fastapi import Request
+from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
+from sqlmodel import Session
 from starlette.datastructures import FormData
 
+from app.catalog import service as catalog
 from app.errors import InvalidInput, MarketplaceError, field_name
 from frontend.i18n import Translator
-from models import Machine
+from frontend.web import render
+from models import Machine, User
 from models.booking import LeaseCreate
 from models.machine import MachineCreate, MachineUpdate, RuleCreate
 from models.order import OrderCreate
@@ -80,6 +87,15 @@ def parse_local(value: str, tz: dt.tzinfo) -> dt.datetime:
     return (parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)).astimezone(dt.UTC)
 
 
+def form_id(value: object) -> int | None:
+    """A row's id as a form or a file holds it: digits for 1 to 2**31 - 1 (what the
+    database keeps), else None."""
+    text = str(value or "").strip()
+    if not re.fullmatch(r"[0-9]{1,10}", text) or not 1 <= int(text) < 2**31:
+        return None
+    return int(text)
+
+
 def weekdays(form: FormData) -> list[int]:
     """The ticked weekday boxes (0 = Monday); a value that is not a number raises ValueError."""
     return [int(str(d)) for d in form.getlist("weekdays")]
@@ -120,6 +136,17 @@ def machine_errors(exc: MarketplaceError | ValidationError) -> dict[str, str]:
 def status_of(exc: Exception) -> int:
     """The status to re-render a form with: the domain error's, else 422 (a schema's)."""
     return exc.status_code if isinstance(exc, MarketplaceError) else 422
+
+
+def render_form(
+    request: Request, session: Session, t: Translator, name: str, values: Mapping[str, Any],
+    errors: dict[str, str], *, user: User, status_code: int = 200,
+) -> HTMLResponse:  # fmt: skip
+    """A form that offers the process catalogue (listing a machine, posting an order):
+    empty, or as typed with each error beside its field."""
+    processes = catalog.list_processes(session=session)
+    return render(request, t, name, {"values": values, "errors": errors, "processes": processes},
+                  user=user, status_code=status_code)  # fmt: skip
 
 
 # ----------------------------------------------------------------- machines

@@ -188,7 +188,7 @@ def test_operator_dashboard_is_scoped(client: TestClient, session: Session) -> N
 def test_every_ui_string_has_a_chinese_translation() -> None:
     root = Path(__file__).resolve().parents[2] / "frontend"
     ids: set[str] = set()
-    for path in [*root.glob("templates/*.html"), *root.glob("*.py")]:
+    for path in [*root.glob("templates/**/*.html"), *root.glob("**/*.py")]:
         ids |= {
             m.group(2)
             for m in re.finditer(r"""(?:\b_|gettext)\(\s*(["'])(.+?)\1""", path.read_text())

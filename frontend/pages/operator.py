@@ -1,0 +1,100 @@
+"""The operator's pages: the dashboard of a cluster (or of the market, for an admin)
+and its tables as CSV, match runs (start one, the list, one run's unmatched steps)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, Response
+
+from app.catalog import service as catalog
+from app.dashboard import service as dashboard
+from app.errors import MarketplaceError
+from app.matching_runs import service as matching_runs
+from frontend import csvfiles
+from frontend.web import PAGE, Csrf, SessionDep, T, WebUser, redirect, render
+from models import Role, utcnow
+
+router = APIRouter(include_in_schema=False)
+
+
+def _period(t: T) -> tuple[dt.datetime, dt.datetime]:
+    today = utcnow().astimezone(t.tz).replace(hour=0, minute=0, second=0, microsecond=0)
+    return today.astimezone(dt.UTC), (today + dt.timedelta(days=15)).astimezone(dt.UTC)
+
+
+@router.get("/operator", response_class=HTMLResponse)
+def operator(
+    request: Request, session: SessionDep, user: WebUser, t: T, cluster_id: int | None = None
+) -> HTMLResponse:
+    start, end = _period(t)
+    d = dashboard.operator_dashboard(
+        session=session, user=user, start=start, end=end, cluster_id=cluster_id, tz=t.tz.key
+    )
+    days = sorted({day for row in d.by_day.values() for day in row})
+    cluster_names = sorted({c for row in d.heatmap.values() for c in row})
+    runs, _ = matching_runs.list_match_runs(session=session, user=user, limit=1, offset=0)
+    reasons: dict[str, int] = {}
+    if runs:
+        assert runs[0].id is not None
+        for u in matching_runs.list_unmatched(session=session, run_id=runs[0].id):
+            reasons[u.reason] = reasons.get(u.reason, 0) + 1
+    return render(request, t, "operator.html", {"d": d, "days": days, "cluster_names": cluster_names, "last_run": runs[0] if runs else None,
+                  "reasons": reasons}, user=user)  # fmt: skip
+
+
+@router.get("/operator/export/{table}.csv")
+def operator_csv(
+    request: Request, session: SessionDep, user: WebUser, t: T, table: str
+) -> Response:
+    start, end = _period(t)
+    d = dashboard.operator_dashboard(session=session, user=user, start=start, end=end, tz=t.tz.key)
+    text = csvfiles.dashboard_csv(d, table)
+    if text is None:
+        return Response(status_code=404)
+    return csvfiles.attachment(text, f"{table}.csv", media_type="text/csv")
+
+
+@router.get("/operator/match-runs", response_class=HTMLResponse)
+def match_runs(
+    request: Request, session: SessionDep, user: WebUser, t: T, page: int = 1
+) -> HTMLResponse:
+    runs, count = matching_runs.list_match_runs(
+        session=session, user=user, limit=PAGE, offset=(max(page, 1) - 1) * PAGE
+    )
+    clusters = [c for c in catalog.list_clusters(session=session)
+                if user.has_role(Role.admin) or c.operator_org_id == user.org_id]  # fmt: skip
+    return render(request, t, "match_runs.html", {"runs": runs, "count": count, "page": page, "pages": max(1, -(-count // PAGE)),
+                  "clusters": clusters}, user=user)  # fmt: skip
+
+
+@router.post("/operator/match-runs", dependencies=[Csrf])
+def run_match(request: Request, session: SessionDep, user: WebUser, t: T,
+              cluster_id: Annotated[str, Form()] = "", time_limit_s: Annotated[float, Form()] = 5) -> Response:  # fmt: skip
+    try:
+        run = matching_runs.run_matching(session=session, user=user, cluster_id=int(cluster_id) if cluster_id else None,
+                                         time_limit_s=min(max(time_limit_s, 1), 60))  # fmt: skip
+    except MarketplaceError as exc:
+        return redirect("/operator/match-runs", request, "⚠ " + exc.message)
+    return redirect(f"/operator/match-runs/{run.id}", request,
+                    t.gettext("Match run {id}: {n} proposals.", id=run.id, n=run.proposals))  # fmt: skip
+
+
+@router.get("/operator/match-runs/{run_id}", response_class=HTMLResponse)
+def match_run(
+    request: Request, session: SessionDep, user: WebUser, t: T, run_id: int
+) -> HTMLResponse:
+    run = matching_runs.get_match_run_or_raise(session=session, user=user, run_id=run_id)
+    unmatched = matching_runs.list_unmatched(session=session, run_id=run_id)
+    reasons: dict[str, int] = {}
+    for u in unmatched:
+        reasons[u.reason] = reasons.get(u.reason, 0) + 1
+    return render(
+        request,
+        t,
+        "match_run.html",
+        {"run": run, "unmatched": unmatched[:200], "reasons": reasons},
+        user=user,
+    )
