@@ -53,7 +53,7 @@ def buyer_orders(
     return render(
         request,
         t,
-        "buyer_orders.html",
+        "buyer/orders.html",
         {"rows": rows, "count": count, "page": page, "pages": max(1, -(-count // PAGE))},
         user=user,
     )
@@ -62,7 +62,7 @@ def buyer_orders(
 @router.get("/buyer/orders/new", response_class=HTMLResponse)
 def new_order(request: Request, session: SessionDep, user: WebUser, t: T) -> HTMLResponse:
     values = forms.new_order_values(t, utcnow())
-    return forms.render_form(request, session, t, "order_form.html", values, {}, user=user)
+    return forms.render_form(request, session, t, "buyer/order_form.html", values, {}, user=user)
 
 
 @router.post("/buyer/orders/new", response_class=HTMLResponse, dependencies=[Csrf])
@@ -89,7 +89,7 @@ async def create_order(
                            filename=upload.filename or "", content_type=upload.content_type or "", stream=upload.file)  # fmt: skip
     except (ValueError, MarketplaceError) as exc:  # nothing was committed: the session rolls back
         errors, status = forms.order_errors(t, exc)
-        return forms.render_form(request, session, t, "order_form.html", values, errors,
+        return forms.render_form(request, session, t, "buyer/order_form.html", values, errors,
                                  user=user, status_code=status)  # fmt: skip
     return redirect(f"/buyer/orders/{order.id}/quote")
 
@@ -106,7 +106,7 @@ def quote_page(
         )
     )
     quote = quotes.create_quote(session=session, user=user, data=draft, settings=settings)
-    return render(request, t, "quote.html", {"o": public, "quote": quote}, user=user)
+    return render(request, t, "buyer/quote.html", {"o": public, "quote": quote}, user=user)
 
 
 @router.post("/buyer/orders/{order_id}/confirm", dependencies=[Csrf])
@@ -142,7 +142,7 @@ def order_detail(
     }
     files = attachments.list_attachments(session=session, user=user, order_id=order_id)
     names = machines.machine_names(session=session, machine_ids={b.machine_id for b in held})
-    return render(request, t, "order_detail.html", {"o": public, "timeline": timeline, "bookings": held, "names": names,
+    return render(request, t, "buyer/order_detail.html", {"o": public, "timeline": timeline, "bookings": held, "names": names,
                   "money": money_of, "files": files, "mine": order.buyer_org_id == user.org_id}, user=user)  # fmt: skip
 
 
@@ -204,7 +204,7 @@ def search(
     query = MachineQuery(process_key=process or None, material=material or None, leasable=True if leasable else None,
                          limit=PAGE, offset=(max(page, 1) - 1) * PAGE)  # fmt: skip
     rows, count = machines.search_machines(session=session, user=user, query=query)
-    return render(request, t, "machine_search.html", {"rows": rows, "count": count, "page": page, "pages": max(1, -(-count // PAGE)),
+    return render(request, t, "buyer/machine_search.html", {"rows": rows, "count": count, "page": page, "pages": max(1, -(-count // PAGE)),
                   "processes": catalog.list_processes(session=session), "f": {"process": process, "material": material, "leasable": leasable}}, user=user)  # fmt: skip
 
 
@@ -239,7 +239,7 @@ def lease_page(
     end: str = "",
 ) -> HTMLResponse:
     """The machine's free time for the next two weeks; picking a slot fills the form."""
-    return render(request, t, "lease.html", {**_lease_context(session, user, t, machine_id), "errors": {},
+    return render(request, t, "buyer/lease.html", {**_lease_context(session, user, t, machine_id), "errors": {},
                   "values": {"start_at": start, "end_at": end}}, user=user)  # fmt: skip
 
 
@@ -261,7 +261,7 @@ async def lease(
         )
     except (MarketplaceError, ValueError) as exc:
         errors = forms.lease_errors(t, exc)
-        return render(request, t, "lease.html", {**_lease_context(session, user, t, machine_id), "errors": errors, "values": values},
+        return render(request, t, "buyer/lease.html", {**_lease_context(session, user, t, machine_id), "errors": errors, "values": values},
                       user=user, status_code=forms.status_of(exc))  # fmt: skip
     return redirect(
         "/buyer/leases", request, t.gettext("Leased: {price}", price=t.money(booking.price_fen))
@@ -273,4 +273,4 @@ def my_leases(request: Request, session: SessionDep, user: WebUser, t: T) -> HTM
     mine, _ = bookings.list_bookings(session=session, user=user, kind=BookingKind.lease, customer_org_id=user.org_id,
                                      limit=200)  # fmt: skip
     names = machines.machine_names(session=session, machine_ids={b.machine_id for b in mine})
-    return render(request, t, "leases.html", {"rows": mine, "names": names}, user=user)
+    return render(request, t, "buyer/leases.html", {"rows": mine, "names": names}, user=user)

@@ -41,7 +41,7 @@ def operator(
         assert runs[0].id is not None
         for u in matching_runs.list_unmatched(session=session, run_id=runs[0].id):
             reasons[u.reason] = reasons.get(u.reason, 0) + 1
-    return render(request, t, "operator.html", {"d": d, "days": days, "cluster_names": cluster_names, "last_run": runs[0] if runs else None,
+    return render(request, t, "operator/dashboard.html", {"d": d, "days": days, "cluster_names": cluster_names, "last_run": runs[0] if runs else None,
                   "reasons": reasons}, user=user)  # fmt: skip
 
 
@@ -66,7 +66,7 @@ def match_runs(
     )
     clusters = [c for c in catalog.list_clusters(session=session)
                 if user.has_role(Role.admin) or c.operator_org_id == user.org_id]  # fmt: skip
-    return render(request, t, "match_runs.html", {"runs": runs, "count": count, "page": page, "pages": max(1, -(-count // PAGE)),
+    return render(request, t, "operator/match_runs.html", {"runs": runs, "count": count, "page": page, "pages": max(1, -(-count // PAGE)),
                   "clusters": clusters}, user=user)  # fmt: skip
 
 
@@ -94,7 +94,7 @@ def match_run(
     return render(
         request,
         t,
-        "match_run.html",
+        "operator/match_run.html",
         {"run": run, "unmatched": unmatched[:200], "reasons": reasons},
         user=user,
     )

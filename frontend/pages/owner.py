@@ -59,7 +59,7 @@ def owner_machines(
     return render(
         request,
         t,
-        "owner_machines.html",
+        "owner/machines.html",
         {"rows": rows, "count": count, "page": page, "pages": max(1, -(-count // PAGE)), "q": q},
         user=user,
     )
@@ -68,7 +68,7 @@ def owner_machines(
 @router.get("/owner/machines/new", response_class=HTMLResponse)
 def new_machine(request: Request, session: SessionDep, user: WebUser, t: T) -> HTMLResponse:
     values = forms.new_machine_values()
-    return forms.render_form(request, session, t, "machine_form.html", values, {}, user=user)
+    return forms.render_form(request, session, t, "owner/machine_form.html", values, {}, user=user)
 
 
 @router.post("/owner/machines/new", response_class=HTMLResponse, dependencies=[Csrf])
@@ -80,7 +80,7 @@ async def create_machine(request: Request, session: SessionDep, user: WebUser, t
         machine, _ = await threaded(machines.create_machine, session=session, user=user, data=data)
     except (MarketplaceError, ValidationError) as exc:
         errors = forms.errors_of(exc, forms.RATE_FIELD)
-        return forms.render_form(request, session, t, "machine_form.html", values, errors,
+        return forms.render_form(request, session, t, "owner/machine_form.html", values, errors,
                                  user=user, status_code=422)  # fmt: skip
     return redirect(f"/owner/machines/{machine.id}", request, t.gettext("Machine listed."))
 
@@ -116,7 +116,7 @@ def _machine_page(
     gantt = _gantt(t, now, now + dt.timedelta(days=14), windows, held)
     today = now.astimezone(t.tz).date()
     defaults = forms.rule_defaults(today)
-    return render(request, t, "machine_detail.html", {"m": machine, "windows": windows, "rules": rules, "gantt": gantt,
+    return render(request, t, "owner/machine_detail.html", {"m": machine, "windows": windows, "rules": rules, "gantt": gantt,
                   "bookings": held, "rule_values": rule_values or defaults, "errors": errors or {},
                   "ical": feed_url(request, settings, user, machine)}, user=user, status_code=status_code)  # fmt: skip
 
@@ -172,7 +172,7 @@ def _edit_page(request: Request, t: T, user: User, m: Machine, values: dict[str,
     return render(
         request,
         t,
-        "owner_machine_edit.html",
+        "owner/machine_edit.html",
         {"m": m, "values": values, "errors": errors},
         user=user,
         status_code=status,
@@ -212,7 +212,7 @@ def retire_confirm(
     request: Request, session: SessionDep, user: WebUser, t: T, machine_id: int
 ) -> HTMLResponse:
     m = machines.get_own_machine_or_raise(session=session, user=user, machine_id=machine_id)
-    return render(request, t, "owner_machine_retire.html", {"m": m, "error": None}, user=user)
+    return render(request, t, "owner/machine_retire.html", {"m": m, "error": None}, user=user)
 
 
 @router.post(
@@ -228,7 +228,7 @@ def retire(request: Request, session: SessionDep, user: WebUser, t: T, machine_i
         return render(
             request,
             t,
-            "owner_machine_retire.html",
+            "owner/machine_retire.html",
             {"m": m, "error": exc.message},
             user=user,
             status_code=exc.status_code,
@@ -247,7 +247,7 @@ def new_telemetry_token(
     m = machines.get_own_machine_or_raise(session=session, user=user, machine_id=machine_id)
     endpoint = str(request.base_url).rstrip("/") + "/api/v1/telemetry"
     response = render(
-        request, t, "owner_token.html", {"m": m, "token": token, "endpoint": endpoint}, user=user
+        request, t, "owner/token.html", {"m": m, "token": token, "endpoint": endpoint}, user=user
     )
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -264,7 +264,7 @@ def proposals(
         session=session, user=user, limit=PAGE, offset=(max(page, 1) - 1) * PAGE
     )
     names = machines.machine_names(session=session, machine_ids={b.machine_id for b in rows})
-    return render(request, t, "proposals.html", {"rows": rows, "names": names, "page": page,
+    return render(request, t, "owner/proposals.html", {"rows": rows, "names": names, "page": page,
                   "pages": max(1, -(-count // PAGE))}, user=user)  # fmt: skip
 
 
@@ -293,7 +293,7 @@ def earnings(
     return render(
         request,
         t,
-        "owner_earnings.html",
+        "owner/earnings.html",
         {"e": e, "payouts": e.payouts[:PAGE], "page": page, "more": more},
         user=user,
     )

@@ -68,7 +68,7 @@ def _calendar_page(request: Request, session: SessionDep, user: User, t: T, mach
     pages = max(1, -(-len(windows) // PAGE))
     if values is None:
         values = forms.window_defaults(t, first)
-    return render(request, t, "owner_calendar.html", {
+    return render(request, t, "owner/calendar.html", {
         "m": m, "grid": _calendar(t, now, windows, held), "windows": windows[(page - 1) * PAGE : page * PAGE],
         "window_count": len(windows), "page": page, "pages": pages, "bookings": held,
         "values": values, "errors": errors or {}, "hours": range(24),

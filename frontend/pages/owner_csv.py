@@ -34,7 +34,7 @@ def _import_context(kind: str) -> dict[str, Any]:
 def _page(
     request: Request, t: T, user: User, ctx: dict[str, Any], status: int = 200
 ) -> HTMLResponse:
-    return render(request, t, "owner_import.html", ctx, user=user, status_code=status)
+    return render(request, t, "owner/import.html", ctx, user=user, status_code=status)
 
 
 @router.get("/owner/machines/import", response_class=HTMLResponse)

@@ -44,13 +44,13 @@ def home(request: Request, session: SessionDep, t: T) -> HTMLResponse:
     demo = [("owner", f"owner1@{DEMO_DOMAIN}"), ("buyer", f"buyer1@{DEMO_DOMAIN}"),
             ("operator", f"operator.ningbo-beilun@{DEMO_DOMAIN}"), ("admin", f"admin@{DEMO_DOMAIN}")]  # fmt: skip
     return render(
-        request, t, "home.html", {"demo": demo, "demo_password": DEMO_PASSWORD}, user=user
+        request, t, "public/home.html", {"demo": demo, "demo_password": DEMO_PASSWORD}, user=user
     )
 
 
 @router.get("/login", response_class=HTMLResponse)
 def login_form(request: Request, t: T, email: str = "") -> HTMLResponse:
-    return render(request, t, "login.html", {"email": email, "errors": {}})
+    return render(request, t, "public/login.html", {"email": email, "errors": {}})
 
 
 @router.post("/login", response_class=HTMLResponse, dependencies=[Csrf])
@@ -61,7 +61,9 @@ def login(
     user = accounts.authenticate(session=session, email=email, password=password)
     if user is None:
         errors = {"password": t.gettext("Wrong email or password.")}
-        return render(request, t, "login.html", {"email": email, "errors": errors}, status_code=401)
+        return render(
+            request, t, "public/login.html", {"email": email, "errors": errors}, status_code=401
+        )
     request.session["user_id"] = user.id
     return redirect(home_for(user))
 
