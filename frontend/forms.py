@@ -8,6 +8,7 @@ Nothing here writes; a handler parses with these, calls one app service and rend
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
@@ -37,6 +38,7 @@ EDIT_FIELDS = (
 EDIT_REQUIRED = ("hourly_rate_yuan", "min_booking_minutes", "tolerance_mm", "speed_factor")
 RULE_FIELDS = ("start_time", "end_time", "valid_from", "valid_until")
 ORDER_OPERATIONS = 3  # rows of operations on the order form
+TIME_LIMIT_S = (1.0, 5.0, 60.0)  # a match run's time limit: least, default, most
 
 
 # ----------------------------------------------------------------- values
@@ -327,3 +329,24 @@ def lease_errors(t: Translator, exc: Exception) -> dict[str, str]:
     if isinstance(exc, MarketplaceError | ValidationError):
         return errors_of(exc)
     return {"start_at": t.gettext("Check the dates and amounts.")}
+
+
+# ----------------------------------------------------------------- match runs
+
+
+def match_run_input(t: Translator, cluster_id: str, time_limit_s: str) -> tuple[int | None, float]:
+    """The match-run form: the cluster (empty: the whole market) and the time limit in
+    seconds, held to 1-60 (empty: 5). A value that is not one raises InvalidInput
+    naming its field."""
+    cluster = form_id(cluster_id) if cluster_id.strip() else None
+    if cluster_id.strip() and cluster is None:
+        raise InvalidInput(t.gettext("Choose a cluster in the list."), field="cluster_id")
+    least, default, most = TIME_LIMIT_S
+    try:
+        limit = float(time_limit_s) if time_limit_s.strip() else default
+    except ValueError:
+        limit = math.nan
+    if not math.isfinite(limit):
+        message = t.gettext("Enter the time limit in seconds, from 1 to 60.")
+        raise InvalidInput(message, field="time_limit_s")
+    return cluster, min(max(limit, least), most)

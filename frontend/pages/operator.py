@@ -11,11 +11,11 @@ from fastapi.responses import HTMLResponse, Response
 
 from app.catalog import service as catalog
 from app.dashboard import service as dashboard
-from app.errors import MarketplaceError
+from app.errors import InvalidInput, MarketplaceError
 from app.matching_runs import service as matching_runs
-from frontend import csvfiles
+from frontend import csvfiles, forms
 from frontend.web import PAGE, Csrf, SessionDep, T, WebUser, redirect, render
-from models import Role, utcnow
+from models import Role, User, utcnow
 
 router = APIRouter(include_in_schema=False)
 
@@ -61,21 +61,31 @@ def operator_csv(
 def match_runs(
     request: Request, session: SessionDep, user: WebUser, t: T, page: int = 1
 ) -> HTMLResponse:
+    return _match_runs_page(request, session, user, t, page)
+
+
+def _match_runs_page(request: Request, session: SessionDep, user: User, t: T, page: int,
+                     errors: dict[str, str] | None = None, status_code: int = 200) -> HTMLResponse:  # fmt: skip
     runs, count = matching_runs.list_match_runs(
         session=session, user=user, limit=PAGE, offset=(max(page, 1) - 1) * PAGE
     )
     clusters = [c for c in catalog.list_clusters(session=session)
                 if user.has_role(Role.admin) or c.operator_org_id == user.org_id]  # fmt: skip
     return render(request, t, "operator/match_runs.html", {"runs": runs, "count": count, "page": page, "pages": max(1, -(-count // PAGE)),
-                  "clusters": clusters}, user=user)  # fmt: skip
+                  "clusters": clusters, "errors": errors or {}}, user=user, status_code=status_code)  # fmt: skip
 
 
-@router.post("/operator/match-runs", dependencies=[Csrf])
+@router.post("/operator/match-runs", response_class=HTMLResponse, dependencies=[Csrf])
 def run_match(request: Request, session: SessionDep, user: WebUser, t: T,
-              cluster_id: Annotated[str, Form()] = "", time_limit_s: Annotated[float, Form()] = 5) -> Response:  # fmt: skip
+              cluster_id: Annotated[str, Form()] = "", time_limit_s: Annotated[str, Form()] = "") -> Response:  # fmt: skip
     try:
-        run = matching_runs.run_matching(session=session, user=user, cluster_id=int(cluster_id) if cluster_id else None,
-                                         time_limit_s=min(max(time_limit_s, 1), 60))  # fmt: skip
+        scope, limit = forms.match_run_input(t, cluster_id, time_limit_s)
+    except InvalidInput as exc:  # the page again, the error beside its field
+        return _match_runs_page(request, session, user, t, 1, forms.errors_of(exc), exc.status_code)
+    try:
+        run = matching_runs.run_matching(
+            session=session, user=user, cluster_id=scope, time_limit_s=limit
+        )
     except MarketplaceError as exc:
         return redirect("/operator/match-runs", request, "⚠ " + exc.message)
     return redirect(f"/operator/match-runs/{run.id}", request,
