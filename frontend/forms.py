@@ -98,14 +98,18 @@ def form_id(value: object) -> int | None:
     return int(text)
 
 
-def weekdays(form: FormData) -> list[int]:
-    """The ticked weekday boxes (0 = Monday); a value that is not a number raises ValueError."""
-    return [int(str(d)) for d in form.getlist("weekdays")]
+def weekdays(t: Translator, form: FormData) -> list[int]:
+    """The ticked weekday boxes (0 = Monday); a value that is not a number raises
+    InvalidInput naming the boxes (the range is the schema's to check)."""
+    try:
+        return [int(str(d)) for d in form.getlist("weekdays")]
+    except ValueError:
+        raise InvalidInput(t.gettext("Tick the weekdays in the list."), field="weekdays") from None
 
 
 def weekdays_shown(form: FormData) -> list[int]:
     """The ticked weekday boxes to show again, dropping any that is not a number."""
-    return [int(str(d)) for d in form.getlist("weekdays") if str(d).isdigit()]
+    return [int(str(d)) for d in form.getlist("weekdays") if str(d).isdecimal()]
 
 
 # ----------------------------------------------------------------- errors
@@ -224,9 +228,9 @@ def rule_defaults(today: dt.date) -> dict[str, Any]:
             "valid_until": (today + dt.timedelta(days=27)).isoformat(), "weekdays": [0, 1, 2, 3, 4]}  # fmt: skip
 
 
-def rule_create(form: FormData) -> RuleCreate:
+def rule_create(t: Translator, form: FormData) -> RuleCreate:
     return RuleCreate.model_validate({
-        "weekdays": weekdays(form), "start_time": form.get("start_time"),
+        "weekdays": weekdays(t, form), "start_time": form.get("start_time"),
         "end_time": form.get("end_time"), "valid_from": form.get("valid_from"), "valid_until": form.get("valid_until"),
     })  # fmt: skip
 

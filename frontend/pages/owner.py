@@ -150,7 +150,7 @@ async def add_rule(
 ) -> Response:
     form = await request.form()
     try:
-        data = forms.rule_create(form)
+        data = forms.rule_create(t, form)
         _, created = await threaded(availability.create_rule, session=session, user=user, machine_id=machine_id, data=data,
                                     timezone=settings.display_timezone, horizon_days=settings.planning_horizon_days)  # fmt: skip
     except (MarketplaceError, ValidationError) as exc:

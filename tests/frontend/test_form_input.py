@@ -6,8 +6,8 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 from sqlmodel import Session, func, select
 
-from models import MatchRun, Organization, Role
-from tests.factories import make_cluster, make_user
+from models import AvailabilityRule, MatchRun, Organization, Role
+from tests.factories import make_cluster, make_machine, make_user
 from tests.frontend.test_pages import csrf, sign_in
 
 
@@ -38,3 +38,22 @@ def test_a_match_run_form_with_a_value_that_is_not_one_names_the_field(
                      "time_limit_s": "1"}, follow_redirects=False)  # fmt: skip
     assert ok.status_code == 303 and ok.headers["location"].startswith("/operator/match-runs/")
     assert count_runs(session) == before + 1
+
+
+def test_a_weekday_that_is_not_a_number_stands_beside_the_weekdays(
+    client: TestClient, session: Session
+) -> None:
+    owner = make_user(session, roles=(Role.owner,))
+    machine = make_machine(session, owner=owner)
+    sign_in(client, owner.email)
+    page = client.get(f"/owner/machines/{machine.id}?lang=en")
+    body = {"csrf_token": csrf(page.text), "start_time": "20:00", "end_time": "08:00",
+            "valid_from": "2031-01-06", "valid_until": "2031-01-31"}  # fmt: skip
+    for ticked in (["1", "abc"], ["1.5"], ["-1"], ["²"]):  # "²" is a digit int() refuses
+        r = client.post(f"/owner/machines/{machine.id}/rules", data={**body, "weekdays": ticked})
+        assert r.status_code == 422 and 'id="weekdays-error"' in r.text, ticked
+        assert 'value="2031-01-31"' in r.text  # the form as typed
+    rules = session.exec(
+        select(AvailabilityRule).where(AvailabilityRule.machine_id == machine.id)
+    ).all()
+    assert rules == []
