@@ -1,22 +1,30 @@
-"""The pages' forms: fields read into the app's schemas, initial values, and errors
-mapped back onto the fields they belong to.
+"""The pages' forms: fields read into the app's schemas, initial values, errors
+mapped back onto the fields they belong to, and the page of a form that offers the
+process catalogue.
 
-Nothing here touches the database; a handler parses with these, calls one app
-service and renders or redirects."""
+Nothing here writes; a handler parses with these, calls one app service and renders
+(``render_form``) or redirects."""
 
 from __future__ import annotations
 
 import datetime as dt
+import math
+import re
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from fastapi import Request
+from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
+from sqlmodel import Session
 from starlette.datastructures import FormData
 
+from app.catalog import service as catalog
 from app.errors import InvalidInput, MarketplaceError, field_name
 from frontend.i18n import Translator
-from models import Machine
+from frontend.web import render
+from models import Machine, User
 from models.booking import LeaseCreate
 from models.machine import MachineCreate, MachineUpdate, RuleCreate
 from models.order import OrderCreate
@@ -30,6 +38,7 @@ EDIT_FIELDS = (
 EDIT_REQUIRED = ("hourly_rate_yuan", "min_booking_minutes", "tolerance_mm", "speed_factor")
 RULE_FIELDS = ("start_time", "end_time", "valid_from", "valid_until")
 ORDER_OPERATIONS = 3  # rows of operations on the order form
+TIME_LIMIT_S = (1.0, 5.0, 60.0)  # a match run's time limit: least, default, most
 
 
 # ----------------------------------------------------------------- values
@@ -80,14 +89,27 @@ def parse_local(value: str, tz: dt.tzinfo) -> dt.datetime:
     return (parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)).astimezone(dt.UTC)
 
 
-def weekdays(form: FormData) -> list[int]:
-    """The ticked weekday boxes (0 = Monday); a value that is not a number raises ValueError."""
-    return [int(str(d)) for d in form.getlist("weekdays")]
+def form_id(value: object) -> int | None:
+    """A row's id as a form or a file holds it: digits for 1 to 2**31 - 1 (what the
+    database keeps), else None."""
+    text = str(value or "").strip()
+    if not re.fullmatch(r"[0-9]{1,10}", text) or not 1 <= int(text) < 2**31:
+        return None
+    return int(text)
+
+
+def weekdays(t: Translator, form: FormData) -> list[int]:
+    """The ticked weekday boxes (0 = Monday); a value that is not a number raises
+    InvalidInput naming the boxes (the range is the schema's to check)."""
+    try:
+        return [int(str(d)) for d in form.getlist("weekdays")]
+    except ValueError:
+        raise InvalidInput(t.gettext("Tick the weekdays in the list."), field="weekdays") from None
 
 
 def weekdays_shown(form: FormData) -> list[int]:
     """The ticked weekday boxes to show again, dropping any that is not a number."""
-    return [int(str(d)) for d in form.getlist("weekdays") if str(d).isdigit()]
+    return [int(str(d)) for d in form.getlist("weekdays") if str(d).isdecimal()]
 
 
 # ----------------------------------------------------------------- errors
@@ -120,6 +142,17 @@ def machine_errors(exc: MarketplaceError | ValidationError) -> dict[str, str]:
 def status_of(exc: Exception) -> int:
     """The status to re-render a form with: the domain error's, else 422 (a schema's)."""
     return exc.status_code if isinstance(exc, MarketplaceError) else 422
+
+
+def render_form(
+    request: Request, session: Session, t: Translator, name: str, values: Mapping[str, Any],
+    errors: dict[str, str], *, user: User, status_code: int = 200,
+) -> HTMLResponse:  # fmt: skip
+    """A form that offers the process catalogue (listing a machine, posting an order):
+    empty, or as typed with each error beside its field."""
+    processes = catalog.list_processes(session=session)
+    return render(request, t, name, {"values": values, "errors": errors, "processes": processes},
+                  user=user, status_code=status_code)  # fmt: skip
 
 
 # ----------------------------------------------------------------- machines
@@ -195,9 +228,9 @@ def rule_defaults(today: dt.date) -> dict[str, Any]:
             "valid_until": (today + dt.timedelta(days=27)).isoformat(), "weekdays": [0, 1, 2, 3, 4]}  # fmt: skip
 
 
-def rule_create(form: FormData) -> RuleCreate:
+def rule_create(t: Translator, form: FormData) -> RuleCreate:
     return RuleCreate.model_validate({
-        "weekdays": weekdays(form), "start_time": form.get("start_time"),
+        "weekdays": weekdays(t, form), "start_time": form.get("start_time"),
         "end_time": form.get("end_time"), "valid_from": form.get("valid_from"), "valid_until": form.get("valid_until"),
     })  # fmt: skip
 
@@ -300,3 +333,24 @@ def lease_errors(t: Translator, exc: Exception) -> dict[str, str]:
     if isinstance(exc, MarketplaceError | ValidationError):
         return errors_of(exc)
     return {"start_at": t.gettext("Check the dates and amounts.")}
+
+
+# ----------------------------------------------------------------- match runs
+
+
+def match_run_input(t: Translator, cluster_id: str, time_limit_s: str) -> tuple[int | None, float]:
+    """The match-run form: the cluster (empty: the whole market) and the time limit in
+    seconds, held to 1-60 (empty: 5). A value that is not one raises InvalidInput
+    naming its field."""
+    cluster = form_id(cluster_id) if cluster_id.strip() else None
+    if cluster_id.strip() and cluster is None:
+        raise InvalidInput(t.gettext("Choose a cluster in the list."), field="cluster_id")
+    least, default, most = TIME_LIMIT_S
+    try:
+        limit = float(time_limit_s) if time_limit_s.strip() else default
+    except ValueError:
+        limit = math.nan
+    if not math.isfinite(limit):
+        message = t.gettext("Enter the time limit in seconds, from 1 to 60.")
+        raise InvalidInput(message, field="time_limit_s")
+    return cluster, min(max(limit, least), most)

@@ -53,6 +53,14 @@ class Translator:
         text = _messages(self.locale).get(message, message)
         return text.format(**params) if params else text
 
+    def reason(self, code: str) -> str:
+        """Why a match run left a step out (a ``matching.Reason`` value): its own entry
+        ``unmatched_<code>`` where a plain word would read wrong (e.g. "declined", also a
+        booking state), else the code's entry."""
+        messages = _messages(self.locale)
+        key = f"unmatched_{code}"
+        return messages[key] if key in messages else self.gettext(code)
+
     def money(self, fen: int | None) -> str:
         if fen is None:
             return "—"

@@ -1,5 +1,5 @@
 """Plumbing of the pages: the signed-in user from the session cookie, CSRF
-tokens, the language, and rendering."""
+tokens, the language, paging, rendering, and running a service off the event loop."""
 
 from __future__ import annotations
 
@@ -12,25 +12,18 @@ from fastapi import Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
 
 from app.config import Settings, get_settings
 from app.db import get_session
-from app.money.provider import PaymentsClient, get_payments_client
 from frontend.i18n import DEFAULT, LOCALES, Translator
 from models import User
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+PAGE = 25  # rows on a page of a list
 
 SessionDep = Annotated[Session, Depends(get_session)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-
-
-def get_payments(settings: SettingsDep) -> PaymentsClient | None:
-    """The payments client, or None when payments are left to the reconciler."""
-    return get_payments_client(settings)
-
-
-PaymentsDep = Annotated[PaymentsClient | None, Depends(get_payments)]
 
 
 class LoginRequired(Exception):
@@ -104,3 +97,9 @@ def redirect(
     if request is not None and flash:
         request.session["flash"] = flash
     return RedirectResponse(url, status_code=303)
+
+
+async def threaded(fn: Any, **kwargs: Any) -> Any:
+    """``fn(**kwargs)`` in the threadpool: an async handler (one that reads the form
+    itself) calls a sync service so."""
+    return await run_in_threadpool(lambda: fn(**kwargs))

@@ -74,7 +74,7 @@ class RunInProgress(Conflict):
 
 
 EXECUTE_TASK = "match_runs.execute"
-HEARTBEAT_S = 5.0
+HEARTBEAT_S = 2.0  # a running run publishes its phase and proves it is alive this often
 WHOLE_PHASES = ("greedy", "done")  # progress events whose objective is the whole run's
 
 

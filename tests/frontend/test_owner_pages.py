@@ -7,6 +7,7 @@ import re
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import httpx2
 from fastapi.testclient import TestClient
 from sqlmodel import Session, col, func, select
 
@@ -18,6 +19,7 @@ from models import (
     BookingState,
     Machine,
     Payment,
+    PaymentStatus,
     Role,
     User,
 )
@@ -112,7 +114,7 @@ def test_retire_asks_first_and_refuses_with_active_bookings(
     buyer = make_user(session, roles=(Role.buyer,))
     machine = make_machine(session, owner=owner)
     assert machine.id is not None
-    booking = Booking(machine_id=machine.id, kind=BookingKind.lease.value, state=BookingState.confirmed.value,
+    booking = Booking(machine_id=machine.id, kind=BookingKind.lease.value, state=BookingState.confirmed,
                       start_at=hours_from_now(5), end_at=hours_from_now(8), org_id=buyer.org_id, price_fen=27000)  # fmt: skip
     session.add(booking)
     session.flush()
@@ -123,7 +125,7 @@ def test_retire_asks_first_and_refuses_with_active_bookings(
     assert r.status_code == 409 and "active booking" in r.text
     session.refresh(machine)
     assert machine.status == "active"
-    booking.state = BookingState.cancelled.value
+    booking.state = BookingState.cancelled
     session.add(booking)
     session.flush()
     r = client.post(
@@ -137,7 +139,7 @@ def test_retire_asks_first_and_refuses_with_active_bookings(
     assert "Machine retired" in client.get("/owner/machines").text
 
 
-def upload(client: TestClient, text: str, token: str) -> object:
+def upload(client: TestClient, text: str, token: str) -> httpx2.Response:
     return client.post("/owner/machines/import", data={"csrf_token": token},
                        files={"file": ("machines.csv", text.encode("utf-8"), "text/csv")})  # fmt: skip
 
@@ -161,15 +163,15 @@ def test_import_with_a_bad_row_reports_row_and_field_and_writes_nothing(
         "Lathe D,Mazak,turning,steel,300,0,500,0.02,1.0,80,sixty,maybe",
     ])  # fmt: skip
     r = upload(client, text, csrf(page.text))
-    assert r.status_code == 422  # type: ignore[attr-defined]
-    report = report_rows(r.text)  # type: ignore[attr-defined]
+    assert r.status_code == 422
+    report = report_rows(r.text)
     assert ("3", "materials") in report and ("4", "hourly_rate_yuan") in report
     assert ("5", "leasable") in report
     assert not any(row == "2" for row, _ in report)
-    assert "cheese" in r.text and "Nothing was imported" in r.text  # type: ignore[attr-defined]
+    assert "cheese" in r.text and "Nothing was imported" in r.text
     assert count_machines(session, owner) == 0
     missing = upload(client, "name,process_key\nX,milling_3axis\n", csrf(page.text))
-    assert missing.status_code == 422 and "hourly_rate_yuan" in missing.text  # type: ignore[attr-defined]
+    assert missing.status_code == 422 and "hourly_rate_yuan" in missing.text
 
 
 def test_good_csv_creates_every_machine(client: TestClient, session: Session) -> None:
@@ -183,7 +185,7 @@ def test_good_csv_creates_every_machine(client: TestClient, session: Session) ->
         "Mill B,Haas VF-3,milling_3axis,aluminium,1016,508,635,0.01,1.1,120,120,false",
     ]) + "\r\n"  # fmt: skip
     r = upload(client, text, csrf(page.text))
-    assert r.status_code == 200 and "2" in r.text  # type: ignore[attr-defined]
+    assert r.status_code == 200 and "2" in r.text
     rows = session.exec(
         select(Machine).where(Machine.owner_org_id == owner.org_id).order_by(col(Machine.name))
     ).all()
@@ -213,7 +215,7 @@ def test_export_then_import_into_another_owner_gives_the_same_machines(
     client.cookies.clear()
     sign_in(client, second.email)
     r = upload(client, exported.text, csrf(client.get("/owner/machines/import").text))
-    assert r.status_code == 200, r.text  # type: ignore[attr-defined]
+    assert r.status_code == 200, r.text
 
     def shape(owner: User) -> list[tuple[object, ...]]:
         rows = session.exec(
@@ -292,7 +294,7 @@ def test_calendar_shows_bookings(client: TestClient, session: Session) -> None:
     machine = make_machine(session, owner=owner)
     assert machine.id is not None
     make_window(session, machine=machine, start=hours_from_now(24), end=hours_from_now(48))
-    session.add(Booking(machine_id=machine.id, kind=BookingKind.lease.value, state=BookingState.confirmed.value,
+    session.add(Booking(machine_id=machine.id, kind=BookingKind.lease.value, state=BookingState.confirmed,
                         start_at=hours_from_now(30), end_at=hours_from_now(33), org_id=owner.org_id, price_fen=1))  # fmt: skip
     session.flush()
     sign_in(client, owner.email)
@@ -308,7 +310,7 @@ def test_earnings_page_shows_the_owner_totals(client: TestClient, session: Sessi
     buyer = make_user(session, roles=(Role.buyer,))
     machine = make_machine(session, owner=owner)
     assert machine.id is not None and owner.org_id is not None and buyer.org_id is not None
-    booking = Booking(machine_id=machine.id, kind=BookingKind.lease.value, state=BookingState.done.value,
+    booking = Booking(machine_id=machine.id, kind=BookingKind.lease.value, state=BookingState.done,
                       start_at=hours_from_now(-5), end_at=hours_from_now(-2), org_id=buyer.org_id, price_fen=100_000)  # fmt: skip
     session.add(booking)
     session.flush()
@@ -316,7 +318,7 @@ def test_earnings_page_shows_the_owner_totals(client: TestClient, session: Sessi
     # a captured ¥1,000.00 (5 % fee), of which ¥600.00 is already paid out
     ledger.post_transaction(session, kind="capture", booking_id=booking.id, entries=[
         (ledger.buyer_account(buyer.org_id), -100_000), (ledger.REVENUE, 5_000), (ledger.payable_account(owner.org_id), 95_000)])  # fmt: skip
-    payout = Payment(booking_id=booking.id, kind="payout", purpose="payout:capture", status="succeeded",
+    payout = Payment(booking_id=booking.id, kind="payout", purpose="payout:capture", status=PaymentStatus.succeeded,
                      idempotency_key="test-payout-1", amount_fen=60_000, payee_org_id=owner.org_id)  # fmt: skip
     session.add(payout)
     session.flush()

@@ -188,7 +188,7 @@ def test_operator_dashboard_is_scoped(client: TestClient, session: Session) -> N
 def test_every_ui_string_has_a_chinese_translation() -> None:
     root = Path(__file__).resolve().parents[2] / "frontend"
     ids: set[str] = set()
-    for path in [*root.glob("templates/*.html"), *root.glob("*.py")]:
+    for path in [*root.glob("templates/**/*.html"), *root.glob("**/*.py")]:
         ids |= {
             m.group(2)
             for m in re.finditer(r"""(?:\b_|gettext)\(\s*(["'])(.+?)\1""", path.read_text())
@@ -198,13 +198,14 @@ def test_every_ui_string_has_a_chinese_translation() -> None:
 
 
 def test_buyer_leases_a_slot_picked_from_free_time(client: TestClient, session: Session) -> None:
-    from models import Booking
+    from models import Booking, BookingKind, BookingState
 
     owner = make_user(session, roles=(Role.owner,))
     machine = make_machine(session, owner=owner, min_booking_minutes=120, hourly_rate_fen=9000)
+    assert machine.id is not None
     make_window(session, machine=machine, start=hours_from_now(10), end=hours_from_now(20))
     other = make_user(session, roles=(Role.buyer,))
-    session.add(Booking(machine_id=machine.id, kind="lease", state="confirmed", start_at=hours_from_now(12),
+    session.add(Booking(machine_id=machine.id, kind=BookingKind.lease, state=BookingState.confirmed, start_at=hours_from_now(12),
                         end_at=hours_from_now(14), org_id=other.org_id, price_fen=1))  # fmt: skip
     session.flush()
     buyer = make_user(session, roles=(Role.buyer,))

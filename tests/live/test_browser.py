@@ -7,7 +7,8 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,16 @@ def page() -> Iterator[Any]:
             yield browser.new_page(viewport={"width": 1280, "height": 900})
         finally:
             browser.close()
+
+
+def until(check: Callable[[], bool], what: str, timeout_s: float = 120) -> None:
+    """Wait for ``check`` (a page that reloads itself, a task after a click)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"{what}: not within {timeout_s} s")
 
 
 def shot(page: Any, name: str) -> None:
@@ -182,6 +193,8 @@ def test_owner_buyer_operator_scenario(live_server_with_payments: LiveServer, pa
     page.fill("#time_limit_s", "3")
     with page.expect_navigation():
         page.click("text=Run the matcher")
+    shot(page, "08-operator-match-run-in-flight")  # queued or running: the page follows it
+    until(lambda: not page.locator("#run-progress").count(), "the run page shows the results")
     assert int(page.text_content("#run-proposals") or "0") == 2, page.content()
     shot(page, "08-operator-match-run")
     sign_out(page)
@@ -200,7 +213,13 @@ def test_owner_buyer_operator_scenario(live_server_with_payments: LiveServer, pa
     sign_in(page, base, who["buyer"])
     page.goto(order_url)
     assert page.locator(".booking-state").all_text_contents() == ["confirmed", "confirmed"]
-    assert page.locator(".money-status").all_text_contents() == ["authorized", "authorized"]
+
+    def authorized() -> bool:  # the authorizations are tasks after the owner's answers
+        page.goto(order_url)
+        states: list[str] = page.locator(".money-status").all_text_contents()
+        return states == ["authorized", "authorized"]
+
+    until(authorized, "both steps authorized")
     assert page.is_visible("text=bracket.pdf")
     shot(page, "10-buyer-order-paid")
     sign_out(page)
