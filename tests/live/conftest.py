@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,6 +72,17 @@ def start_server(
     raise RuntimeError(
         f"server did not answer in {timeout_s} s:\n{log.read_text(errors='replace')}"
     )
+
+
+def wait_until(check: Callable[[], bool], what: str, timeout_s: float = 180) -> None:
+    """Poll ``check`` until it holds (work another process does); fail naming ``what``.
+    The deadline is generous: it bounds a hang, it does not measure speed."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"{what}: not within {timeout_s} s")
 
 
 def stop_server(proc: subprocess.Popen[bytes]) -> None:

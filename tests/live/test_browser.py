@@ -7,8 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ from app.config import REPO_ROOT
 from app.db import make_engine
 from models import Organization, Role
 from tests.factories import PASSWORD, make_cluster, make_machine, make_user, make_window
-from tests.live.conftest import LiveServer
+from tests.live.conftest import LiveServer, wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "browser"
@@ -45,16 +44,6 @@ def page() -> Iterator[Any]:
             yield browser.new_page(viewport={"width": 1280, "height": 900})
         finally:
             browser.close()
-
-
-def until(check: Callable[[], bool], what: str, timeout_s: float = 120) -> None:
-    """Wait for ``check`` (a page that reloads itself, a task after a click)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"{what}: not within {timeout_s} s")
 
 
 def shot(page: Any, name: str) -> None:
@@ -194,7 +183,7 @@ def test_owner_buyer_operator_scenario(live_server_with_payments: LiveServer, pa
     with page.expect_navigation():
         page.click("text=Run the matcher")
     shot(page, "08-operator-match-run-in-flight")  # queued or running: the page follows it
-    until(lambda: not page.locator("#run-progress").count(), "the run page shows the results")
+    wait_until(lambda: not page.locator("#run-progress").count(), "the run page shows the results")
     assert int(page.text_content("#run-proposals") or "0") == 2, page.content()
     shot(page, "08-operator-match-run")
     sign_out(page)
@@ -219,7 +208,7 @@ def test_owner_buyer_operator_scenario(live_server_with_payments: LiveServer, pa
         states: list[str] = page.locator(".money-status").all_text_contents()
         return states == ["authorized", "authorized"]
 
-    until(authorized, "both steps authorized")
+    wait_until(authorized, "both steps authorized")
     assert page.is_visible("text=bracket.pdf")
     shot(page, "10-buyer-order-paid")
     sign_out(page)

@@ -35,7 +35,14 @@ from app.money import reconcile
 from app.money.provider import build_payments_client
 from models import MatchRun, Payment
 from tests.conftest import TEST_SECRET
-from tests.live.conftest import STUB_KEY, STUB_WEBHOOK_SECRET, free_port, start_server, stop_server
+from tests.live.conftest import (
+    STUB_KEY,
+    STUB_WEBHOOK_SECRET,
+    free_port,
+    start_server,
+    stop_server,
+    wait_until,
+)
 
 pytestmark = [
     pytest.mark.slow,
@@ -46,15 +53,6 @@ pytestmark = [
 MIXED_REQUESTS = 320
 # the run's limit: long enough to be still solving after the load, when its worker is killed
 RUN_LIMIT_S = 60
-
-
-def _wait(check: Callable[[], bool], what: str, timeout_s: float = 180) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.25)
-    raise AssertionError(f"{what}: not within {timeout_s} s")
 
 
 def _p95(values: list[float]) -> float:
@@ -283,7 +281,7 @@ def _check_money(stub_url: str) -> None:
                                      "WHERE status IN ('todo', 'doing')")).scalar()  # fmt: skip
             return not pending and jobs == 0
 
-    _wait(settled, "every payment settled and every job done by the living worker")
+    wait_until(settled, "every payment settled and every job done by the living worker")
     client = build_payments_client(stub_url, STUB_KEY)
     try:
         with Session(engine) as s:

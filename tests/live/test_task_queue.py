@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,6 +26,7 @@ from app.migrations import upgrade
 from models import Booking, BookingKind, BookingState, MatchRun, Role
 from tests.factories import hours_from_now, make_machine, make_user
 from tests.factories_matching import make_market, make_order
+from tests.live.conftest import wait_until
 
 
 @pytest.fixture
@@ -67,15 +68,6 @@ def _state(booking_id: int) -> str:
         return booking.state
 
 
-def _wait(check: Callable[[], bool], what: str, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"{what}: not within {timeout_s} s")
-
-
 def test_a_periodic_task_runs_in_a_session_of_its_own(live_db: str) -> None:
     booking_id = _stale_proposal()
     assert tasks.run_job(tasks.Job(task="proposals.expire"))
@@ -92,7 +84,7 @@ def test_the_in_process_scheduler_runs_what_is_due(live_db: str) -> None:
     assert "payments.reconcile" not in [t.name for t in scheduler.due(61.0, last)]
     scheduler.start()
     try:
-        _wait(lambda: _state(booking_id) == "expired", "the scheduler expired the proposal")
+        wait_until(lambda: _state(booking_id) == "expired", "the scheduler expired the proposal")
     finally:
         scheduler.stop()
 
@@ -176,12 +168,12 @@ def test_workers_run_match_runs_and_a_killed_workers_run_fails_with_the_reason(
     first = _worker(live_db, tmp_path / "worker-a.log")
     try:
         quick = queue(1)
-        _wait(lambda: _run(quick).status == "succeeded", "a worker ran the queued run")
+        wait_until(lambda: _run(quick).status == "succeeded", "a worker ran the queued run")
         assert _run(quick).proposals == 3
         with Session(db.get_engine()) as session:  # a market whose solve takes its whole limit
             seed_demo(session)
         slow = queue(90, market_wide=True)
-        _wait(lambda: _run(slow).phase.startswith("solving"), "the market run is solving")
+        wait_until(lambda: _run(slow).phase.startswith("solving"), "the market run is solving")
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=30)
         second = _worker(live_db, tmp_path / "worker-b.log")
@@ -195,7 +187,9 @@ def test_workers_run_match_runs_and_a_killed_workers_run_fails_with_the_reason(
             assert run.error.startswith("WorkerLost") and run.proposals == 0
             assert [s for i, _, s in _jobs() if i == recovered[0]] == ["failed"]
             again = queue(1)  # the scope is free, and the living worker takes the next run
-            _wait(lambda: _run(again).status == "succeeded", "the other worker ran the next run")
+            wait_until(
+                lambda: _run(again).status == "succeeded", "the other worker ran the next run"
+            )
         finally:
             second.terminate()
             second.wait(timeout=30)
