@@ -22,6 +22,7 @@ from sqlmodel import Session
 from app import tasks
 from app.bookings.delivery import release_due_captures
 from app.config import Settings, get_settings
+from app.matching_runs import liveness
 from app.matching_runs import service as match_runs
 from app.matching_runs.expiry import expire_proposals
 from app.money.driver import drive_payments
@@ -99,7 +100,7 @@ def recover_stalled_jobs(session: Session, *, seconds: float | None = None) -> l
                     )
                     run_id = job.task_kwargs.get("run_id")
                     if isinstance(run_id, int):
-                        match_runs.fail_run_of_lost_job(session, run_id=run_id)
+                        liveness.fail_run_of_lost_job(session, run_id=run_id)
                 else:
                     await manager.retry_job_by_id_async(job_id=job.id, retry_at=utcnow())
                 log.warning("job %s (%s) of a dead worker recovered", job.id, job.task_name)

@@ -1,42 +1,40 @@
 """Match runs: the matcher over a cluster or the whole market, written back as
-proposals; and the expiry of proposals nobody answered.
+proposals.
 
-A run reads the pool (:func:`app.matching_runs.adapter.build_match_input`), solves
-outside any write transaction, re-checks the answer without the solver
-(``matching.check_result``) and then, in ONE write transaction, supersedes the old
-proposals of the re-planned orders, writes the new ones, moves order statuses, and
-records the :class:`MatchRun` with the operations left out and why. A rejected or
-failed run writes nothing but its own ``failed`` row (in a small transaction of its
-own, after the rollback).
+A run is queued (:func:`request_run`: the row and its ``match_runs.execute`` task in one
+commit, one run per scope in flight) and executed by a worker (:func:`execute_run`): it
+reads the pool (:func:`app.matching_runs.adapter.build_match_input`), solves outside any
+write transaction while :class:`app.matching_runs.liveness.Heartbeat` publishes its
+progress, re-checks the answer without the solver (``matching.check_result``) and then, in
+ONE write transaction (:mod:`app.matching_runs.writeback`), supersedes the old proposals of
+the re-planned orders, writes the new ones, moves order statuses, and records the
+operations left out and why. A rejected, failed or cancelled run writes nothing but its
+own row (in a small transaction of its own, after the rollback).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
 
-from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
 from app import tasks
 from app.accounts.service import is_admin, operated_cluster_ids
-from app.bookings import flows as booking_flows
-from app.bookings.service import collision
 from app.catalog.service import get_cluster_or_raise
 from app.config import Settings, get_settings
 from app.db import begin_write
 from app.errors import Conflict, InvalidTransition, NotFound, PermissionDenied
-from app.machines.availability import offered_spans
 from app.matching_runs.adapter import MatchInput, build_match_input
 from app.matching_runs.expiry import expire_proposals
+from app.matching_runs.liveness import Heartbeat, RunCancelled
+from app.matching_runs.writeback import InputsChanged, write_result
 from app.metrics import MATCH_RUN_SECONDS, MATCH_RUNS
-from app.orders import service as orders
-from matching import Assignment, MatchResult, check_result, solve
+from matching import MatchResult, check_result, solve
 from models import (
     Booking,
     BookingState,
@@ -45,12 +43,11 @@ from models import (
     MatchRunStatus,
     MatchRunUnmatched,
     MatchScope,
-    Order,
     Role,
     User,
     utcnow,
 )
-from models.match_run import ACTIVE_RUN_STATES, MAX_TIME_LIMIT_S
+from models.match_run import MAX_TIME_LIMIT_S
 
 log = logging.getLogger("capshare.matching")
 # The whole-order pass gets this share of the run's time limit (it is a small problem).
@@ -61,102 +58,11 @@ class ResultRejected(Exception):
     """The solver's answer broke a hard rule; it is not written."""
 
 
-class InputsChanged(Exception):
-    """The market moved while the solver ran; run again."""
-
-
-class RunCancelled(Exception):
-    """Someone cancelled the run while it ran; it writes nothing."""
-
-
 class RunInProgress(Conflict):
     """A scope has one run in flight at a time."""
 
 
 EXECUTE_TASK = "match_runs.execute"
-HEARTBEAT_S = 2.0  # a running run publishes its phase and proves it is alive this often
-WHOLE_PHASES = ("greedy", "done")  # progress events whose objective is the whole run's
-
-
-class Heartbeat:
-    """While a run executes: every few seconds, through a connection of its own, it
-    publishes the run's phase, progress and a heartbeat, and notices a cancel request.
-    Only when the session is bound to an engine (a worker, the CLI); a session on a
-    connection of the caller's (the tests' rolled-back one) gets no thread."""
-
-    def __init__(self, session: Session, run_id: int, settings: Settings) -> None:
-        bind = session.get_bind()
-        self._engine = bind if isinstance(bind, Engine) else None
-        self._run_id = run_id
-        self.fields: dict[str, object] = {}  # the run's figures, written at its end
-        self._live: dict[str, object] = {"phase": "reading"}
-        self._lock = threading.Lock()
-        self._cancel, self._stop = threading.Event(), threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def __enter__(self) -> Heartbeat:
-        if self._engine is not None:
-            self._thread = threading.Thread(
-                target=self._loop, name=f"match-run-{self._run_id}", daemon=True
-            )
-            self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-
-    def phase(self, name: str) -> None:
-        with self._lock:
-            self._live["phase"] = name
-        self.check_cancelled()
-
-    def relay(
-        self, progress: Callable[[dict[str, object]], None] | None
-    ) -> Callable[[dict[str, object]], None]:
-        def on_progress(event: dict[str, object]) -> None:
-            with self._lock:
-                phase = str(event.get("phase", ""))
-                self._live["phase"] = f"solving: {phase}" if phase else "solving"
-                self._live["progress_seconds"] = event.get("seconds")
-                if phase in WHOLE_PHASES:
-                    for key, name in (("objective", "objective_fen"), ("bound", "bound_fen")):
-                        value = event.get(key)
-                        if isinstance(value, int | float):
-                            self._live[name] = int(value)
-            if progress is not None:
-                progress(event)
-
-        return on_progress
-
-    def check_cancelled(self) -> None:
-        if self._cancel.is_set():
-            raise RunCancelled("cancelled while running; nothing was written")
-
-    def _loop(self) -> None:
-        while not self._stop.wait(HEARTBEAT_S):
-            try:
-                self._beat()
-            except Exception:  # a missed beat is logged; the next one retries
-                log.exception("match run %s: heartbeat failed", self._run_id)
-
-    def _beat(self) -> None:
-        assert self._engine is not None
-        with self._lock:
-            live = dict(self._live)
-        with Session(self._engine) as session:
-            begin_write(session)
-            run = session.get(MatchRun, self._run_id)
-            if run is None or run.status != MatchRunStatus.running:
-                return
-            for key, value in live.items():
-                setattr(run, key, value)
-            run.heartbeat_at = utcnow()
-            if run.cancel_requested:
-                self._cancel.set()
-            session.add(run)
-            session.commit()
 
 
 # ------------------------------------------------------------------ who may run
@@ -353,7 +259,7 @@ def _execute(
         raise RunCancelled("cancelled while running; nothing was written")
     for key, value in beat.fields.items():
         setattr(row, key, value)
-    _write_result(session, row, data, result, user, whole)
+    write_result(session, row, data, result, user, whole)
     row.status, row.finished_at, row.active_scope = MatchRunStatus.succeeded, utcnow(), None
     row.phase = "done"
     session.add(row)
@@ -402,56 +308,6 @@ def cancel_run(*, session: Session, user: User, run_id: int) -> MatchRun:
     return run
 
 
-@tasks.periodic("match_runs.sweep", every_s=60, cron="* * * * *")
-def sweep_task(session: Session) -> None:
-    sweep_stale_runs(session)
-
-
-def sweep_stale_runs(
-    session: Session, *, now: dt.datetime | None = None, settings: Settings | None = None
-) -> list[int]:
-    """Fail the runs whose executor died: running with no heartbeat for
-    ``match_run_stale_s``, or (in-process runners, whose queue does not survive the
-    process) queued for that long. Returns their ids."""
-    settings = settings or get_settings()
-    now = now or utcnow()
-    cutoff = now - dt.timedelta(seconds=settings.match_run_stale_s)
-    begin_write(session)
-    dead_running = select(MatchRun).where(
-        MatchRun.status == MatchRunStatus.running,
-        col(MatchRun.heartbeat_at).is_(None) | (col(MatchRun.heartbeat_at) < cutoff),
-    )
-    swept: list[int] = []
-    for run in session.exec(dead_running.with_for_update()).all():
-        seen = run.heartbeat_at.isoformat() if run.heartbeat_at else "never"
-        _fail_stale(run, now, f"its worker stopped (no heartbeat since {seen}: killed or crashed)")
-        swept.append(run.id or 0)
-    if tasks.runner(settings) != "procrastinate":
-        lost = select(MatchRun).where(
-            MatchRun.status == MatchRunStatus.queued, col(MatchRun.queued_at) < cutoff
-        )
-        for run in session.exec(lost.with_for_update()).all():
-            _fail_stale(run, now, "the process that queued it stopped before it ran")
-            swept.append(run.id or 0)
-    session.commit()
-    return swept
-
-
-def fail_run_of_lost_job(session: Session, *, run_id: int, now: dt.datetime | None = None) -> None:
-    """A worker holding this run's job died (found by the queue's heartbeats)."""
-    begin_write(session)
-    run = session.exec(select(MatchRun).where(MatchRun.id == run_id).with_for_update()).first()
-    if run is not None and run.status in ACTIVE_RUN_STATES:
-        _fail_stale(run, now or utcnow(), "its worker stopped (killed or crashed) while running it")
-    session.commit()
-
-
-def _fail_stale(run: MatchRun, now: dt.datetime, why: str) -> None:
-    run.status, run.finished_at, run.active_scope = MatchRunStatus.failed, now, None
-    run.error = f"WorkerLost: {why}"[:2000]
-    log.warning("match run %s failed: %s", run.id, why)
-
-
 def _rematch_whole(
     session: Session,
     data: MatchInput,
@@ -491,122 +347,6 @@ def _rematch_whole(
         shown = "; ".join(f"{v.rule}: {v.detail}" for v in violations[:5])
         raise ResultRejected(f"the whole-order pass broke {len(violations)} rule(s): {shown}")
     return whole, answer
-
-
-def _lock_pool_orders(session: Session, data: MatchInput) -> dict[int, Order]:
-    """The run's orders, locked; each must still be in the pool."""
-    order_ids = [o.id for o in data.orders.values()]
-    if not order_ids:
-        return {}
-    current = {
-        o.id: o
-        for o in session.exec(
-            select(Order).where(col(Order.id).in_(order_ids)).with_for_update()
-        ).all()
-        if o.id is not None
-    }
-    for key in data.orders:
-        row = current.get(int(key))
-        if row is None or row.status not in orders.POOL_STATES:
-            raise InputsChanged(f"order {key} left the pool during the solve")
-    return current
-
-
-def _locked_bookings(session: Session, ids: list[int]) -> list[Booking]:
-    if not ids:
-        return []
-    return list(
-        session.exec(
-            select(Booking)
-            .where(col(Booking.id).in_(ids))
-            .order_by(col(Booking.id))
-            .with_for_update()
-        ).all()
-    )
-
-
-def _propose(
-    session: Session,
-    data: MatchInput,
-    current: dict[int, Order],
-    assignments: list[Assignment],
-    note: str,
-    user: User | None,
-) -> None:
-    for a in assignments:
-        machine = data.machines[a.machine_id]
-        order = current[int(a.order_id)]
-        start, end = data.horizon.at(a.start_min), data.horizon.at(a.end_min)
-        assert machine.id is not None and order.id is not None
-        if not any(
-            s <= start and end <= e for s, e in offered_spans(session, machine.id, start, end)
-        ):
-            raise InputsChanged(f"machine {machine.id} no longer offers {start.isoformat()}")
-        if collision(session, machine.id, start, end) is not None:
-            raise InputsChanged(
-                f"machine {machine.id} was booked at {start.isoformat()} during the solve"
-            )
-        booking_flows.propose(
-            session, machine=machine, order_id=order.id, buyer_org_id=order.buyer_org_id,
-            operation_id=int(a.operation_id), start_at=start, end_at=end,
-            price_fen=a.price_fen, note=note, user=user,
-        )  # fmt: skip
-
-
-def _write_result(
-    session: Session,
-    run: MatchRun,
-    data: MatchInput,
-    result: MatchResult,
-    user: User | None,
-    whole: tuple[MatchInput, MatchResult] | None = None,
-) -> None:
-    """Supersede, propose, move order statuses, record what was left out (flush only).
-    With ``whole``, the orders that pass placed anew release their confirmed steps and
-    take its proposals instead of their unmatched lines."""
-    assert run.id is not None
-    note = f"match run {run.id}"
-    current = _lock_pool_orders(session, data)
-    old = _locked_bookings(session, data.movable_booking_ids)
-    for booking in old:  # the old proposals must still be proposed
-        if booking.state != BookingState.proposed.value:
-            raise InputsChanged(f"proposal {booking.id} was answered during the solve")
-    for booking in old:
-        booking_flows.apply(
-            session, booking=booking, action="supersede", reason=f"superseded by {note}",
-            sync_order=False,
-        )  # fmt: skip
-    session.flush()  # free their slots before the new proposals take them
-    run.superseded = len(old)
-    _propose(session, data, current, list(result.assignments), note, user)
-    run.proposals = len(result.assignments)
-
-    renewed: set[str] = set()
-    if whole is not None:
-        w_data, w_result = whole
-        renewed = {a.order_id for a in w_result.assignments}
-        reason = f"{note}: the missing steps did not fit around it; the order was re-matched whole"
-        for key in sorted(renewed):
-            for booking in _locked_bookings(session, w_data.released.get(key, [])):
-                if booking.state != BookingState.confirmed.value:
-                    raise InputsChanged(f"booking {booking.id} changed during the solve")
-                booking_flows.apply(
-                    session, booking=booking, action="release", reason=reason, sync_order=False
-                )
-        session.flush()
-        assignments = [a for a in w_result.assignments if a.order_id in renewed]
-        _propose(session, w_data, current, assignments, f"{note} (whole order)", user)
-        run.proposals += len(assignments)
-    for key in data.orders:  # every re-planned order's status follows its bookings
-        orders.sync_status(session, order_id=int(key), note=note)
-    unmatched = [u for u in result.unassigned if u.order_id not in renewed]
-    for u in unmatched:
-        session.add(MatchRunUnmatched(
-            run_id=run.id, order_id=int(u.order_id), operation_id=int(u.operation_id),
-            reason=str(u.reason), detail=u.detail[:500],
-        ))  # fmt: skip
-    run.unmatched = len(unmatched)
-    session.flush()
 
 
 # ------------------------------------------------------------------ reading runs

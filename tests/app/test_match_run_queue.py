@@ -15,7 +15,8 @@ import matching
 from app import tasks
 from app.config import Settings
 from app.matching_runs import service
-from app.matching_runs.service import RunInProgress, cancel_run, request_run, sweep_stale_runs
+from app.matching_runs.liveness import sweep_stale_runs
+from app.matching_runs.service import RunInProgress, cancel_run, request_run
 from models import Booking, MatchRun, MatchRunStatus, utcnow
 from tests.factories import auth
 from tests.factories_matching import Market, make_market, make_order
