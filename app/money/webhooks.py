@@ -151,12 +151,15 @@ def handle_event(*, session: Session, event_id: str, settings: Settings | None =
 
 
 def record_event(*, session: Session, event: Event, settings: Settings | None = None) -> bool:
-    """Insert a provider event into the inbox once and apply it at once (reconciliation,
-    which already runs as a task). Returns False for a duplicate that was already handled."""
+    """Put a provider event into the inbox if it is not there, and apply it now if it is
+    not applied yet (reconciliation, which already runs as a task). Returns True when the
+    event was not in the inbox: its webhook never arrived. An event stored but still
+    waiting for its task is applied here too (once: the task then finds it handled)."""
     begin_write(session)
-    _insert_event(session, event)
+    new = _insert_event(session, event)
     session.flush()
-    return handle_event(session=session, event_id=event.id, settings=settings)
+    handle_event(session=session, event_id=event.id, settings=settings)
+    return new
 
 
 def _inbox_row(session: Session, event_id: str) -> PaymentEvent:

@@ -16,7 +16,7 @@ from app import jobs, tasks
 from app.bookings import delivery as booking_delivery
 from app.bookings import flows as booking_flows
 from app.config import Settings
-from app.money import driver
+from app.money import driver, reconcile
 from app.money.provider import PaymentsClient, compute_signature
 from models import Booking, LedgerEntry, Payment, PaymentEvent, Role
 from tests.factories import auth, make_user
@@ -136,6 +136,42 @@ class TestWebhookInbox:
         assert txns == 1  # one capture transaction; the payout is planned, not yet sent
         payout = session.exec(select(Payment).where(Payment.kind == "payout")).one()
         assert (payout.status, payout.amount_fen) == ("pending", 38_000)
+
+
+class TestReconcileAndTheInbox:
+    def test_only_webhooks_that_never_arrived_count_as_missed(
+        self,
+        client: TestClient,
+        session: Session,
+        market: Market,
+        provider: PaymentsClient,
+        money_stub_url: str,
+    ) -> None:
+        booking = make_service_booking(session, market, price_fen=30_000)
+        assert booking.id is not None
+        booking_flows.transition_booking(
+            session=session, user=market.owner, booking_id=booking.id, action="accept"
+        )
+        hold = session.exec(select(Payment).where(Payment.booking_id == booking.id)).one()
+        provider.create_payment_intent(amount_fen=30_000, idempotency_key=hold.idempotency_key,
+                                       capture_method="manual", payment_method=hold.payment_method,
+                                       confirm=True, metadata=driver._metadata(hold))  # fmt: skip
+        events = raw_events(money_stub_url)
+        assert len(events) >= 2
+        arrived = events[0]  # its webhook came: stored, its task not run yet
+        body = json.dumps(arrived).encode()
+        assert client.post(HOOK, content=body, headers=signed(body)).status_code == 200
+        report = reconcile.reconcile_payments(session=session, payments=provider)
+        missed = [d.detail for d in report.differences if d.kind == "webhook_missed"]
+        assert len(missed) == len(events) - 1 and not any(arrived["id"] in m for m in missed)
+        row = session.exec(
+            select(PaymentEvent).where(PaymentEvent.external_id == arrived["id"])
+        ).one()
+        assert row.handled_at is not None  # applied by the reconciler, once
+        assert "payments.webhook" in [j.task for j in tasks.ready]
+        tasks.run_ready(session)  # its task still comes, and finds it handled
+        session.refresh(hold)
+        assert hold.status == "succeeded"
 
 
 @pytest.fixture
