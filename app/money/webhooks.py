@@ -7,7 +7,6 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import CursorResult
 from sqlmodel import Session, col, select
 
 from app import tasks
@@ -75,8 +74,9 @@ def _insert_event(session: Session, event: Event) -> bool:
             .values(**values)
             .on_conflict_do_nothing(index_elements=["provider", "external_id"])
         )
-    result: CursorResult[Any] = session.execute(stmt)  # type: ignore[assignment]
-    return bool(result.rowcount)
+    # RETURNING gives a row only when the insert happened (rowcount is not reliable here:
+    # on PostgreSQL it counted the conflicting row too)
+    return session.execute(stmt.returning(PaymentEvent.id)).first() is not None
 
 
 def _apply_event(session: Session, event: Event, settings: Settings) -> int:
