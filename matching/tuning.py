@@ -26,9 +26,9 @@ class SolverTuning:
 
     # ---- deterministic mode (engine/orchestrator.py, engine/common.py)
     dtime_per_second: float = 1.0  # CP-SAT dtime units granted per second of share
-    # the wall-clock deadline is the time limit times this (a safety net: the time shares come
-    # from the time limit, not the clock); tests that must repeat exactly when the machine is
-    # loaded raise it, so that the net cannot decide
+    # the wall-clock deadline is the time limit times this. Above 1 (tests that must repeat
+    # exactly on a loaded machine), the time shares also come from the limit alone, not from
+    # the time the greedy left, so the clock decides nothing; runs may then take longer
     wall_factor: float = 1.0
     parallel_search_speed: float = 0.65  # one thread's speed a CP-SAT search keeps, 2+ threads
     parallel_lns_speed: float = 0.7  # the same for LNS steps

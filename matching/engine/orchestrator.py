@@ -123,10 +123,11 @@ def solve_compiled(
     comps = decompose(cp)
     sizes = [sum(len(cp.jobs[j].options) for j in c) for c in comps]
     total = max(1, sum(sizes))
-    if deterministic:  # shares from the limit alone: the same on a loaded machine
+    if deterministic and tuning.wall_factor > 1:
+        # the clock decides nothing: shares from the limit alone, the same however slow
         budget = time_limit_s * tuning.budget_fraction
-    else:
-        budget = max(0.0, (deadline - time.monotonic()) * tuning.budget_fraction)
+    else:  # the time left after the greedy
+        budget = max(0.0, (t0 + time_limit_s - time.monotonic()) * tuning.budget_fraction)
     # wall time kept for the final repair and evaluation (grows with the problem)
     reserve = tuning.reserve_s + min(
         tuning.reserve_fraction * time_limit_s,
