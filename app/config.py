@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     solver_time_limit_s: float = 10.0
     solver_workers: int = 2
     match_horizon_days: int = 14
+    # a match run writes back this many orders per transaction (each batch short, so
+    # other writers — on SQLite everyone — wait for one batch, not for the whole run)
+    match_write_batch_orders: int = Field(default=500, ge=1, le=100_000)
     proposal_ttl_minutes: int = 24 * 60
     # a booking may be started at most this long before its start_at
     early_start_minutes: int = Field(default=60, ge=0, le=7 * 24 * 60)

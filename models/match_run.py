@@ -51,11 +51,14 @@ class MatchRun(SQLModel, table=True):
     proposals: int = 0
     superseded: int = 0
     unmatched: int = 0
+    # orders whose inputs changed during the solve: skipped, left in the pool for the next run
+    requeued: int = 0
     solver_status: str = Field(default="", max_length=20)
     objective_fen: int | None = Field(default=None, sa_type=BigInteger)
     bound_fen: int | None = Field(default=None, sa_type=BigInteger)
     gap: float | None = None
     solve_seconds: float | None = None
+    write_seconds: float | None = None  # the write-back, all its batches
     seed: int = 0
     time_limit_s: float
     error: str = Field(default="", max_length=2000)
@@ -105,11 +108,13 @@ class MatchRunPublic(SQLModel):
     proposals: int
     superseded: int
     unmatched: int
+    requeued: int
     solver_status: str
     objective_fen: int | None
     bound_fen: int | None
     gap: float | None
     solve_seconds: float | None
+    write_seconds: float | None
     seed: int
     time_limit_s: float
     error: str

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -56,6 +58,7 @@ from models import (
     Machine,
     MachineStatus,
     Operation,
+    Payment,
     Role,
     User,
     utcnow,
@@ -104,39 +107,74 @@ def apply(
     session.flush()
 
 
-def propose(
-    session: Session,
-    *,
-    machine: Machine,
-    order_id: int,
-    buyer_org_id: int,
-    operation_id: int,
-    start_at: dt.datetime,
-    end_at: dt.datetime,
-    price_fen: int,
-    note: str,
-    user: User | None,
-) -> Booking:
-    """A match run's proposal of one step to one machine (flush only); the order's
-    status follows when the run has proposed all of its steps."""
-    booking = bookings.new_booking(
-        session,
-        machine=machine,
-        kind=BookingKind.service,
-        state=BookingState.proposed,
-        start_at=start_at,
-        end_at=end_at,
-        org_id=buyer_org_id,
-        order_id=order_id,
-        operation_id=operation_id,
-        price_fen=price_fen,
-        reason=note,
-        created_by_user_id=user.id if user else None,
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    """One step of an order proposed to one machine by a match run."""
+
+    machine: Machine
+    order_id: int
+    buyer_org_id: int
+    operation_id: int
+    start_at: dt.datetime
+    end_at: dt.datetime
+    price_fen: int
+    note: str
+
+
+def propose_many(
+    session: Session, proposals: Sequence[Proposal], *, user: User | None
+) -> list[Booking]:
+    """A match run's proposals, written in bulk (two flushes whatever their number); the
+    orders' statuses follow when the run has proposed all of their steps."""
+    made = [
+        bookings.new_booking(
+            session,
+            machine=p.machine,
+            kind=BookingKind.service,
+            state=BookingState.proposed,
+            start_at=p.start_at,
+            end_at=p.end_at,
+            org_id=p.buyer_org_id,
+            order_id=p.order_id,
+            operation_id=p.operation_id,
+            price_fen=p.price_fen,
+            reason=p.note,
+            created_by_user_id=user.id if user else None,
+            flush=False,
+        )  # fmt: skip
+        for p in proposals
+    ]
+    session.flush()
+    for p, booking in zip(proposals, made, strict=True):
+        timeline.record_event(
+            session, order_id=p.order_id, booking_id=booking.id, state="booking_proposed",
+            note=p.note,
+        )  # fmt: skip
+    session.flush()
+    return made
+
+
+def supersede_proposals(session: Session, proposals: Sequence[Booking], *, reason: str) -> None:
+    """Supersede a match run's old proposals in bulk. A proposal holds no money (the
+    price is authorized at acceptance), so none is planned; one that somehow has a
+    payment goes through :func:`apply` like any other move."""
+    ids = [b.id for b in proposals if b.id is not None]
+    with_money = set(
+        session.exec(select(Payment.booking_id).where(col(Payment.booking_id).in_(ids))).all()
+        if ids
+        else ()
     )
-    timeline.record_event(
-        session, order_id=order_id, booking_id=booking.id, state="booking_proposed", note=note
-    )
-    return booking
+    for booking in proposals:
+        if booking.id in with_money:
+            apply(session, booking=booking, action="supersede", reason=reason, sync_order=False)
+            continue
+        bookings.transition(session, booking=booking, action="supersede", reason=reason)
+        if booking.order_id is not None:
+            timeline.record_event(
+                session, order_id=booking.order_id, booking_id=booking.id,
+                state=f"booking_{booking.state}", note=reason,
+            )  # fmt: skip
+    session.flush()
 
 
 def _step_bookings(session: Session, order_id: int) -> dict[int, Booking]:

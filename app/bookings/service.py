@@ -116,9 +116,11 @@ def new_booking(
     operation_id: int | None = None,
     reason: str = "",
     created_by_user_id: int | None = None,
+    flush: bool = True,
 ) -> Booking:
     """Create a booking in its first state: ``proposed`` (a match run's proposal) or
-    ``confirmed`` (a lease). Flushes; a collision the database caught is a 409."""
+    ``confirmed`` (a lease). Flushes (unless ``flush`` is False: a bulk writer flushes
+    once for all); a collision the database caught is a 409."""
     if state not in (BookingState.proposed, BookingState.confirmed):
         raise ValueError(f"a booking starts proposed or confirmed, not {state}")
     assert machine.id is not None
@@ -137,7 +139,8 @@ def new_booking(
         created_by_user_id=created_by_user_id,
     )
     session.add(booking)
-    session.flush()
+    if flush:
+        session.flush()
     return booking
 
 

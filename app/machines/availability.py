@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+from collections import defaultdict
+from collections.abc import Sequence
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import delete
@@ -416,22 +418,35 @@ def offered_spans(
     session: Session, machine_id: int, start: dt.datetime, end: dt.datetime
 ) -> list[tuple[dt.datetime, dt.datetime]]:
     """Offered time of a machine around [start, end), touching windows merged."""
+    return offered_spans_many(session, [machine_id], start, end).get(machine_id, [])
+
+
+def offered_spans_many(
+    session: Session, machine_ids: Sequence[int], start: dt.datetime, end: dt.datetime
+) -> dict[int, list[tuple[dt.datetime, dt.datetime]]]:
+    """Per machine, its offered time around [start, end), touching windows merged: one
+    query for all of them."""
+    out: dict[int, list[tuple[dt.datetime, dt.datetime]]] = defaultdict(list)
+    if not machine_ids:
+        return out
     windows = session.exec(
-        select(AvailabilityWindow)
+        select(
+            AvailabilityWindow.machine_id, AvailabilityWindow.start_at, AvailabilityWindow.end_at
+        )
         .where(
-            AvailabilityWindow.machine_id == machine_id,
+            col(AvailabilityWindow.machine_id).in_(list(machine_ids)),
             col(AvailabilityWindow.start_at) <= end,
             col(AvailabilityWindow.end_at) >= start,
         )
-        .order_by(col(AvailabilityWindow.start_at))
+        .order_by(col(AvailabilityWindow.machine_id), col(AvailabilityWindow.start_at))
     ).all()
-    merged: list[tuple[dt.datetime, dt.datetime]] = []
-    for w in windows:
-        if merged and w.start_at <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], w.end_at))
+    for machine_id, s, e in windows:
+        merged = out[machine_id]
+        if merged and s <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], e))
         else:
-            merged.append((w.start_at, w.end_at))
-    return merged
+            merged.append((s, e))
+    return out
 
 
 def free_intervals(

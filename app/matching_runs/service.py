@@ -32,7 +32,7 @@ from app.errors import Conflict, InvalidTransition, NotFound, PermissionDenied
 from app.matching_runs.adapter import MatchInput, build_match_input
 from app.matching_runs.expiry import expire_proposals
 from app.matching_runs.liveness import Heartbeat, RunCancelled
-from app.matching_runs.writeback import InputsChanged, write_result
+from app.matching_runs.writeback import WriteReport, write_result
 from app.metrics import MATCH_RUN_SECONDS, MATCH_RUNS
 from matching import MatchResult, check_result, solve
 from models import (
@@ -198,7 +198,7 @@ def execute_run(
             done = _execute(session, run, user, now or utcnow(), settings, beat, progress)
         except Exception as exc:  # the run fails as a whole; record why
             session.rollback()
-            if not isinstance(exc, ResultRejected | InputsChanged | RunCancelled):
+            if not isinstance(exc, ResultRejected | RunCancelled):
                 log.exception("match run failed")
             if isinstance(exc, RunCancelled):
                 done = _finish(session, run_id, MatchRunStatus.cancelled, str(exc), {})
@@ -230,6 +230,7 @@ def _execute(
         orders_in=len(data.problem.orders), operations_in=data.operation_count,
         machines_in=len(data.problem.machines), free_intervals_in=data.free_intervals,
     )  # fmt: skip
+    _release_reads(session)
     beat.phase("solving")
     result = solve(
         data.problem,
@@ -257,15 +258,44 @@ def _execute(
     row = session.exec(select(MatchRun).where(MatchRun.id == run.id).with_for_update()).one()
     if row.cancel_requested:
         raise RunCancelled("cancelled while running; nothing was written")
+    _release_reads(session)  # from here on the run writes; batch by batch, each committed
+    written = time.monotonic()
+
+    def on_batch(report: WriteReport) -> None:  # a run that fails later reports what it wrote
+        beat.fields.update(
+            proposals=report.proposals, superseded=report.superseded,
+            unmatched=report.unmatched, requeued=len(report.requeued),
+            write_seconds=round(time.monotonic() - written, 3),
+        )  # fmt: skip
+
+    report = write_result(
+        session, run.id, data, result, user, whole,
+        batch_orders=settings.match_write_batch_orders, on_batch=on_batch,
+    )  # fmt: skip
+    on_batch(report)
+    if report.requeued:
+        log.info("match run %s requeued %d order(s)", run.id, len(report.requeued))
+    begin_write(session)
+    row = session.exec(select(MatchRun).where(MatchRun.id == run.id).with_for_update()).one()
     for key, value in beat.fields.items():
         setattr(row, key, value)
-    write_result(session, row, data, result, user, whole)
     row.status, row.finished_at, row.active_scope = MatchRunStatus.succeeded, utcnow(), None
     row.phase = "done"
     session.add(row)
     session.commit()
     session.refresh(row)
     return row
+
+
+def _release_reads(session: Session) -> None:
+    """End the session's read transaction so that no connection is held while the solver
+    runs; the rows read stay loaded (the write-back re-reads what it checks, locked)."""
+    keep = session.expire_on_commit
+    session.expire_on_commit = False
+    try:
+        session.commit()
+    finally:
+        session.expire_on_commit = keep
 
 
 def _finish(
@@ -334,6 +364,7 @@ def _rematch_whole(
         session, cluster_id=cluster_id, now=now, horizon_days=settings.match_horizon_days,
         only_order_ids=ids, whole_order_ids=ids, extra_blocks=taken,
     )  # fmt: skip
+    _release_reads(session)
     if not whole.problem.orders:
         return None
     answer = solve(

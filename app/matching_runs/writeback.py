@@ -1,136 +1,288 @@
-"""A match run's answer written back in one transaction: the run's orders locked (each
-still in the pool), the old proposals superseded, the new ones proposed where the machine
-still offers the time and nobody booked it during the solve, orders that were re-matched
-whole released from their confirmed steps, order statuses, and the steps left out."""
+"""A match run's answer written back in batches of whole orders.
+
+Each batch is one short write transaction over a few hundred orders: their rows locked
+(each must still be in the pool), their old proposals superseded, the new ones proposed
+where the machine still offers the time and nobody booked it during the solve, orders
+that were re-matched whole released from their confirmed steps, order statuses, and the
+steps left out. The checks are per order: an order whose inputs changed while the solver
+ran (a proposal answered, a machine leased or withdrawn in the meantime, the order
+cancelled) is skipped — it keeps what it had and stays in the pool for the next run,
+and the run reports it (``requeued``, one line per step with reason ``inputs_changed``)
+— instead of failing the whole run. Every batch reads what it checks in a handful of
+statements, whatever its size, and writes in bulk.
+
+A batch that lost a race at the database (PostgreSQL's exclusion constraint caught a
+lease committed between the check and the insert) is rolled back and checked again.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from app.bookings import flows as booking_flows
-from app.bookings.service import collision
-from app.machines.availability import offered_spans
+from app.db import begin_write
+from app.machines.availability import offered_spans_many
 from app.matching_runs.adapter import MatchInput
 from app.orders import service as orders
 from matching import Assignment, MatchResult
-from models import Booking, BookingState, MatchRun, MatchRunUnmatched, Order, User
+from models import Booking, BookingState, MatchRunUnmatched, Order, User
+from models.booking import holding
+
+INPUTS_CHANGED = "inputs_changed"  # the reason recorded for a requeued order's steps
+BATCH_RETRIES = 3
 
 
-class InputsChanged(Exception):
-    """The market moved while the solver ran; run again."""
+@dataclass
+class WriteReport:
+    proposals: int = 0
+    superseded: int = 0
+    unmatched: int = 0
+    requeued: dict[str, str] = field(default_factory=dict)  # order key -> why
+    batches: int = 0
 
 
-def lock_pool_orders(session: Session, data: MatchInput) -> dict[int, Order]:
-    """The run's orders, locked; each must still be in the pool."""
-    order_ids = [o.id for o in data.orders.values()]
-    if not order_ids:
-        return {}
-    current = {
-        o.id: o
-        for o in session.exec(
-            select(Order).where(col(Order.id).in_(order_ids)).with_for_update()
-        ).all()
-        if o.id is not None
-    }
-    for key in data.orders:
-        row = current.get(int(key))
-        if row is None or row.status not in orders.POOL_STATES:
-            raise InputsChanged(f"order {key} left the pool during the solve")
-    return current
+@dataclass
+class _Plan:
+    """What the run wants for one order."""
+
+    key: str
+    data: MatchInput  # the input its placements refer to
+    placements: list[Assignment]
+    old: list[int]  # movable proposals to supersede
+    released: list[int]  # confirmed steps to release (the whole-order pass)
+    unassigned: list[tuple[str, str, str]]  # (operation key, reason, detail)
 
 
-def locked_bookings(session: Session, ids: list[int]) -> list[Booking]:
-    if not ids:
-        return []
-    return list(
-        session.exec(
-            select(Booking)
-            .where(col(Booking.id).in_(ids))
-            .order_by(col(Booking.id))
-            .with_for_update()
-        ).all()
-    )
-
-
-def propose_all(
-    session: Session,
+def plan_orders(
     data: MatchInput,
-    current: dict[int, Order],
-    assignments: list[Assignment],
-    note: str,
-    user: User | None,
-) -> None:
-    for a in assignments:
-        machine = data.machines[a.machine_id]
-        order = current[int(a.order_id)]
-        start, end = data.horizon.at(a.start_min), data.horizon.at(a.end_min)
-        assert machine.id is not None and order.id is not None
-        if not any(
-            s <= start and end <= e for s, e in offered_spans(session, machine.id, start, end)
-        ):
-            raise InputsChanged(f"machine {machine.id} no longer offers {start.isoformat()}")
-        if collision(session, machine.id, start, end) is not None:
-            raise InputsChanged(
-                f"machine {machine.id} was booked at {start.isoformat()} during the solve"
-            )
-        booking_flows.propose(
-            session, machine=machine, order_id=order.id, buyer_org_id=order.buyer_org_id,
-            operation_id=int(a.operation_id), start_at=start, end_at=end,
-            price_fen=a.price_fen, note=note, user=user,
-        )  # fmt: skip
+    result: MatchResult,
+    whole: tuple[MatchInput, MatchResult] | None,
+    old_by_order: dict[str, list[int]],
+) -> list[_Plan]:
+    """Per order of the run, what to write (the whole-order pass's answer replaces the
+    first pass's for the orders it placed)."""
+    first: dict[str, list[Assignment]] = defaultdict(list)
+    for a in result.assignments:
+        first[a.order_id].append(a)
+    renewed: dict[str, list[Assignment]] = defaultdict(list)
+    w_data = None
+    if whole is not None:
+        w_data, w_result = whole
+        for a in w_result.assignments:
+            renewed[a.order_id].append(a)
+    left: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
+    for u in result.unassigned:
+        left[u.order_id].append((u.operation_id, str(u.reason), u.detail))
+    plans = []
+    for key in sorted(data.orders, key=int):
+        if key in renewed and w_data is not None:
+            plans.append(_Plan(key, w_data, renewed[key], old_by_order.get(key, []),
+                               w_data.released.get(key, []), []))  # fmt: skip
+        else:
+            plans.append(_Plan(key, data, first.get(key, []), old_by_order.get(key, []), [],
+                               left.get(key, [])))  # fmt: skip
+    return plans
 
 
 def write_result(
     session: Session,
-    run: MatchRun,
+    run_id: int,
     data: MatchInput,
     result: MatchResult,
     user: User | None,
     whole: tuple[MatchInput, MatchResult] | None = None,
-) -> None:
-    """Supersede, propose, move order statuses, record what was left out (flush only).
-    With ``whole``, the orders that pass placed anew release their confirmed steps and
-    take its proposals instead of their unmatched lines."""
-    assert run.id is not None
-    note = f"match run {run.id}"
-    current = lock_pool_orders(session, data)
-    old = locked_bookings(session, data.movable_booking_ids)
-    for booking in old:  # the old proposals must still be proposed
-        if booking.state != BookingState.proposed.value:
-            raise InputsChanged(f"proposal {booking.id} was answered during the solve")
-    for booking in old:
-        booking_flows.apply(
-            session, booking=booking, action="supersede", reason=f"superseded by {note}",
-            sync_order=False,
-        )  # fmt: skip
-    session.flush()  # free their slots before the new proposals take them
-    run.superseded = len(old)
-    propose_all(session, data, current, list(result.assignments), note, user)
-    run.proposals = len(result.assignments)
+    *,
+    batch_orders: int = 500,
+    on_batch: Callable[[WriteReport], None] | None = None,
+) -> WriteReport:
+    """Write the answer, ``batch_orders`` orders per transaction (each committed;
+    ``on_batch`` hears the totals after each)."""
+    report = WriteReport()
+    note = f"match run {run_id}"
+    old_by_order = _old_proposals_by_order(session, data.movable_booking_ids)
+    plans = plan_orders(data, result, whole, old_by_order)
+    for start in range(0, len(plans), max(1, batch_orders)):
+        batch = plans[start : start + max(1, batch_orders)]
+        for attempt in range(BATCH_RETRIES):
+            begin_write(session)
+            try:
+                _write_batch(session, run_id, note, batch, user, report)
+                session.commit()
+                break
+            except IntegrityError:  # a booking committed between our check and our insert
+                session.rollback()
+                if attempt == BATCH_RETRIES - 1:
+                    raise
+        report.batches += 1
+        if on_batch is not None:
+            on_batch(report)
+    return report
 
-    renewed: set[str] = set()
-    if whole is not None:
-        w_data, w_result = whole
-        renewed = {a.order_id for a in w_result.assignments}
-        reason = f"{note}: the missing steps did not fit around it; the order was re-matched whole"
-        for key in sorted(renewed):
-            for booking in locked_bookings(session, w_data.released.get(key, [])):
-                if booking.state != BookingState.confirmed.value:
-                    raise InputsChanged(f"booking {booking.id} changed during the solve")
-                booking_flows.apply(
-                    session, booking=booking, action="release", reason=reason, sync_order=False
-                )
-        session.flush()
-        assignments = [a for a in w_result.assignments if a.order_id in renewed]
-        propose_all(session, w_data, current, assignments, f"{note} (whole order)", user)
-        run.proposals += len(assignments)
-    for key in data.orders:  # every re-planned order's status follows its bookings
-        orders.sync_status(session, order_id=int(key), note=note)
-    unmatched = [u for u in result.unassigned if u.order_id not in renewed]
-    for u in unmatched:
-        session.add(MatchRunUnmatched(
-            run_id=run.id, order_id=int(u.order_id), operation_id=int(u.operation_id),
-            reason=str(u.reason), detail=u.detail[:500],
-        ))  # fmt: skip
-    run.unmatched = len(unmatched)
+
+def _old_proposals_by_order(session: Session, ids: Sequence[int]) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = defaultdict(list)
+    if not ids:
+        return out
+    rows = session.exec(
+        select(Booking.id, Booking.order_id).where(col(Booking.id).in_(list(ids)))
+    ).all()
+    for booking_id, order_id in rows:
+        if booking_id is not None and order_id is not None:
+            out[str(order_id)].append(booking_id)
+    return out
+
+
+def _locked_orders(session: Session, keys: Iterable[str]) -> dict[str, Order]:
+    ids = [int(k) for k in keys]
+    rows = session.exec(
+        select(Order)
+        .where(col(Order.id).in_(ids))
+        .order_by(col(Order.id))
+        .with_for_update()
+        .execution_options(populate_existing=True)  # the rows as they are now, not as read
+    ).all()
+    return {str(o.id): o for o in rows}
+
+
+def _locked_bookings(session: Session, ids: list[int]) -> dict[int, Booking]:
+    if not ids:
+        return {}
+    rows = session.exec(
+        select(Booking)
+        .where(col(Booking.id).in_(ids))
+        .order_by(col(Booking.id))
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).all()
+    return {b.id: b for b in rows if b.id is not None}
+
+
+def _span(plan: _Plan, a: Assignment) -> tuple[int, dt.datetime, dt.datetime]:
+    horizon = plan.data.horizon
+    return int(a.machine_id), horizon.at(a.start_min), horizon.at(a.end_min)
+
+
+def _write_batch(
+    session: Session,
+    run_id: int,
+    note: str,
+    batch: list[_Plan],
+    user: User | None,
+    report: WriteReport,
+) -> None:
+    current = _locked_orders(session, (p.key for p in batch))
+    bookings = _locked_bookings(session, [i for p in batch for i in (*p.old, *p.released)])
+    skipped: dict[str, str] = {}
+    for p in batch:
+        order = current.get(p.key)
+        if order is None or order.status not in orders.POOL_STATES:
+            skipped[p.key] = "the order left the pool during the solve"
+        elif any((b := bookings.get(i)) is None or b.state != BookingState.proposed for i in p.old):
+            skipped[p.key] = "one of its proposals was answered during the solve"
+        elif any(
+            (b := bookings.get(i)) is None or b.state != BookingState.confirmed for i in p.released
+        ):
+            skipped[p.key] = "one of its confirmed steps changed during the solve"
+    _skip_colliding(session, batch, skipped)
+
+    survivors = [p for p in batch if p.key not in skipped]
+    old = [bookings[i] for p in survivors for i in p.old]
+    booking_flows.supersede_proposals(session, old, reason=f"superseded by {note}")
+    reason = f"{note}: the missing steps did not fit around it; the order was re-matched whole"
+    for p in survivors:
+        for i in p.released:
+            booking_flows.apply(
+                session, booking=bookings[i], action="release", reason=reason, sync_order=False
+            )
+    session.flush()  # free their slots before the new proposals take them
+    proposals = []
+    for p in survivors:
+        whole = bool(p.released)
+        order = current[p.key]
+        assert order.id is not None
+        for a in p.placements:
+            machine = p.data.machines[a.machine_id]
+            _, start, end = _span(p, a)
+            proposals.append(booking_flows.Proposal(
+                machine=machine, order_id=order.id, buyer_org_id=order.buyer_org_id,
+                operation_id=int(a.operation_id), start_at=start, end_at=end,
+                price_fen=a.price_fen, note=f"{note} (whole order)" if whole else note,
+            ))  # fmt: skip
+    booking_flows.propose_many(session, proposals, user=user)
+    orders.sync_statuses(session, order_ids=[current[p.key].id for p in survivors], note=note)
+    lines = [
+        MatchRunUnmatched(
+            run_id=run_id, order_id=int(p.key), operation_id=int(op), reason=r, detail=d[:500]
+        )
+        for p in survivors
+        for op, r, d in p.unassigned
+    ]
+    for p in batch:
+        if p.key in skipped:
+            lines += [
+                MatchRunUnmatched(
+                    run_id=run_id,
+                    order_id=int(p.key),
+                    operation_id=int(op_key),
+                    reason=INPUTS_CHANGED,
+                    detail=f"requeued: {skipped[p.key]}"[:500],
+                )  # fmt: skip
+                for op_key, op in p.data.operations.items()
+                if op.order_id == int(p.key)
+            ]
+    session.add_all(lines)
     session.flush()
+    report.superseded += len(old)
+    report.proposals += len(proposals)
+    report.unmatched += sum(len(p.unassigned) for p in survivors)
+    report.requeued.update(skipped)
+
+
+def _skip_colliding(session: Session, batch: list[_Plan], skipped: dict[str, str]) -> None:
+    """Skip the orders a placement of which is no longer offered or is held by a booking
+    that stays (made during the solve, or an old proposal of an order skipped here)."""
+    spans = {p.key: [_span(p, a) for a in p.placements] for p in batch}
+    every = [s for ss in spans.values() for s in ss]
+    if not every:
+        return
+    machine_ids = sorted({m for m, _, _ in every})
+    lo, hi = min(s for _, s, _ in every), max(e for _, _, e in every)
+    offered = offered_spans_many(session, machine_ids, lo, hi)
+    held: dict[int, list[tuple[int, dt.datetime, dt.datetime]]] = defaultdict(list)
+    for i, m, s, e in session.exec(
+        select(Booking.id, Booking.machine_id, Booking.start_at, Booking.end_at).where(
+            col(Booking.machine_id).in_(machine_ids), holding(lo, hi)
+        )
+    ).all():
+        if i is not None:
+            held[m].append((i, s, e))
+    for p in batch:
+        if p.key in skipped:
+            continue
+        for m, s, e in spans[p.key]:
+            if not any(a <= s and e <= b for a, b in offered.get(m, [])):
+                skipped[p.key] = f"machine {m} no longer offers {s.isoformat()}"
+                break
+    while True:  # an order skipped keeps its bookings: they may now block another
+        moving = {i for p in batch if p.key not in skipped for i in (*p.old, *p.released)}
+        blocked = False
+        for p in batch:
+            if p.key in skipped:
+                continue
+            for m, s, e in spans[p.key]:
+                hit = next(
+                    (i for i, bs, be in held.get(m, ()) if bs < e and s < be and i not in moving),
+                    None,
+                )
+                if hit is not None:
+                    skipped[p.key] = f"machine {m} was booked at {s.isoformat()} during the solve"
+                    blocked = True
+                    break
+        if not blocked:
+            return
