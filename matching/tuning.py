@@ -23,6 +23,7 @@ class SolverTuning:
     max_model_mb: float | None = 1536.0  # estimated memory above which a solve refuses
 
     # ---- time split of a solve (engine/orchestrator.py)
+    greedy_fraction: float = 0.3  # greedy orders after the first only within this part
     budget_fraction: float = 0.9  # part of the time left after the greedy handed to components
     reserve_s: float = 0.05  # wall time kept for the final repair: fixed part
     reserve_fraction: float = 0.1  # ... plus at most this part of the time limit,
