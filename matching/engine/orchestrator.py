@@ -147,8 +147,8 @@ def _solve(
     report = Reporter(progress, t0)
 
     # 1. the greedy: warm start, and the answer never to be worse than
-    # (the orders after the first only while within greedy_fraction of the limit)
-    greedy_end = t0 + time_limit_s * tuning.greedy_fraction
+    # (the orders after the first only within greedy_fraction of the limit, or greedy_min_s)
+    greedy_end = t0 + max(tuning.greedy_min_s, time_limit_s * tuning.greedy_fraction)
     gname, gsol, gvals = best_greedy(cp, deadline=lambda: time.monotonic() > greedy_end)
     gobj = evaluate(cp, gsol)
     report(phase="greedy", objective=gobj, order=gname)
@@ -241,7 +241,7 @@ def _solve(
             makespan_bound = max(makespan_bound, got.bound)
         else:
             bound_sum += got.bound
-    sol = repair(cp, sol, until=deadline)
+    sol = repair(cp, sol, until=deadline + tuning.greedy_min_s)
     obj = evaluate(cp, sol)
     winner = "engine"
     if gobj <= obj:
