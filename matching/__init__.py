@@ -8,6 +8,7 @@ Public API::
     from matching.tuning import SolverTuning  # solve(..., tuning=SolverTuning(...))
 """
 
+from matching.compiled import TooLarge
 from matching.domain import (
     Assignment,
     MachineSpec,
@@ -36,6 +37,7 @@ __all__ = [
     "Reason",
     "SolveStatus",
     "SolverTuning",
+    "TooLarge",
     "Unassigned",
     "Violation",
     "Weights",

@@ -11,18 +11,31 @@ machines' sites) and are placed all-or-nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import bisect
+import heapq
+import math
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
 from matching.domain import (
     Interval,
+    MachineSpec,
     MatchProblem,
     ObjectiveMode,
+    OperationSpec,
+    OrderSpec,
     Reason,
     Weights,
-    capable,
     run_minutes,
 )
-from matching.rules import haversine_km, price_fen, transport_fen, transport_minutes
+from matching.rules import (
+    EARTH_RADIUS_KM,
+    haversine_km,
+    price_fen,
+    transport_fen,
+    transport_minutes,
+)
 
 NO_DUE = 1 << 40  # "never tardy"
 
@@ -77,6 +90,7 @@ class CompiledProblem:
     owner_spread_fen: int = 0
     sites: tuple[Site, ...] | None = None  # per machine; None = one site, no transport
     weights: Weights = field(default_factory=Weights)
+    options_dropped: int = 0  # candidates compile left out (``max_options``)
     _hop_cache: dict[tuple[int, int], tuple[int, int]] = field(default_factory=dict)
 
     def hop(self, ma: int, mb: int) -> tuple[int, int]:
@@ -110,7 +124,178 @@ def _fits_somewhere(free: tuple[Interval, ...], release: int, dur: int, latest_e
     return any(max(s, release) + dur <= min(e, latest_end) for s, e in free)
 
 
-def compile_problem(problem: MatchProblem) -> CompiledProblem:
+class TooLarge(ValueError):
+    """The problem would not fit the memory allowed (``SolverTuning.max_model_mb``): the
+    caller turns it into a failed run with this message (e.g. match per cluster)."""
+
+
+class _Bucket:
+    """The machines of one (process, material) in one cluster, cheapest first, with
+    their bounding box: the distance from a point to the box bounds the distance to
+    every machine in it (the spatial part of the index)."""
+
+    __slots__ = ("cluster", "machines", "lat", "lon", "cos_min")
+
+    def __init__(self, cluster: str, ms: list[int], machines: tuple[MachineSpec, ...]) -> None:
+        self.cluster, self.machines = cluster, ms
+        lats = [machines[mi].lat for mi in ms]
+        lons = [machines[mi].lon for mi in ms]
+        self.lat = (min(lats), max(lats))
+        self.lon = (min(lons), max(lons))
+        self.cos_min = min(math.cos(math.radians(x)) for x in self.lat)
+
+    def km_floor(self, lat: float, lon: float) -> float:
+        """At most the haversine distance from (lat, lon) to any machine of the bucket."""
+        dlat = max(0.0, self.lat[0] - lat, lat - self.lat[1])
+        dlon = max(0.0, self.lon[0] - lon, lon - self.lon[1])
+        if dlon > 180 or self.cos_min < 0:
+            dlon = 0.0
+        a = (
+            math.sin(math.radians(dlat) / 2) ** 2
+            + math.cos(math.radians(lat))
+            * max(0.0, self.cos_min)
+            * math.sin(math.radians(dlon) / 2) ** 2
+        )
+        return max(0.0, 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a))) * (1 - 1e-9) - 1e-6)
+
+
+class _Index:
+    """Candidate machines by (process, material), so that an operation is checked only
+    against the machines that do its process in its material (``capable`` holds for
+    none of the others).  Each list is sorted by price per standard minute (rate /
+    speed), so that the cheapest options come first and a scan can stop once even the
+    lower bound of a price is above what it looks for; ``fastest`` is the same lists
+    by speed, for the shortest duration."""
+
+    def __init__(self, machines: tuple[MachineSpec, ...]) -> None:
+        groups: dict[tuple[str, str], list[int]] = defaultdict(list)
+        local: dict[tuple[str, str, str], list[int]] = defaultdict(list)
+        for mi, m in enumerate(machines):
+            for mat in m.materials:
+                groups[(m.process, mat)].append(mi)
+                local[(m.process, mat, m.cluster)].append(mi)
+        self.key = [m.rate_fen_per_hour / m.speed_factor for m in machines]
+
+        def by_price(ms: list[int]) -> list[int]:
+            return sorted(ms, key=lambda mi: (self.key[mi], mi))
+
+        self.cheapest = {k: by_price(v) for k, v in groups.items()}
+        self.buckets: dict[tuple[str, str], list[_Bucket]] = defaultdict(list)
+        for (process, mat, cluster), ms in sorted(local.items()):
+            self.buckets[(process, mat)].append(_Bucket(cluster, by_price(ms), machines))
+        self.fastest = {
+            k: sorted(v, key=lambda mi: (-machines[mi].speed_factor, mi)) for k, v in groups.items()
+        }
+
+
+class _Free:
+    """A machine's free intervals, for "does [release, latest_end) hold ``dur`` minutes
+    inside one of them" (``_fits_somewhere``) by bisection when they are sorted and
+    disjoint, as the app gives them."""
+
+    __slots__ = ("free", "starts", "ends", "plain")
+
+    def __init__(self, free: tuple[Interval, ...]) -> None:
+        self.free = free
+        ordered = sorted(free)
+        self.plain = all(a[1] <= b[0] for a, b in zip(ordered, ordered[1:], strict=False))
+        self.starts = [s for s, _ in ordered]
+        self.ends = [e for _, e in ordered]
+
+    def fits(self, release: int, dur: int, latest_end: int) -> bool:
+        if not self.plain:
+            return _fits_somewhere(self.free, release, dur, latest_end)
+        starts, ends = self.starts, self.ends
+        k = bisect.bisect_left(ends, release + dur)
+        while k < len(starts):
+            end = min(ends[k], latest_end)
+            if max(starts[k], release) + dur <= end:
+                return True
+            if starts[k] + dur > latest_end:
+                return False
+            k += 1
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class _Caps:
+    """What ``capable`` checks of a machine besides process and material, precomputed."""
+
+    envelope: tuple[int, ...]  # sorted; () = not applicable
+    tolerance: float
+    certifications: frozenset[str]
+
+    def __init__(self, m: MachineSpec) -> None:
+        object.__setattr__(
+            self, "envelope", tuple(sorted(m.envelope_mm)) if any(m.envelope_mm) else ()
+        )
+        object.__setattr__(self, "tolerance", m.tolerance_mm)
+        object.__setattr__(self, "certifications", m.certifications)
+
+
+class _Part:
+    """An operation's side of ``capable`` (process and material come from the index)."""
+
+    __slots__ = ("envelope", "tolerance", "certifications")
+
+    def __init__(self, op: OperationSpec) -> None:
+        self.envelope = tuple(sorted(op.envelope_mm)) if any(op.envelope_mm) else ()
+        self.tolerance = op.tolerance_mm
+        self.certifications = op.certifications
+
+    def capable(self, m: _Caps) -> bool:
+        """``domain.capable(op, machine)`` for a machine of the op's process and material."""
+        if self.envelope and m.envelope:
+            for p, q in zip(self.envelope, m.envelope, strict=True):
+                if p and q and p > q:
+                    return False
+        if self.tolerance > 0 and m.tolerance > self.tolerance + 1e-12:
+            return False
+        return self.certifications <= m.certifications
+
+
+def _price_floor(std: int, key: float) -> float:
+    """A lower bound of ``price_fen(run_minutes(op, m), m.rate)`` from rate / speed."""
+    return std * key / 60 - 1.0
+
+
+def estimate_options(problem: MatchProblem, max_options: int | None) -> int:
+    """Options the compiled problem holds at most: per operation its candidates (the
+    machines of its process and material), or ``max_options`` (+ the local ones) when
+    fewer; computed before anything is built."""
+    sizes: dict[tuple[str, str], int] = defaultdict(int)
+    for m in problem.machines:
+        for mat in m.materials:
+            sizes[(m.process, mat)] += 1
+    cap = None if max_options is None else 2 * max_options
+    total = 0
+    for order in problem.orders:
+        for op in order.operations:
+            n = sizes.get((op.process, op.material), 0)
+            total += n if cap is None else min(n, cap)
+    return total
+
+
+# bytes per compiled option and per free interval (Option, its tuple slot, the engine's
+# per-option state); measured with tracemalloc on generated markets, with margin
+OPTION_BYTES = 600
+INTERVAL_BYTES = 300
+
+
+def estimate_mb(problem: MatchProblem, max_options: int | None) -> float:
+    """Memory the compiled problem and the engine's state about it need, in MiB."""
+    intervals = sum(len(m.free) for m in problem.machines)
+    options = estimate_options(problem, max_options)
+    return (options * OPTION_BYTES + intervals * INTERVAL_BYTES) / 2**20
+
+
+def compile_problem(
+    problem: MatchProblem,
+    *,
+    max_options: int | None = None,
+    local_options: int = 0,
+    max_mb: float | None = None,
+) -> CompiledProblem:
     """Eligibility, durations, prices, transport and time windows of every operation.
 
     Operations without any feasible option keep a :class:`Reason` (checked in this
@@ -119,79 +304,133 @@ def compile_problem(problem: MatchProblem) -> CompiledProblem:
     never an option; when every machine that passes the other checks is excluded, the
     reason is :attr:`Reason.DECLINED`.  When one operation of an order has no option,
     the whole order has none (all-or-nothing).
+
+    Candidates come from an index by process and material (:class:`_Index`).  With
+    ``max_options`` (cost mode) an operation keeps its ``max_options`` cheapest options
+    (by cost, then machine) plus the ``local_options`` cheapest in the order's own
+    cluster, so that an order has near machines for consecutive steps; eligibility and
+    reasons do not depend on it (an operation only loses options when it keeps at least
+    ``max_options``).  ``max_mb``: raise :class:`TooLarge` before building anything when
+    :func:`estimate_mb` is above it.
     """
+    if max_mb is not None:
+        need = estimate_mb(problem, max_options)
+        if need > max_mb:
+            raise TooLarge(
+                f"the problem needs about {need:,.0f} MiB to match"
+                f" ({estimate_options(problem, max_options):,} options, {len(problem.machines):,}"
+                f" machines), above the limit of {max_mb:,.0f} MiB: match a smaller scope"
+                " (one cluster) or raise the limit"
+            )
     w = problem.weights
     mode = problem.objective_mode
     machines = problem.machines
+    cost_mode = mode is ObjectiveMode.COST
+    k_max = max_options if cost_mode else None
+    idx = _Index(machines)
+    caps = [_Caps(m) for m in machines]
+    free = [_Free(m.free) for m in machines]
+    rad = [math.radians(m.lat) for m in machines]
+    cos = [math.cos(r) for r in rad]
+    unrel = [
+        round(w.unreliability_fen * (1.0 - m.on_time_rate)) if cost_mode else 0 for m in machines
+    ]
+    floor_unrel = min(0, min(unrel, default=0))
     sites = tuple(Site(m.lat, m.lon, m.cluster) for m in machines)
     jobs: list[Job] = []
     orders: list[Order] = []
+    dropped = 0
     for oi, order in enumerate(problem.orders):
+        nops = len(order.operations)
+        dlat, dlon = order.delivery_lat, order.delivery_lon
+        p_del = math.radians(dlat)
+        c_del = math.cos(p_del)
+        kms: dict[int, float] = {}
+
+        def km_to(
+            mi: int,
+            kms: dict[int, float] = kms,
+            p_del: float = p_del,
+            c_del: float = c_del,
+            dlon: float = dlon,
+        ) -> float:
+            # matching.rules.haversine_km(m.lat, m.lon, dlat, dlon), the same arithmetic
+            got = kms.get(mi)
+            if got is None:
+                m = machines[mi]
+                dp, dl = p_del - rad[mi], math.radians(dlon - m.lon)
+                a = math.sin(dp / 2) ** 2 + cos[mi] * c_del * math.sin(dl / 2) ** 2
+                got = 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a)))
+                kms[mi] = got
+            return got
+
+        max_km = order.max_distance_km
+        # haversine >= the latitude difference alone: machines beyond it need no haversine
+        max_dp = None if max_km is None else max_km / EARTH_RADIUS_KM + 1e-9
+        # minimum duration and price of each op over its usable machines (capable, not
+        # excluded), for release propagation and the budget left for the other ops
+        min_dur: list[int] = []
+        min_price: list[int] = []
+        for op in order.operations:
+            if nops == 1:
+                min_dur.append(0)
+                min_price.append(0)
+                continue
+            gk = (op.process, op.material)
+            part = _Part(op)
+            best_d: int | None = None
+            for mi in idx.fastest.get(gk, ()):
+                m = machines[mi]
+                if (
+                    best_d is not None
+                    and max(1, math.ceil(op.std_duration_min / m.speed_factor - 1e-9)) >= best_d
+                ):
+                    break
+                if part.capable(caps[mi]) and m.id not in op.excluded_machines:
+                    run = run_minutes(op, m)
+                    if best_d is None or run < best_d:
+                        best_d = run
+            min_dur.append(best_d or 0)
+            best_p: int | None = None
+            for mi in idx.cheapest.get(gk, ()):
+                m = machines[mi]
+                if best_p is not None and _price_floor(op.std_duration_min, idx.key[mi]) > best_p:
+                    break
+                if part.capable(caps[mi]) and m.id not in op.excluded_machines:
+                    p = price_fen(minutes=run_minutes(op, m), hourly_rate_fen=m.rate_fen_per_hour)
+                    if best_p is None or p < best_p:
+                        best_p = p
+            min_price.append(best_p or 0)
         per_op: list[list[Option]] = []
         reasons: list[tuple[Reason, str] | None] = []
-        nops = len(order.operations)
-        # minimum duration of each op over capable machines, for release propagation
-        min_dur: list[int] = []
-        capable_sets: list[list[int]] = []
-        # capable machines an op is not excluded from, for the bounds on the other ops
-        usable_sets: list[list[int]] = []
-        for op in order.operations:
-            caps = [mi for mi, m in enumerate(machines) if capable(op, m)]
-            capable_sets.append(caps)
-            usable = [mi for mi in caps if machines[mi].id not in op.excluded_machines]
-            usable_sets.append(usable)
-            min_dur.append(min((run_minutes(op, machines[mi]) for mi in usable), default=0))
-        min_price = []
-        for op, usable in zip(order.operations, usable_sets, strict=True):
-            prices = [
-                price_fen(
-                    minutes=run_minutes(op, machines[mi]),
-                    hourly_rate_fen=machines[mi].rate_fen_per_hour,
-                )
-                for mi in usable
-            ]
-            min_price.append(min(prices, default=0))
         release = order.release_min
-        for k, (op, caps) in enumerate(zip(order.operations, capable_sets, strict=True)):
+        for k, op in enumerate(order.operations):
             last = k == nops - 1
-            opts: list[Option] = []
-            reason: tuple[Reason, str] | None = None
-            if not caps:
-                reason = (
-                    Reason.NO_ELIGIBLE_MACHINE,
-                    f"no machine does {op.process} in {op.material} with this envelope,"
-                    " tolerance and certifications",
-                )
-            near = []
-            for mi in caps:
-                m = machines[mi]
-                km = haversine_km(m.lat, m.lon, order.delivery_lat, order.delivery_lon)
-                if order.max_distance_km is not None and km > order.max_distance_km:
-                    continue
-                near.append((mi, km))
-            if caps and not near:
-                reason = (
-                    Reason.TOO_FAR,
-                    f"{len(caps)} capable machine(s), all beyond {order.max_distance_km} km",
-                )
-            cheap = []
-            for mi, km in near:
+            tail = sum(min_dur[k + 1 :])
+            others = sum(min_price) - min_price[k]
+            std = op.std_duration_min
+            budget = order.budget_fen
+
+            def option(  # the loop's values bound as defaults
+                mi: int,
+                fit: bool = True,
+                op: OperationSpec = op,
+                order: OrderSpec = order,
+                budget: int | None = budget,
+                others: int = others,
+                tail: int = tail,
+                last: bool = last,
+                release: int = release,
+                km_to: Callable[[int], float] = km_to,
+            ) -> Option | None:
+                """The option of ``op`` on machine ``mi``, or None when the budget (or,
+                with ``fit``, the free time) rules it out."""
                 m = machines[mi]
                 dur = run_minutes(op, m)
                 price = price_fen(minutes=dur, hourly_rate_fen=m.rate_fen_per_hour)
-                if order.budget_fen is not None:
-                    others = sum(min_price) - min_price[k]
-                    if price + others > order.budget_fen:
-                        continue
-                cheap.append((mi, km, dur, price))
-            if near and not cheap:
-                reason = (
-                    Reason.OVER_BUDGET,
-                    f"cheapest capable machine exceeds the budget of {order.budget_fen} fen",
-                )
-            tail = sum(min_dur[k + 1 :])
-            for mi, km, dur, price in cheap:
-                m = machines[mi]
+                if budget is not None and price + others > budget:
+                    return None
+                km = km_to(mi)
                 lag_del = transport_minutes(km, w)
                 if order.hard_due:
                     latest_end = order.due_min - lag_del - tail
@@ -199,46 +438,145 @@ def compile_problem(problem: MatchProblem) -> CompiledProblem:
                     latest_end = problem.horizon_min
                 cost = 0
                 tr = 0
-                if mode is ObjectiveMode.COST:
-                    cost = price + round(w.unreliability_fen * (1.0 - m.on_time_rate))
+                if cost_mode:
+                    cost = price + unrel[mi]
                     if last:
                         tr = transport_fen(km, w)
                         cost += tr
                         if order.cluster is not None and m.cluster != order.cluster:
                             cost += w.cross_cluster_fen
                 due = order.due_min - lag_del if last and not order.hard_due else NO_DUE
-                if not _fits_somewhere(m.free, release, dur, latest_end):
+                if fit and not free[mi].fits(release, dur, latest_end):
+                    return None
+                return Option(mi, dur, cost, latest_end, due, price, tr)
+
+            # one scan, cheapest first: capability, distance, budget, free time, exclusion
+            n_cap = n_near = n_cheap = n_fit = 0
+            heap: list[tuple[int, int, Option]] = []  # (-cost, -machine, option): the K best
+            budget_out = False  # every machine left is over budget: only count the rest
+            part = _Part(op)
+            key = idx.key
+            per_min = 60 / std if std > 0 else math.inf  # rate / speed per fen of price
+            budget_key = math.inf if budget is None else (budget - others + 1) * per_min
+            # buckets (clusters) nearest first, with what at least a hop to them costs
+            buckets = []
+            for b in idx.buckets.get((op.process, op.material), ()):
+                km = b.km_floor(dlat, dlon)
+                extra = 0
+                if cost_mode and last:
+                    extra = transport_fen(km, w)
+                    if order.cluster is not None and b.cluster != order.cluster:
+                        extra += w.cross_cluster_fen
+                buckets.append((extra, b.cluster != order.cluster, km, b))
+            buckets.sort(key=lambda t: (t[0], t[1], t[3].cluster))
+            worst = math.inf  # cost of the K-th best kept, once there are K
+            local: list[Option] = []
+            far: list[_Bucket] = []
+            for extra, elsewhere, km_min, b in buckets:
+                if max_km is not None and km_min > max_km:
+                    far.append(b)  # counted for the reason below, only if needed
                     continue
-                opts.append(
-                    Option(
-                        machine=mi,
-                        duration=dur,
-                        cost=cost,
-                        latest_end=latest_end,
-                        due=due,
-                        price=price,
-                        transport=tr,
-                    )
+                # stop at this rate / speed: every later machine of the bucket costs more
+                # than the K kept
+                stop_key = (worst + 1 - floor_unrel - extra) * per_min
+                group = b.machines
+                for pos, mi in enumerate(group):
+                    if key[mi] > stop_key:
+                        dropped += len(group) - pos
+                        break
+                    budget_out = key[mi] > budget_key
+                    if budget_out and n_near:
+                        break  # every one left is over budget: nothing left to count
+                    if not part.capable(caps[mi]):
+                        continue
+                    n_cap += 1
+                    if max_km is not None:
+                        if abs(p_del - rad[mi]) > max_dp or km_to(mi) > max_km:  # type: ignore[operator]
+                            continue
+                    n_near += 1
+                    if budget_out:
+                        continue
+                    if (
+                        k_max is not None
+                        and len(heap) >= k_max
+                        and (elsewhere or len(local) >= local_options)
+                    ):
+                        m = machines[mi]
+                        price = price_fen(
+                            minutes=run_minutes(op, m), hourly_rate_fen=m.rate_fen_per_hour
+                        )
+                        if price + unrel[mi] + extra > worst and (
+                            budget is None or price + others <= budget
+                        ):
+                            n_cheap += 1  # within budget, dearer than the K kept
+                            dropped += 1
+                            continue
+                    opt = option(mi, fit=False)
+                    if opt is None:
+                        continue  # over budget
+                    n_cheap += 1
+                    full = k_max is not None and len(heap) >= k_max
+                    item = (-opt.cost, -mi, opt)
+                    mine = not elsewhere and len(local) < local_options and k_max is not None
+                    if full and item <= heap[0] and not mine:
+                        dropped += 1
+                        continue  # costs more than the K kept: its free time does not matter
+                    if not free[mi].fits(release, opt.duration, opt.latest_end):
+                        continue
+                    n_fit += 1
+                    if machines[mi].id in op.excluded_machines:
+                        continue
+                    if mine:
+                        local.append(opt)  # the cheapest of the order's own cluster
+                    if full:
+                        if item > heap[0]:
+                            heapq.heappushpop(heap, item)
+                        dropped += 1
+                    else:
+                        heapq.heappush(heap, item)
+                    if k_max is not None and len(heap) >= k_max:
+                        worst = -heap[0][0]
+                        stop_key = (worst + 1 - floor_unrel - extra) * per_min
+            if not n_near:
+                for b in far:  # every capable machine is counted for TOO_FAR's detail
+                    n_cap += sum(1 for mi in b.machines if part.capable(caps[mi]))
+            chosen = {-item[1]: item[2] for item in heap}
+            for opt in local:
+                chosen.setdefault(opt.machine, opt)
+            opts = [chosen[mi] for mi in sorted(chosen)]
+            reason: tuple[Reason, str] | None = None
+            if not n_cap:
+                reason = (
+                    Reason.NO_ELIGIBLE_MACHINE,
+                    f"no machine does {op.process} in {op.material} with this envelope,"
+                    " tolerance and certifications",
                 )
-            if cheap and not opts:
+            elif not n_near:
+                reason = (
+                    Reason.TOO_FAR,
+                    f"{n_cap} capable machine(s), all beyond {order.max_distance_km} km",
+                )
+            elif not n_cheap:
+                reason = (
+                    Reason.OVER_BUDGET,
+                    f"cheapest capable machine exceeds the budget of {order.budget_fen} fen",
+                )
+            elif not n_fit:
                 reason = (
                     Reason.NO_FREE_INTERVAL,
                     "no free interval of a capable machine fits between release and due",
                 )
-            if op.excluded_machines:
-                eligible = len(opts)
-                opts = [o for o in opts if machines[o.machine].id not in op.excluded_machines]
-                if eligible and not opts:
-                    reason = (
-                        Reason.DECLINED,
-                        f"{eligible} otherwise eligible machine(s); every one's owner"
-                        " declined or let the proposal lapse",
-                    )
+            elif not opts:
+                reason = (
+                    Reason.DECLINED,
+                    f"{n_fit} otherwise eligible machine(s); every one's owner"
+                    " declined or let the proposal lapse",
+                )
             per_op.append(opts)
             reasons.append(reason)
             release += min_dur[k]
         failing = next((r for r in reasons if r is not None), None)
-        idx = []
+        ids = []
         rel = order.release_min
         for k, op in enumerate(order.operations):
             last = k == nops - 1
@@ -250,11 +588,11 @@ def compile_problem(problem: MatchProblem) -> CompiledProblem:
                 job = Job(op.id, oi, rel, tard, order.unassigned_penalty_fen, (), r, d)
             else:
                 job = Job(op.id, oi, rel, tard, order.unassigned_penalty_fen, tuple(per_op[k]))
-            idx.append(len(jobs))
+            ids.append(len(jobs))
             jobs.append(job)
             rel += min_dur[k]
         budget = order.budget_fen if nops > 1 else None
-        orders.append(Order(order.id, tuple(idx), budget))
+        orders.append(Order(order.id, tuple(ids), budget))
     return CompiledProblem(
         name="match",
         machine_keys=tuple(m.id for m in machines),
@@ -266,4 +604,34 @@ def compile_problem(problem: MatchProblem) -> CompiledProblem:
         owner_spread_fen=w.owner_spread_fen if mode is ObjectiveMode.COST else 0,
         sites=sites,
         weights=w,
+        options_dropped=dropped,
     )
+
+
+def limit_options(
+    cp: CompiledProblem, keep: int | None
+) -> tuple[CompiledProblem, dict[int, list[int]]]:
+    """``cp`` with at most ``keep`` options per job, its cheapest (by cost, then machine;
+    in their original order), for problems built without :func:`compile_problem`
+    (benchmark readers), and per pruned job the original index of each option kept.
+    The same problem when no job has more."""
+    if keep is None or all(len(j.options) <= keep for j in cp.jobs):
+        return cp, {}
+    jobs = []
+    kept: dict[int, list[int]] = {}
+    dropped = 0
+    for j, job in enumerate(cp.jobs):
+        if len(job.options) > keep:
+            dropped += len(job.options) - keep
+            best = heapq.nsmallest(
+                keep,
+                range(len(job.options)),
+                key=lambda k: (job.options[k].cost, job.options[k].machine),
+            )
+            kept[j] = sorted(best)
+            job = replace(job, options=tuple(job.options[k] for k in kept[j]))
+        jobs.append(job)
+    small = replace(
+        cp, jobs=tuple(jobs), options_dropped=cp.options_dropped + dropped, _hop_cache={}
+    )
+    return small, kept

@@ -159,6 +159,17 @@ def priority_orders(cp: CompiledProblem) -> dict[str, list[int]]:
     }
 
 
+def fewest_options(cp: CompiledProblem, orders: Sequence[int]) -> list[int]:
+    """``priority_orders(cp)["fewest_options"]`` restricted to ``orders``."""
+    live = [oi for oi in orders if all(cp.jobs[j].options for j in cp.orders[oi].jobs)]
+
+    def key(oi: int) -> tuple[int, int, int]:
+        nopts = min(len(cp.jobs[j].options) for j in cp.orders[oi].jobs)
+        return (nopts, _order_due(cp, oi), oi)
+
+    return sorted(live, key=key)
+
+
 def greedy(
     cp: CompiledProblem,
     sequence: Sequence[int],

@@ -16,7 +16,15 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class SolverTuning:
+    # ---- size of the model (compiled.py)
+    # options kept per operation: its cheapest by cost (None = every eligible machine) ...
+    max_options: int | None = 32
+    local_options: int = 4  # ... plus this many of the cheapest in the order's own cluster
+    max_model_mb: float | None = 1536.0  # estimated memory above which a solve refuses
+
     # ---- time split of a solve (engine/orchestrator.py)
+    greedy_fraction: float = 0.3  # greedy orders after the first only within this part
+    greedy_min_s: float = 2.0  # ... or this long; the final repair stops this long after the end
     budget_fraction: float = 0.9  # part of the time left after the greedy handed to components
     reserve_s: float = 0.05  # wall time kept for the final repair: fixed part
     reserve_fraction: float = 0.1  # ... plus at most this part of the time limit,

@@ -18,8 +18,8 @@ from app.config import get_settings
 from matching.bench.common import load_json
 from matching.bench.fjsp import parse_fjsp, run_fjsp
 from matching.bench.gap import parse_gap, run_gap
-from matching.bench.generator import generate_market, write_market
-from matching.bench.market import market_problem, run_market
+from matching.bench.generator import generate_market, generate_problem, write_market
+from matching.bench.market import market_problem, run_market, run_problem
 
 bench_app = typer.Typer(
     help="Benchmarks for the matcher, side by side with greedy baselines.", no_args_is_help=True
@@ -136,12 +136,32 @@ def market(
     progress: Annotated[
         bool, typer.Option("--progress", help="show the engine's progress on stderr")
     ] = False,
+    through_compile: Annotated[
+        bool,
+        typer.Option(
+            "--compile",
+            help="--generate: the same market as a MatchProblem through matching.solve"
+            " (compile counted in the limit; any size): compile, solve, total s, peak"
+            " memory, placed and cost beside the greedy",
+        ),
+    ] = False,
 ) -> None:
     """Greedy EDD, best greedy and the engine on capshare-market-v1 instances (files, and
     with --generate a market from capshare's own generator), side by side."""
     paths = list(files or [])
     if not paths and not generate:
         raise typer.BadParameter("give instance files or --generate")
+    if through_compile:
+        if not generate or paths:
+            raise typer.BadParameter("--compile goes with --generate and no files")
+        problem = generate_problem(n_jobs=jobs, n_machines=machines, seed=seed)
+        name = f"gen-{jobs}x{machines}-seed{seed}"
+        found = run_problem(
+            problem, name, time_limit_s=time_limit, seed=seed, workers=workers,
+            progress=progress_printer() if progress else None,
+        )  # fmt: skip
+        _emit(found, list(found[0]), as_json)
+        return
     _check_files(paths, "capshare-market-v1", lambda f: market_problem(load_json(f)))
     with tempfile.TemporaryDirectory() as tmp:
         if generate:

@@ -18,7 +18,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from matching.domain import Weights
+from matching.domain import MachineSpec, MatchProblem, OperationSpec, OrderSpec, Weights
 from matching.rules import haversine_km, price_fen, transport_fen, transport_minutes
 
 # the generated market's transport: the matcher's default tariff (150 fen/km, 30 min plus
@@ -83,7 +83,10 @@ def generate_market(
     seed: int = 1,
     load: float = 0.85,
     n_families: int | None = None,
+    _options: bool = True,
 ) -> dict[str, Any]:
+    """A capshare-market-v1 instance; ``_options=False`` (for :func:`generate_problem`)
+    draws the same market without building options and keeps the raw draws."""
     rng = random.Random(seed)
     nf = n_families or (2 if n_jobs <= 500 else 8)
     fams = FAMILIES[:nf]
@@ -116,6 +119,7 @@ def generate_market(
         jobs_per_family[fam[0]] += 1
         raw_jobs.append((jid, fam))
     jobs = []
+    raw: list[dict[str, Any]] = []
     for jid, fam in raw_jobs:
         # size the standard duration so that demand ~ load x family free time
         mean = load * cap[fam[0]] / max(1, jobs_per_family[fam[0]])
@@ -134,6 +138,17 @@ def generate_market(
         value = int(std / 60 * (fam[2][0] + fam[2][1]) / 2 * rng.uniform(1.2, 2.5))
         budget = int(value * rng.uniform(0.8, 1.6))
         options = []
+        if not _options:
+            raw.append(
+                {
+                    "id": jid, "family": fam[0], "material": material, "size": size,
+                    "std": std, "release_min": release, "due": due, "hard": hard,
+                    "tardiness_fen_per_min": tard, "budget": budget,
+                    "unassigned_penalty_fen": int(value * rng.uniform(1.5, 3.0)),
+                    "lat": lat, "lon": lon, "city": city[0],
+                }
+            )  # fmt: skip
+            continue
         for m in machines:
             if m["family"] != fam[0] or material not in m["_materials"] or m["_size"] < size:
                 continue
@@ -167,6 +182,8 @@ def generate_market(
                 "options": options,
             }
         )
+    if not _options:
+        return {"_machines": machines, "_jobs": raw}
     return {
         "format": "capshare-market-v1",
         "name": f"gen-{n_jobs}x{n_machines}-seed{seed}",
@@ -185,3 +202,68 @@ def write_market(inst: dict[str, Any], path: str | Path) -> None:
         p.write_bytes(gzip.compress(data, mtime=0))
     else:
         p.write_bytes(data)
+
+
+def generate_problem(
+    *, n_jobs: int, n_machines: int, seed: int = 1, load: float = 0.85
+) -> MatchProblem:
+    """The market :func:`generate_market` draws (same machines, jobs, windows, prices),
+    as a :class:`matching.domain.MatchProblem`, so that a run goes through the matcher's
+    own compile step: size classes become envelopes, the budget a budget, hard due dates
+    hard ones, delivery points the buyers' sites.  Fast at any size (no job is checked
+    against every machine here; eligibility is the compile step's work)."""
+    inst = generate_market(
+        n_jobs=n_jobs, n_machines=n_machines, seed=seed, load=load, _options=False
+    )
+    rng = random.Random(seed)
+    machines = tuple(
+        MachineSpec(
+            id=str(m["id"]),
+            owner_id=str(m["id"] // 4),
+            cluster=m["cluster"],
+            family=m["family"],
+            process=m["family"],
+            materials=frozenset(m["_materials"]),
+            free=tuple((s, e) for s, e in m["free"]),
+            rate_fen_per_hour=m["_rate"],
+            envelope_mm=(m["_size"] * 400, m["_size"] * 400, m["_size"] * 400),
+            speed_factor=m["_speed"],
+            min_booking_min=30,
+            lat=m["_lat"],
+            lon=m["_lon"],
+        )
+        for m in inst["_machines"]
+    )
+    orders = []
+    for j in inst["_jobs"]:
+        size = j["size"] * 400 - 50
+        op = OperationSpec(
+            id=str(j["id"]),
+            process=j["family"],
+            material=j["material"],
+            std_duration_min=j["std"],
+            envelope_mm=(size, size, size),
+        )
+        orders.append(
+            OrderSpec(
+                id=str(j["id"]),
+                buyer_id=str(j["id"] % 97),
+                operations=(op,),
+                release_min=j["release_min"],
+                due_min=j["due"],
+                hard_due=j["hard"],
+                tardiness_fen_per_min=j["tardiness_fen_per_min"],
+                unassigned_penalty_fen=j["unassigned_penalty_fen"],
+                budget_fen=j["budget"],
+                delivery_lat=j["lat"],
+                delivery_lon=j["lon"],
+                cluster=j["city"],
+            )
+        )
+    del rng
+    return MatchProblem(
+        machines=machines,
+        orders=tuple(orders),
+        horizon_min=HORIZON + 7 * 24 * 60,
+        weights=TARIFF,
+    )

@@ -329,7 +329,7 @@ def improve_by_lns(
     left of the task's share after ``spent_share`` (deterministic mode; otherwise until
     the share's wall time, or the solve's end when nothing waits for this thread)."""
     comp = task.jobs
-    part = repair(cp, part, comp)
+    part = repair(cp, part, comp, until=task.started + task.wall)
     if component_cost(cp, task.hint, comp) < component_cost(cp, part, comp):
         part = dict(task.hint)
     t_lns = time.monotonic()

@@ -14,9 +14,10 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 from matching.bound import makespan_lower_bound
-from matching.compiled import CompiledProblem, compile_problem
+from matching.compiled import CompiledProblem, compile_problem, limit_options
 from matching.domain import MatchProblem, MatchResult, ObjectiveMode
 from matching.engine.choose import choose
 from matching.engine.common import (
@@ -28,6 +29,7 @@ from matching.engine.common import (
     Solution,
     component_cost,
     coupled,
+    trivial_bound,
 )
 from matching.engine.components import decompose
 from matching.engine.repair import repair
@@ -51,7 +53,14 @@ def solve(
     that cannot be placed is reported in ``MatchResult.unassigned`` with its reason.
     ``tuning`` overrides the engine's numbers (:class:`matching.tuning.SolverTuning`)."""
     t0 = time.monotonic()
-    cp = compile_problem(problem)
+    tuned = tuning if tuning is not None else DEFAULT_TUNING
+    cp = compile_problem(
+        problem,
+        max_options=tuned.max_options,
+        local_options=tuned.local_options,
+        max_mb=tuned.max_model_mb,
+    )
+    compiled_s = time.monotonic() - t0
     result = solve_compiled(
         cp,
         time_limit_s=max(0.05, time_limit_s - (time.monotonic() - t0)),
@@ -61,7 +70,10 @@ def solve(
         deterministic=deterministic,
         tuning=tuning,
     )
-    return to_match_result(cp, result, time.monotonic() - t0)
+    out = to_match_result(cp, result, time.monotonic() - t0)
+    out.stats["compile_s"] = round(compiled_s, 3)
+    out.stats["options_dropped"] = cp.options_dropped
+    return out
 
 
 class _SafetyNets:
@@ -110,12 +122,34 @@ def solve_compiled(
     """Solve the compiled problem (what :func:`solve` does after compiling; benchmark
     readers build the compiled form directly)."""
     tuning = tuning if tuning is not None else DEFAULT_TUNING
+    if tuning.max_options is not None and cp.mode is ObjectiveMode.COST:
+        small, kept = limit_options(cp, tuning.max_options + tuning.local_options)
+        if kept:  # solve the bounded problem, answer in the caller's option indices
+            got = _solve(small, time_limit_s, seed, workers, progress, deterministic, tuning)
+            sol = {
+                j: (kept[j][oi] if j in kept else oi, st) for j, (oi, st) in got.solution.items()
+            }
+            return replace(got, solution=sol)
+    return _solve(cp, time_limit_s, seed, workers, progress, deterministic, tuning)
+
+
+def _solve(
+    cp: CompiledProblem,
+    time_limit_s: float,
+    seed: int,
+    workers: int,
+    progress: Progress | None,
+    deterministic: bool,
+    tuning: SolverTuning,
+) -> EngineResult:
     t0 = time.monotonic()
     deadline = t0 + time_limit_s * (tuning.wall_factor if deterministic else 1.0)
     report = Reporter(progress, t0)
 
     # 1. the greedy: warm start, and the answer never to be worse than
-    gname, gsol, gvals = best_greedy(cp)
+    # (the orders after the first only within greedy_fraction of the limit, or greedy_min_s)
+    greedy_end = t0 + max(tuning.greedy_min_s, time_limit_s * tuning.greedy_fraction)
+    gname, gsol, gvals = best_greedy(cp, deadline=lambda: time.monotonic() > greedy_end)
     gobj = evaluate(cp, gsol)
     report(phase="greedy", objective=gobj, order=gname)
 
@@ -207,7 +241,7 @@ def solve_compiled(
             makespan_bound = max(makespan_bound, got.bound)
         else:
             bound_sum += got.bound
-    sol = repair(cp, sol)
+    sol = repair(cp, sol, until=deadline + tuning.greedy_min_s)
     obj = evaluate(cp, sol)
     winner = "engine"
     if gobj <= obj:
@@ -216,6 +250,12 @@ def solve_compiled(
         bound = max(makespan_bound, makespan_lower_bound(cp))
     else:
         bound = bound_sum + constant_penalty(cp)
+    if cp.options_dropped and cp.mode is ObjectiveMode.COST:
+        # a bound of the bounded problem is none of the whole one; the per-job bound is
+        # (every job keeps its cheapest option)
+        live = [j for j in range(len(cp.jobs)) if cp.jobs[j].options]
+        bound = min(bound, trivial_bound(cp, live) + constant_penalty(cp))
+        all_optimal = False
     bound = min(bound, obj)
     report(phase="done", objective=obj, bound=bound)
     return EngineResult(
@@ -229,4 +269,5 @@ def solve_compiled(
         greedy=gvals,
         components=len(comps),
         terms=breakdown(cp, sol),
+        greedy_placed=len(gsol),
     )

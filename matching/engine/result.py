@@ -28,6 +28,7 @@ class EngineResult:
     greedy: dict[str, int]
     components: int
     terms: dict[str, int]  # the objective split into its terms (objective.breakdown)
+    greedy_placed: int = 0  # jobs the best greedy order placed
 
     def stats(self) -> dict[str, object]:
         """The figures as the plain dict ``MatchResult.stats`` carries."""
@@ -38,6 +39,7 @@ class EngineResult:
             "objective": self.objective,
             "bound": self.bound,
             "greedy_objective": self.greedy_objective,
+            "greedy_placed": self.greedy_placed,
             "greedy_order": self.greedy_order,
             "terms": dict(self.terms),
             "proven": self.proven,
