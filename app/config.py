@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     # a match run writes back this many orders per transaction (each batch short, so
     # other writers — on SQLite everyone — wait for one batch, not for the whole run)
     match_write_batch_orders: int = Field(default=500, ge=1, le=100_000)
+    # a market run over more machines than this is solved cluster by cluster, then the
+    # orders no cluster placed across all of them, with this share of the time limit
+    match_split_machines: int = Field(default=3000, ge=0)
+    match_cross_share: float = Field(default=0.25, gt=0, lt=1)
     proposal_ttl_minutes: int = 24 * 60
     # a booking may be started at most this long before its start_at
     early_start_minutes: int = Field(default=60, ge=0, le=7 * 24 * 60)

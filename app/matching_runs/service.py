@@ -32,9 +32,10 @@ from app.errors import Conflict, InvalidTransition, NotFound, PermissionDenied
 from app.matching_runs.adapter import MatchInput, build_match_input
 from app.matching_runs.expiry import expire_proposals
 from app.matching_runs.liveness import Heartbeat, RunCancelled
+from app.matching_runs.partition import solve_split
 from app.matching_runs.writeback import WriteReport, write_result
 from app.metrics import MATCH_RUN_SECONDS, MATCH_RUNS
-from matching import MatchResult, check_result, solve
+from matching import MatchProblem, MatchResult, check_result, solve
 from models import (
     Booking,
     BookingState,
@@ -66,6 +67,17 @@ EXECUTE_TASK = "match_runs.execute"
 
 
 # ------------------------------------------------------------------ who may run
+
+
+def _default_scope(session: Session, user: User | None, cluster_id: int | None) -> int | None:
+    """Runs are per cluster by default: an operator who names no cluster runs the one
+    it operates (the market is an admin's scope; one who runs several must choose)."""
+    if cluster_id is not None or user is None or is_admin(user):
+        return cluster_id
+    if not user.has_role(Role.operator):
+        return cluster_id
+    clusters = operated_cluster_ids(session=session, user=user)
+    return clusters[0] if len(clusters) == 1 else cluster_id
 
 
 def _check_may_run(session: Session, user: User | None, cluster_id: int | None) -> None:
@@ -100,10 +112,12 @@ def request_run(
     settings: Settings | None = None,
     enqueue: bool = True,
 ) -> MatchRun:
-    """Queue a run over a cluster (or the market when ``cluster_id`` is None): the row is
+    """Queue a run over a cluster (or, for an admin or the platform, the market when
+    ``cluster_id`` is None; an operator of one cluster gets that cluster): the row is
     ``queued`` and the ``match_runs.execute`` task is deferred in the same transaction.
     A scope has one run in flight at a time: a second is refused naming the first."""
     settings = settings or get_settings()
+    cluster_id = _default_scope(session, user, cluster_id)
     _check_may_run(session, user, cluster_id)
     limit = min(MAX_TIME_LIMIT_S, max(0.1, time_limit_s or settings.solver_time_limit_s))
     begin_write(session)
@@ -232,16 +246,25 @@ def _execute(
     )  # fmt: skip
     _release_reads(session)
     beat.phase("solving")
-    result = solve(
-        data.problem,
-        time_limit_s=run.time_limit_s,
-        seed=run.seed,
-        workers=settings.solver_workers,
-        progress=beat.relay(progress),
-    )
+    relay = beat.relay(progress)
+
+    def solve_part(problem: MatchProblem, limit: float, label: str) -> MatchResult:
+        beat.check_cancelled()
+        beat.phase(f"solving {label}"[:40])
+        return solve(problem, time_limit_s=limit, seed=run.seed,
+                     workers=settings.solver_workers, progress=relay)  # fmt: skip
+
+    split = run.cluster_id is None and len(data.problem.machines) > settings.match_split_machines
+    if split:  # a province: cluster by cluster, then across clusters (partition.py)
+        result = solve_split(
+            data.problem, run.time_limit_s, solve_part, cross_share=settings.match_cross_share
+        )
+    else:
+        result = solve_part(data.problem, run.time_limit_s, "")
     beat.fields.update(
         solver_status=str(result.status), objective_fen=result.objective_fen,
-        bound_fen=result.bound_fen, gap=result.gap, solve_seconds=round(result.seconds, 3),
+        bound_fen=None if split else result.bound_fen, gap=None if split else result.gap,
+        solve_seconds=round(result.seconds, 3),
     )  # fmt: skip
     beat.check_cancelled()
     violations = check_result(data.problem, result)

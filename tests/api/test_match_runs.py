@@ -60,10 +60,11 @@ class TestMatchRunsApi:
         h = auth(settings, market.operator)
         r = client.post("/api/v1/match-runs", json={"cluster_id": other.cluster.id}, headers=h)
         assert (r.status_code, r.json()["field"]) == (403, "cluster_id")
-        assert (
-            client.post("/api/v1/match-runs", json={"cluster_id": None}, headers=h).status_code
-            == 403
-        )
+        # no cluster named: an operator of one cluster gets its own, never the market
+        own = client.post("/api/v1/match-runs", json={"cluster_id": None}, headers=h)
+        assert own.status_code == 202 and own.json()["cluster_id"] == market.cluster.id
+        assert own.json()["scope"] == "cluster"
+        client.post(f"/api/v1/match-runs/{own.json()['id']}/cancel", headers=h)
         r = client.post(
             "/api/v1/match-runs",
             json={"cluster_id": market.cluster.id},
@@ -87,7 +88,7 @@ class TestMatchRunsApi:
             headers=auth(settings, other.operator),
         ).json()  # fmt: skip
         assert client.get(f"/api/v1/match-runs/{theirs['id']}", headers=h).status_code == 404
-        assert client.get("/api/v1/match-runs", headers=h).json()["count"] == 0
+        assert client.get("/api/v1/match-runs", headers=h).json()["count"] == 1  # its own only
         admin_h = auth(settings, make_user(session, roles=(Role.admin,)))
         assert client.get(f"/api/v1/match-runs/{theirs['id']}", headers=admin_h).status_code == 200
 

@@ -14,8 +14,8 @@ from app.errors import PermissionDenied
 from app.matching_runs.expiry import expire_proposals
 from app.matching_runs.service import list_unmatched, run_matching
 from matching import Assignment, MatchProblem, MatchResult, SolveStatus
-from models import Booking, MatchRun, Order, OrderEvent, Role, User, utcnow
-from tests.factories import make_user
+from models import Booking, MatchRun, Order, OrderEvent, Organization, Role, User, utcnow
+from tests.factories import make_cluster, make_user
 from tests.factories_matching import Market, make_market, make_order
 
 
@@ -133,6 +133,14 @@ class TestRunMatching:
                 cluster_id=other.cluster.id,
                 settings=settings,
             )
+        # an operator naming no cluster runs its own (runs are per cluster by default)
+        own = run_matching(
+            session=session, user=market.operator, cluster_id=None, time_limit_s=1,
+            settings=settings,
+        )  # fmt: skip
+        assert (own.scope, own.cluster_id) == ("cluster", market.cluster.id)
+        org = session.get(Organization, market.operator.org_id)
+        make_cluster(session, operator_org=org)  # now it runs two: it must choose
         with pytest.raises(PermissionDenied):
             run_matching(session=session, user=market.operator, cluster_id=None, settings=settings)
         with pytest.raises(PermissionDenied):
