@@ -2,14 +2,19 @@
 proposals.
 
 A run is queued (:func:`request_run`: the row and its ``match_runs.execute`` task in one
-commit, one run per scope in flight) and executed by a worker (:func:`execute_run`): it
-reads the pool (:func:`app.matching_runs.adapter.build_match_input`), solves outside any
-write transaction while :class:`app.matching_runs.liveness.Heartbeat` publishes its
-progress, re-checks the answer without the solver (``matching.check_result``) and then, in
-ONE write transaction (:mod:`app.matching_runs.writeback`), supersedes the old proposals of
-the re-planned orders, writes the new ones, moves order statuses, and records the
-operations left out and why. A rejected, failed or cancelled run writes nothing but its
-own row (in a small transaction of its own, after the rollback).
+commit, one run per scope in flight; an operator's run is its cluster's by default) and
+executed by a worker (:func:`execute_run`): it reads the pool
+(:func:`app.matching_runs.adapter.build_match_input`), ends its read transaction and
+solves holding no connection while :class:`app.matching_runs.liveness.Heartbeat`
+publishes its progress (a province-sized market cluster by cluster, then across
+clusters: :mod:`app.matching_runs.partition`), re-checks the answer without the solver
+(``matching.check_result``) and then writes it in batches of whole orders
+(:mod:`app.matching_runs.writeback`): the old proposals of the re-planned orders
+superseded, the new ones written, order statuses moved, the operations left out recorded
+with why; an order whose inputs changed during the solve is requeued, not written. A
+rejected or cancelled run writes nothing but its own row (in a small transaction of its
+own, after the rollback); a run that fails while writing keeps the batches it committed
+(each a consistent set of whole orders) and reports them.
 """
 
 from __future__ import annotations
