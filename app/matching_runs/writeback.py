@@ -1,18 +1,20 @@
-"""A match run's answer written back in batches of whole orders.
+"""A match run's answer written back in batches of whole orders, in two phases.
 
-Each batch is one short write transaction over a few hundred orders: their rows locked
-(each must still be in the pool), their old proposals superseded, the new ones proposed
-where the machine still offers the time and nobody booked it during the solve, orders
-that were re-matched whole released from their confirmed steps, order statuses, and the
-steps left out. The checks are per order: an order whose inputs changed while the solver
-ran (a proposal answered, a machine leased or withdrawn in the meantime, the order
-cancelled) is skipped — it keeps what it had and stays in the pool for the next run,
-and the run reports it (``requeued``, one line per step with reason ``inputs_changed``)
-— instead of failing the whole run. Every batch reads what it checks in a handful of
-statements, whatever its size, and writes in bulk.
+Each batch is one short write transaction over a few hundred orders (other writers wait
+for a batch, not for the run). Phase 1 locks the orders and their old proposals and
+supersedes those of every order still as the solver saw it; an order that left the pool
+or whose proposal was answered meanwhile is requeued. Phase 2 locks again and proposes
+the new places where the machine still offers the time and nobody booked it during the
+solve (orders re-matched whole are released from their confirmed steps here); an order
+one of whose places was taken meanwhile — a lease, a withdrawn window, a requeued
+order's proposal that stayed — is requeued too. A requeued order keeps what it had (or,
+if phase 1 superseded its proposals, goes back to the pool open) and the run reports it:
+``requeued``, one line per step with reason ``inputs_changed``. The run does not fail.
 
-A batch that lost a race at the database (PostgreSQL's exclusion constraint caught a
-lease committed between the check and the insert) is rolled back and checked again.
+Every batch reads what it checks in a handful of statements whatever its size and writes
+in bulk. A batch that lost a race at the database (PostgreSQL's exclusion constraint
+caught a lease committed between the check and the insert) is rolled back and checked
+again.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class _Plan:
     old: list[int]  # movable proposals to supersede
     released: list[int]  # confirmed steps to release (the whole-order pass)
     unassigned: list[tuple[str, str, str]]  # (operation key, reason, detail)
+    operations: list[str] = field(default_factory=list)  # its steps in the run
 
 
 def plan_orders(
@@ -79,14 +82,19 @@ def plan_orders(
     left: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
     for u in result.unassigned:
         left[u.order_id].append((u.operation_id, str(u.reason), u.detail))
+    steps: dict[str, list[str]] = defaultdict(list)
+    for op_key, op in data.operations.items():
+        steps[str(op.order_id)].append(op_key)
     plans = []
     for key in sorted(data.orders, key=int):
         if key in renewed and w_data is not None:
-            plans.append(_Plan(key, w_data, renewed[key], old_by_order.get(key, []),
-                               w_data.released.get(key, []), []))  # fmt: skip
+            plan = _Plan(key, w_data, renewed[key], old_by_order.get(key, []),
+                         w_data.released.get(key, []), [])  # fmt: skip
         else:
-            plans.append(_Plan(key, data, first.get(key, []), old_by_order.get(key, []), [],
-                               left.get(key, [])))  # fmt: skip
+            plan = _Plan(key, data, first.get(key, []), old_by_order.get(key, []), [],
+                         left.get(key, []))  # fmt: skip
+        plan.operations = steps[key]
+        plans.append(plan)
     return plans
 
 
@@ -107,21 +115,38 @@ def write_result(
     note = f"match run {run_id}"
     old_by_order = _old_proposals_by_order(session, data.movable_booking_ids)
     plans = plan_orders(data, result, whole, old_by_order)
-    for start in range(0, len(plans), max(1, batch_orders)):
-        batch = plans[start : start + max(1, batch_orders)]
-        for attempt in range(BATCH_RETRIES):
+    # a commit must not expire the input's rows (the machines): each would reload one by
+    # one in the next batch; what a batch checks it re-reads, locked
+    keep = session.expire_on_commit
+    session.expire_on_commit = False
+    try:
+        size = max(1, batch_orders)
+        # 1. the old proposals of every order still as the solver saw it, superseded, so
+        #    that no order's new place is blocked by a proposal that is about to go
+        for start in range(0, len(plans), size):
             begin_write(session)
-            try:
-                _write_batch(session, run_id, note, batch, user, report)
-                session.commit()
-                break
-            except IntegrityError:  # a booking committed between our check and our insert
-                session.rollback()
-                if attempt == BATCH_RETRIES - 1:
-                    raise
-        report.batches += 1
-        if on_batch is not None:
-            on_batch(report)
+            _supersede_batch(session, note, plans[start : start + size], report)
+            session.commit()
+        # 2. the new proposals, batch by batch; what collides now is really taken
+        todo = [p for p in plans if p.key not in report.requeued]
+        for start in range(0, len(todo), size):
+            batch = todo[start : start + size]
+            for attempt in range(BATCH_RETRIES):
+                begin_write(session)
+                try:
+                    _propose_batch(session, run_id, note, batch, user, report)
+                    session.commit()
+                    break
+                except IntegrityError:  # a booking committed between our check and insert
+                    session.rollback()
+                    if attempt == BATCH_RETRIES - 1:
+                        raise
+            report.batches += 1
+            if on_batch is not None:
+                on_batch(report)
+        _record_requeued(session, run_id, plans, report)
+    finally:
+        session.expire_on_commit = keep
     return report
 
 
@@ -168,7 +193,25 @@ def _span(plan: _Plan, a: Assignment) -> tuple[int, dt.datetime, dt.datetime]:
     return int(a.machine_id), horizon.at(a.start_min), horizon.at(a.end_min)
 
 
-def _write_batch(
+def _supersede_batch(session: Session, note: str, batch: list[_Plan], report: WriteReport) -> None:
+    """Phase 1: lock the orders and their old proposals; an order that left the pool or
+    whose proposal was answered is requeued, the others' old proposals superseded."""
+    current = _locked_orders(session, (p.key for p in batch))
+    bookings = _locked_bookings(session, [i for p in batch for i in p.old])
+    old: list[Booking] = []
+    for p in batch:
+        order = current.get(p.key)
+        if order is None or order.status not in orders.POOL_STATES:
+            report.requeued[p.key] = "the order left the pool during the solve"
+        elif any((b := bookings.get(i)) is None or b.state != BookingState.proposed for i in p.old):
+            report.requeued[p.key] = "one of its proposals was answered during the solve"
+        else:
+            old += [bookings[i] for i in p.old]
+    booking_flows.supersede_proposals(session, old, reason=f"superseded by {note}")
+    report.superseded += len(old)
+
+
+def _propose_batch(
     session: Session,
     run_id: int,
     note: str,
@@ -176,15 +219,14 @@ def _write_batch(
     user: User | None,
     report: WriteReport,
 ) -> None:
+    """Phase 2: lock again, check what changed since, propose in bulk, move statuses."""
     current = _locked_orders(session, (p.key for p in batch))
-    bookings = _locked_bookings(session, [i for p in batch for i in (*p.old, *p.released)])
+    bookings = _locked_bookings(session, [i for p in batch for i in p.released])
     skipped: dict[str, str] = {}
     for p in batch:
         order = current.get(p.key)
         if order is None or order.status not in orders.POOL_STATES:
             skipped[p.key] = "the order left the pool during the solve"
-        elif any((b := bookings.get(i)) is None or b.state != BookingState.proposed for i in p.old):
-            skipped[p.key] = "one of its proposals was answered during the solve"
         elif any(
             (b := bookings.get(i)) is None or b.state != BookingState.confirmed for i in p.released
         ):
@@ -192,8 +234,6 @@ def _write_batch(
     _skip_colliding(session, batch, skipped)
 
     survivors = [p for p in batch if p.key not in skipped]
-    old = [bookings[i] for p in survivors for i in p.old]
-    booking_flows.supersede_proposals(session, old, reason=f"superseded by {note}")
     reason = f"{note}: the missing steps did not fit around it; the order was re-matched whole"
     for p in survivors:
         for i in p.released:
@@ -215,33 +255,41 @@ def _write_batch(
                 price_fen=a.price_fen, note=f"{note} (whole order)" if whole else note,
             ))  # fmt: skip
     booking_flows.propose_many(session, proposals, user=user)
-    orders.sync_statuses(session, order_ids=[current[p.key].id for p in survivors], note=note)
-    lines = [
+    # every order of the batch: the skipped ones lost their old proposals in phase 1
+    orders.sync_statuses(session, order_ids=[int(p.key) for p in batch], note=note)
+    session.add_all(
         MatchRunUnmatched(
             run_id=run_id, order_id=int(p.key), operation_id=int(op), reason=r, detail=d[:500]
         )
         for p in survivors
         for op, r, d in p.unassigned
-    ]
-    for p in batch:
-        if p.key in skipped:
-            lines += [
-                MatchRunUnmatched(
-                    run_id=run_id,
-                    order_id=int(p.key),
-                    operation_id=int(op_key),
-                    reason=INPUTS_CHANGED,
-                    detail=f"requeued: {skipped[p.key]}"[:500],
-                )  # fmt: skip
-                for op_key, op in p.data.operations.items()
-                if op.order_id == int(p.key)
-            ]
-    session.add_all(lines)
+    )
     session.flush()
-    report.superseded += len(old)
     report.proposals += len(proposals)
     report.unmatched += sum(len(p.unassigned) for p in survivors)
     report.requeued.update(skipped)
+
+
+def _record_requeued(
+    session: Session, run_id: int, plans: list[_Plan], report: WriteReport
+) -> None:
+    """A line per step of every requeued order, with why (one small transaction)."""
+    if not report.requeued:
+        return
+    begin_write(session)
+    session.add_all(
+        MatchRunUnmatched(
+            run_id=run_id,
+            order_id=int(p.key),
+            operation_id=int(op),
+            reason=INPUTS_CHANGED,
+            detail=f"requeued: {report.requeued[p.key]}"[:500],
+        )  # fmt: skip
+        for p in plans
+        if p.key in report.requeued
+        for op in p.operations
+    )
+    session.commit()
 
 
 def _skip_colliding(session: Session, batch: list[_Plan], skipped: dict[str, str]) -> None:

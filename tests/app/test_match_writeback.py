@@ -3,6 +3,7 @@ the solve is skipped and stays in the pool, the run succeeds and reports it."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import pytest
@@ -207,3 +208,31 @@ def test_batches_write_the_same_as_one_transaction(
     replaced = session.exec(select(Booking).where(col(Booking.reason).startswith("superseded by")))
     assert len(replaced.all()) == 5
     assert one.write_seconds is not None and one.write_seconds >= 0
+
+
+def test_an_order_may_take_the_old_place_of_one_in_a_later_batch(
+    session: Session, market: Market, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = make_order(session, buyer=market.buyer), make_order(session, buyer=market.buyer)
+    session.commit()
+    one_by_one = settings.model_copy(update={"match_write_batch_orders": 1})
+    run(session, market, one_by_one)
+    (old_a,), (old_b,) = proposed(session, a), proposed(session, b)
+
+    def swapped(problem: MatchProblem, **kw: object) -> MatchResult:
+        got = real_solve(problem, **kw)  # type: ignore[arg-type]
+        x, y = sorted(got.assignments, key=lambda g: int(g.order_id))
+        moved = (
+            dataclasses.replace(x, machine_id=y.machine_id, start_min=y.start_min, end_min=y.end_min,
+                                price_fen=y.price_fen),
+            dataclasses.replace(y, machine_id=x.machine_id, start_min=x.start_min, end_min=x.end_min,
+                                price_fen=x.price_fen),
+        )  # fmt: skip
+        return dataclasses.replace(got, assignments=moved)
+
+    monkeypatch.setattr(matching_runs, "solve", swapped)
+    done = run(session, market, one_by_one)  # a's batch comes first, b's old place is a's now
+    assert done.status == "succeeded" and done.requeued == 0, done.error
+    (new_a,), (new_b,) = proposed(session, a), proposed(session, b)
+    assert (new_a.machine_id, new_a.start_at) == (old_b.machine_id, old_b.start_at)
+    assert (new_b.machine_id, new_b.start_at) == (old_a.machine_id, old_a.start_at)
