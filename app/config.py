@@ -88,6 +88,8 @@ class Settings(BaseSettings):
     # a booking may be started at most this long before its start_at
     early_start_minutes: int = Field(default=60, ge=0, le=7 * 24 * 60)
     quote_time_limit_s: float = 0.1
+    # a quote looks, per step, at this many cheapest, nearest and earliest capable machines
+    quote_shortlist: int = Field(default=24, ge=1, le=1000)
     attachment_dir: Path = Path("./var/attachments")
     attachment_max_bytes: int = 20 * 1024 * 1024
     attachment_content_types: tuple[str, ...] = (

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sqlmodel import Session, col, select
@@ -192,8 +192,10 @@ def load_machines(
     exclude_owner_org_id: int | None = None,
     ignore_booking_ids: Iterable[int] = (),
     extra_blocks: Mapping[int, Sequence[Span]] | None = None,
+    keep: Callable[[list[Machine]], list[Machine]] | None = None,
 ) -> tuple[list[MachineSpec], dict[str, Machine]]:
-    """Active machines (of a cluster, of some processes) with their free time."""
+    """Active machines (of a cluster, of some processes) with their free time; ``keep``
+    narrows the rows before their free time is computed (a quote's shortlist)."""
     query = select(Machine).where(Machine.status == MachineStatus.active.value)
     if cluster_id is not None:
         query = query.where(Machine.cluster_id == cluster_id)
@@ -202,6 +204,8 @@ def load_machines(
     if exclude_owner_org_id is not None:
         query = query.where(Machine.owner_org_id != exclude_owner_org_id)
     rows = list(session.exec(query.order_by(col(Machine.id))).all())
+    if keep is not None:
+        rows = keep(rows)
     ids = [m.id for m in rows if m.id is not None]
     free = free_time(
         session, ids, horizon, ignore_booking_ids=ignore_booking_ids, extra_blocks=extra_blocks

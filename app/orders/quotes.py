@@ -16,15 +16,30 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
-from sqlmodel import Session
+from sqlmodel import Session, col, func, select
 
 from app.config import Settings, get_settings
 from app.errors import PermissionDenied
-from app.matching_runs.adapter import Horizon, load_machines, operation_spec, order_spec
+from app.matching_runs.adapter import (
+    Horizon,
+    load_machines,
+    machine_spec,
+    operation_spec,
+    order_spec,
+)
 from app.orders.service import check_draft
-from matching import Assignment, MatchProblem, ObjectiveMode, Weights, check_result, solve
-from matching.rules import haversine_km, transport_fen, transport_minutes
-from models import Machine, Order, Organization, Role, User, utcnow
+from matching import (
+    Assignment,
+    MatchProblem,
+    ObjectiveMode,
+    OrderSpec,
+    Weights,
+    check_result,
+    solve,
+)
+from matching.domain import capable, run_minutes
+from matching.rules import haversine_km, price_fen, transport_fen, transport_minutes
+from models import AvailabilityWindow, Machine, Order, Organization, Role, User, utcnow
 from models.base import CURRENCY
 from models.order import OrderCreate
 from models.quote import QuoteOption, QuotePublic, QuoteStep
@@ -54,12 +69,13 @@ def create_quote(
     )
     draft = Order(**fields)  # transient: never added to the session
     horizon = Horizon.from_now(now, settings.match_horizon_days)
+    ops = [operation_spec(f"op{i}", op) for i, op in enumerate(data.operations)]
+    order = order_spec(key=DRAFT_KEY, order=draft, operations=ops, horizon=horizon, cluster_id=None)
     specs, machines = load_machines(
         session, horizon, process_keys={op.process_key for op in data.operations},
         exclude_owner_org_id=user.org_id,
+        keep=lambda rows: shortlist(session, rows, order, horizon, settings.quote_shortlist),
     )  # fmt: skip
-    ops = [operation_spec(f"op{i}", op) for i, op in enumerate(data.operations)]
-    order = order_spec(key=DRAFT_KEY, order=draft, operations=ops, horizon=horizon, cluster_id=None)
     base = MatchProblem(machines=tuple(specs), orders=(order,), horizon_min=horizon.minutes)
     tariff = base.weights
     problems = {
@@ -102,6 +118,56 @@ def create_quote(
         unavailable=None if options else unavailable or "no machine can take this order",
         seconds=round(time.perf_counter() - t0, 4),
     )
+
+
+def shortlist(
+    session: Session, rows: list[Machine], order: OrderSpec, horizon: Horizon, per: int
+) -> list[Machine]:
+    """The machines a quote looks at: per step, of those capable (and near enough), the
+    ``per`` cheapest for the step, the ``per`` nearest to the delivery point and the
+    ``per`` with the earliest offered window after the release — so that each label's
+    best is among them — instead of every machine of the province doing the process."""
+    capable_by_op = []
+    for op in order.operations:
+        caps = [m for m in rows if capable(op, machine_spec(m, "", ()))]
+        if order.max_distance_km is not None:
+            caps = [m for m in caps if _km(m, order) <= order.max_distance_km]
+        capable_by_op.append(caps)
+    ids = sorted({m.id for caps in capable_by_op for m in caps if m.id is not None})
+    earliest: dict[int, dt.datetime] = {}
+    if ids:
+        release = horizon.at(order.release_min)
+        query = (
+            select(AvailabilityWindow.machine_id, func.min(AvailabilityWindow.start_at))
+            .where(
+                col(AvailabilityWindow.machine_id).in_(ids),
+                col(AvailabilityWindow.end_at) > release,
+            )
+            .group_by(col(AvailabilityWindow.machine_id))
+        )
+        earliest = dict(session.exec(query).all())
+    never = dt.datetime.max.replace(tzinfo=dt.UTC)
+    chosen: dict[int, Machine] = {}
+    for op, caps in zip(order.operations, capable_by_op, strict=True):
+        specs = {m.id: machine_spec(m, "", ()) for m in caps}
+        price = {
+            i: price_fen(minutes=run_minutes(op, spec), hourly_rate_fen=spec.rate_fen_per_hour)
+            for i, spec in specs.items()
+        }
+        rankings = (
+            sorted(caps, key=lambda m: (price[m.id], m.id)),
+            sorted(caps, key=lambda m: (_km(m, order), m.id)),
+            sorted(caps, key=lambda m: (earliest.get(m.id or 0, never), m.id)),
+        )
+        for ranked in rankings:
+            for m in ranked[:per]:
+                assert m.id is not None
+                chosen[m.id] = m
+    return [chosen[i] for i in sorted(chosen)]
+
+
+def _km(m: Machine, order: OrderSpec) -> float:
+    return haversine_km(m.lat, m.lon, order.delivery_lat, order.delivery_lon)
 
 
 LABEL_ORDER = {"cheapest": 0, "earliest": 1, "nearest": 2}
