@@ -236,3 +236,16 @@ def test_an_order_may_take_the_old_place_of_one_in_a_later_batch(
     (new_a,), (new_b,) = proposed(session, a), proposed(session, b)
     assert (new_a.machine_id, new_a.start_at) == (old_b.machine_id, old_b.start_at)
     assert (new_b.machine_id, new_b.start_at) == (old_a.machine_id, old_a.start_at)
+
+
+def test_no_transaction_is_held_while_the_solver_runs(
+    session: Session, market: Market, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_order(session, buyer=market.buyer, operations=[{}, {"std_duration_min": 60}])
+    session.commit()
+    seen: list[bool] = []
+    monkeypatch.setattr(
+        matching_runs, "solve", solve_then(lambda *_: seen.append(session.in_transaction()))
+    )
+    assert run(session, market, settings).proposals == 2
+    assert seen == [False]  # the pool was read, its transaction ended, then the solve
