@@ -121,37 +121,38 @@ class Proposal:
     note: str
 
 
-def propose_many(
-    session: Session, proposals: Sequence[Proposal], *, user: User | None
-) -> list[Booking]:
-    """A match run's proposals, written in bulk (two flushes whatever their number); the
-    orders' statuses follow when the run has proposed all of their steps."""
-    made = [
-        bookings.new_booking(
-            session,
-            machine=p.machine,
-            kind=BookingKind.service,
-            state=BookingState.proposed,
-            start_at=p.start_at,
-            end_at=p.end_at,
-            org_id=p.buyer_org_id,
-            order_id=p.order_id,
-            operation_id=p.operation_id,
-            price_fen=p.price_fen,
-            reason=p.note,
-            created_by_user_id=user.id if user else None,
-            flush=False,
-        )  # fmt: skip
-        for p in proposals
-    ]
-    session.flush()
-    for p, booking in zip(proposals, made, strict=True):
-        timeline.record_event(
-            session, order_id=p.order_id, booking_id=booking.id, state="booking_proposed",
-            note=p.note,
-        )  # fmt: skip
-    session.flush()
-    return made
+def propose_many(session: Session, proposals: Sequence[Proposal], *, user: User | None) -> int:
+    """A match run's proposals, written in bulk (a few statements whatever their number)
+    with their timeline lines; the orders' statuses follow when the run has proposed all
+    of their steps. Returns how many were written."""
+    session.flush()  # what the batch superseded or released goes first
+    ids = bookings.insert_proposals(
+        session,
+        [
+            bookings.ProposalRow(
+                machine_id=p.machine.id,
+                order_id=p.order_id,
+                operation_id=p.operation_id,
+                org_id=p.buyer_org_id,
+                start_at=p.start_at,
+                end_at=p.end_at,
+                price_fen=p.price_fen,
+                currency=p.machine.currency,
+                reason=p.note,
+                created_by_user_id=user.id if user else None,
+            )  # fmt: skip
+            for p in proposals
+            if p.machine.id is not None
+        ],
+    )
+    timeline.record_events(
+        session,
+        [
+            {"order_id": p.order_id, "booking_id": i, "state": "booking_proposed", "note": p.note}
+            for p, i in zip(proposals, ids, strict=True)
+        ],
+    )
+    return len(ids)
 
 
 def supersede_proposals(session: Session, proposals: Sequence[Booking], *, reason: str) -> None:
@@ -164,17 +165,17 @@ def supersede_proposals(session: Session, proposals: Sequence[Booking], *, reaso
         if ids
         else ()
     )
+    events = []
     for booking in proposals:
         if booking.id in with_money:
             apply(session, booking=booking, action="supersede", reason=reason, sync_order=False)
             continue
         bookings.transition(session, booking=booking, action="supersede", reason=reason)
         if booking.order_id is not None:
-            timeline.record_event(
-                session, order_id=booking.order_id, booking_id=booking.id,
-                state=f"booking_{booking.state}", note=reason,
-            )  # fmt: skip
+            events.append({"order_id": booking.order_id, "booking_id": booking.id,
+                           "state": f"booking_{booking.state}", "note": reason})  # fmt: skip
     session.flush()
+    timeline.record_events(session, events)
 
 
 def _step_bookings(session: Session, order_id: int) -> dict[int, Booking]:

@@ -13,6 +13,8 @@ its timeline live in :mod:`app.bookings.flows`.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, or_
 from sqlalchemy.exc import IntegrityError
@@ -20,6 +22,7 @@ from sqlmodel import Session, col, func, select
 
 from app.accounts.service import is_admin
 from app.bookings.states import TRANSITIONS, Transition
+from app.bulk import insert_rows
 from app.errors import BookingNotFound, CapacityUnavailable, InvalidTransition
 from models import (
     Booking,
@@ -142,6 +145,51 @@ def new_booking(
     if flush:
         session.flush()
     return booking
+
+
+def insert_proposals(session: Session, rows: Sequence[ProposalRow]) -> list[int]:
+    """A match run's proposals in bulk (the other way a booking is created): rows in, new
+    ids out in their order. The caller has checked they collide with nothing held; on
+    PostgreSQL the exclusion constraint still has the last word."""
+    now = utcnow()
+    return insert_rows(
+        session,
+        Booking,
+        [
+            {
+                "machine_id": r.machine_id,
+                "kind": BookingKind.service.value,
+                "state": BookingState.proposed.value,
+                "start_at": r.start_at,
+                "end_at": r.end_at,
+                "org_id": r.org_id,
+                "order_id": r.order_id,
+                "operation_id": r.operation_id,
+                "price_fen": r.price_fen,
+                "currency": r.currency,
+                "reason": r.reason,
+                "created_by_user_id": r.created_by_user_id,
+                "created_at": now,
+                "updated_at": now,
+            }  # fmt: skip
+            for r in rows
+        ],
+        ids=True,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ProposalRow:
+    machine_id: int
+    order_id: int
+    operation_id: int
+    org_id: int  # the buyer
+    start_at: dt.datetime
+    end_at: dt.datetime
+    price_fen: int
+    currency: str
+    reason: str
+    created_by_user_id: int | None
 
 
 def transition(

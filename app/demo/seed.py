@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import JSON, Table, insert, update
-from sqlmodel import Session, SQLModel, func, select
+from sqlalchemy import update
+from sqlmodel import Session, select
 
+from app.bulk import insert_rows
 from app.machines.availability import expand_rule
 from app.security import hash_password, new_machine_token
 from matching.rules import price_fen
@@ -44,7 +45,7 @@ from models import (
     User,
     utcnow,
 )
-from models.base import CURRENCY, StrEnumType
+from models.base import CURRENCY
 
 DEMO_PASSWORD = "capshare-demo"
 DEMO_DOMAIN = "demo.capshare.cn"
@@ -321,13 +322,17 @@ def seed_demo(
                 "telemetry_token_hash": token_hash,
             })  # fmt: skip
             machine_owner.append(i)
-    for org, org_id in zip(owner_orgs, _insert(session, Organization, owner_orgs), strict=True):
+    for org, org_id in zip(
+        owner_orgs, insert_rows(session, Organization, owner_orgs, ids=True), strict=True
+    ):
         org["id"] = org_id
     for row, org in zip(owner_users, owner_orgs, strict=True):
         row["org_id"] = org["id"]
     for m, i in zip(machines, machine_owner, strict=True):
         m["owner_org_id"] = owner_orgs[i]["id"]
-    for m, machine_id in zip(machines, _insert(session, Machine, machines), strict=True):
+    for m, machine_id in zip(
+        machines, insert_rows(session, Machine, machines, ids=True), strict=True
+    ):
         m["id"] = machine_id
     counts.machines = len(machines)
     progress(f"owners: {counts.owner_orgs} factories, {counts.machines} machines")
@@ -371,11 +376,13 @@ def seed_demo(
                 spans.append((s, e))
                 windows.append({"machine_id": m["id"], "rule_id": None, "start_at": s, "end_at": e})
         offered[m["id"]] = sorted(spans)
-    for first, rule_id in zip(ruled, _insert(session, AvailabilityRule, rules), strict=True):
+    for first, rule_id in zip(
+        ruled, insert_rows(session, AvailabilityRule, rules, ids=True), strict=True
+    ):
         for w in windows[first : first + len(night_shift)]:
             w["rule_id"] = rule_id
     counts.rules = len(rules)
-    _insert(session, AvailabilityWindow, windows, ids=False)
+    insert_rows(session, AvailabilityWindow, windows, ids=False)
     counts.windows = len(windows)
     progress(f"offered time: {counts.windows} windows, {counts.rules} recurring night-shift rules")
     _telemetry_history(session, random.Random(seed + 1), machines, today, now, counts)
@@ -401,11 +408,13 @@ def seed_demo(
             counts.logins.append(("buyer", email))
         buyer_clusters.append(cluster)
         counts.buyer_orgs += 1
-    for org, org_id in zip(buyer_orgs, _insert(session, Organization, buyer_orgs), strict=True):
+    for org, org_id in zip(
+        buyer_orgs, insert_rows(session, Organization, buyer_orgs, ids=True), strict=True
+    ):
         org["id"] = org_id
     for row, org in zip(buyer_users, buyer_orgs, strict=True):
         row["org_id"] = org["id"]
-    for row, user_id in zip(users, _insert(session, User, users), strict=True):
+    for row, user_id in zip(users, insert_rows(session, User, users, ids=True), strict=True):
         row["id"] = user_id
 
     processes = {e["process"]: e for e in data["catalogue"]}
@@ -475,7 +484,7 @@ def seed_demo(
     events: list[dict[str, Any]] = []
     operations: list[dict[str, Any]] = []
     for row, ops, order_id in zip(
-        order_rows, order_ops, _insert(session, Order, order_rows), strict=True
+        order_rows, order_ops, insert_rows(session, Order, order_rows, ids=True), strict=True
     ):
         operations += [{**op, "order_id": order_id} for op in ops]
         made = {"order_id": order_id, "user_id": row["created_by_user_id"], "at": now}
@@ -484,8 +493,8 @@ def seed_demo(
             events.append({**made, "state": "open"})
         if row["status"] == OrderStatus.cancelled.value:
             events.append({**made, "state": "cancelled"})
-    _insert(session, Operation, operations, ids=False)
-    _insert(session, OrderEvent, events, ids=False)
+    insert_rows(session, Operation, operations, ids=False)
+    insert_rows(session, OrderEvent, events, ids=False)
     progress(f"buyers: {counts.buyer_orgs} enterprises, {counts.orders} orders "
              f"({counts.multi_step_orders} multi-step, {counts.operations} operations)")  # fmt: skip
 
@@ -511,61 +520,11 @@ def seed_demo(
             "currency": CURRENCY, "reason": "", "created_by_user_id": buyer["id"],
             "created_at": now, "updated_at": now,
         })  # fmt: skip
-    _insert(session, Booking, bookings, ids=False)
+    insert_rows(session, Booking, bookings, ids=False)
     counts.leases = len(bookings)
     progress(f"leases: {counts.leases}")
     session.commit()
     return counts
-
-
-def _insert(
-    session: Session, model: type[SQLModel], rows: list[dict[str, Any]], *, ids: bool = True
-) -> list[int]:
-    """Write ``rows`` in bulk (executemany on the session's connection, no ORM objects);
-    with ``ids``, return their new primary keys in the order of ``rows``."""
-    if not rows:
-        return []
-    statement = insert(model)
-    connection = session.connection()
-    if not ids and connection.dialect.name == "postgresql" and _copyable(model, rows[0]):
-        # COPY: an order of magnitude faster than INSERT for the big tables (spans, windows)
-        table: Table = model.__table__  # type: ignore[attr-defined]
-        names = list(rows[0])
-        raw = connection.connection.dbapi_connection
-        assert raw is not None
-        with raw.cursor() as cursor:  # type: ignore[attr-defined]
-            columns = ", ".join(f'"{n}"' for n in names)
-            with cursor.copy(f'COPY "{table.name}" ({columns}) FROM STDIN') as copy:
-                for row in rows:
-                    copy.write_row([row[n] for n in names])
-        return []
-    if not ids:
-        connection.execute(statement, rows)
-        return []
-    pk = model.__table__.c.id  # type: ignore[attr-defined]
-    if connection.dialect.name == "sqlite":
-        # SQLite gives RETURNING in order only row by row; this transaction already
-        # holds the database's one write lock, so the next ids are ours to take
-        first = (connection.execute(select(func.max(pk))).scalar() or 0) + 1
-        numbered = [{**row, "id": first + i} for i, row in enumerate(rows)]
-        connection.execute(statement, numbered)
-        return [row["id"] for row in numbered]
-    result = connection.execute(statement.returning(pk, sort_by_parameter_order=True), rows)
-    return [row[0] for row in result]
-
-
-def _copyable(model: type[SQLModel], row: dict[str, Any]) -> bool:
-    """Rows COPY can take as they are: every column with a Python-side default given,
-    no JSON or enum-typed values (their bind processing is skipped by COPY)."""
-    table: Table = model.__table__  # type: ignore[attr-defined]
-    for column in table.columns:
-        if column.primary_key:
-            continue
-        if column.name not in row and column.default is not None:
-            return False
-        if column.name in row and isinstance(column.type, JSON | StrEnumType):
-            return False
-    return all(name in table.columns for name in row)
 
 
 def _telemetry_history(
@@ -616,8 +575,8 @@ def _telemetry_history(
             counts.networked += stop >= now - dt.timedelta(hours=24)
     if reported:  # ORM bulk UPDATE by primary key: one executemany
         session.execute(update(Machine), reported)
-    _insert(session, AvailabilityWindow, windows, ids=False)
-    _insert(session, MachineStateSpan, spans, ids=False)
+    insert_rows(session, AvailabilityWindow, windows, ids=False)
+    insert_rows(session, MachineStateSpan, spans, ids=False)
     counts.past_windows, counts.state_spans = len(windows), len(spans)
 
 

@@ -28,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from app.bookings import flows as booking_flows
+from app.bulk import insert_rows
 from app.db import begin_write
 from app.machines.availability import offered_spans_many
 from app.matching_runs.adapter import MatchInput
@@ -254,18 +255,14 @@ def _propose_batch(
                 operation_id=int(a.operation_id), start_at=start, end_at=end,
                 price_fen=a.price_fen, note=f"{note} (whole order)" if whole else note,
             ))  # fmt: skip
-    booking_flows.propose_many(session, proposals, user=user)
+    written = booking_flows.propose_many(session, proposals, user=user)
     # every order of the batch: the skipped ones lost their old proposals in phase 1
     orders.sync_statuses(session, order_ids=[int(p.key) for p in batch], note=note)
-    session.add_all(
-        MatchRunUnmatched(
-            run_id=run_id, order_id=int(p.key), operation_id=int(op), reason=r, detail=d[:500]
-        )
-        for p in survivors
-        for op, r, d in p.unassigned
+    _unmatched_lines(
+        session, run_id, ((p.key, op, r, d) for p in survivors for op, r, d in p.unassigned)
     )
     session.flush()
-    report.proposals += len(proposals)
+    report.proposals += written
     report.unmatched += sum(len(p.unassigned) for p in survivors)
     report.requeued.update(skipped)
 
@@ -277,18 +274,11 @@ def _record_requeued(
     if not report.requeued:
         return
     begin_write(session)
-    session.add_all(
-        MatchRunUnmatched(
-            run_id=run_id,
-            order_id=int(p.key),
-            operation_id=int(op),
-            reason=INPUTS_CHANGED,
-            detail=f"requeued: {report.requeued[p.key]}"[:500],
-        )  # fmt: skip
-        for p in plans
-        if p.key in report.requeued
-        for op in p.operations
-    )
+    _unmatched_lines(
+        session, run_id,
+        ((p.key, op, INPUTS_CHANGED, f"requeued: {report.requeued[p.key]}")
+         for p in plans if p.key in report.requeued for op in p.operations),
+    )  # fmt: skip
     session.commit()
 
 
@@ -334,3 +324,23 @@ def _skip_colliding(session: Session, batch: list[_Plan], skipped: dict[str, str
                     break
         if not blocked:
             return
+
+
+def _unmatched_lines(
+    session: Session, run_id: int, lines: Iterable[tuple[str, str, str, str]]
+) -> None:
+    """The run's lines for steps left out: (order key, operation key, reason, detail)."""
+    insert_rows(
+        session,
+        MatchRunUnmatched,
+        [
+            {
+                "run_id": run_id,
+                "order_id": int(order),
+                "operation_id": int(op),
+                "reason": reason,
+                "detail": detail[:500],
+            }  # fmt: skip
+            for order, op, reason, detail in lines
+        ],
+    )

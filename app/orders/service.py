@@ -314,6 +314,8 @@ def sync_statuses(
         if oid is not None:
             live[oid][sid] = state
     out: dict[int, OrderStatus] = {}
+    events = []
+    now = utcnow()
     for order in rows:
         assert order.id is not None
         if order.status in SETTLED:
@@ -323,8 +325,15 @@ def sync_statuses(
             why = note
             if status == OrderStatus.open and not why:
                 why = "a step is back in the pool for matching"
-            set_status(session, order, status, user_id=user_id, note=why)
+            # set_status for many: the timeline lines go in bulk
+            order.status, order.updated_at = status, now
+            session.add(order)
+            events.append(
+                {"order_id": order.id, "state": status.value, "note": why, "user_id": user_id}
+            )
         out[order.id] = status
+    session.flush()
+    timeline.record_events(session, events)
     return out
 
 
