@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, not_, or_
+from sqlalchemy import ColumnElement, Float, exists, literal, not_, or_
 from sqlmodel import Session, col, func, select
 
 from app.accounts.service import is_admin, operated_cluster_ids
@@ -300,7 +300,8 @@ def search_machines(
             dialect, Machine.lat, Machine.lon, near_lat=query.near_lat, near_lon=query.near_lon
         )
         if query.within_km is not None:
-            where.append(distance <= query.within_km)  # after the bounding box of _filters
+            # after the bounding box of _filters
+            where.append(distance <= literal(float(query.within_km), Float()))
     total = session.exec(select(func.count()).select_from(Machine).where(*where)).one()
     rows = session.exec(
         select(Machine, Organization.name)
