@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import random
+import re
 from typing import Any
 
 import pytest
@@ -125,3 +126,24 @@ def test_bad_combinations_are_refused(session: Session, market: BenchMarket) -> 
     with pytest.raises(InvalidInput, match="near_lat"):
         search_machines(session=session, user=market.buyer,
                         query=MachineQuery(sort=MachineSort.distance))  # fmt: skip
+
+
+def test_the_benchmark_prints_before_and_after_for_each_path(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from app import db
+    from app.bench import search as bench
+    from app.config import get_settings
+    from app.machines import service
+
+    monkeypatch.setenv("DATABASE_URL", "sqlite:///unused.db")  # restored after the test
+    monkeypatch.setenv("CAPSHARE_JOBS_IN_PROCESS", "false")
+    try:
+        bench.main(["--machines", "30", "--orders", "3", "--repeat", "1"])
+    finally:
+        get_settings.cache_clear()
+        db.get_engine.cache_clear()
+    out = capsys.readouterr().out
+    for path in ("GET /machines", "filtered search", "free-time search", "/buyer/machines"):
+        assert re.search(rf"^{re.escape(path)} +[\d.]+ -> +[\d.]+ \([\d.]+x\)$", out, re.M), out
+    assert service.search_machines is search_machines  # the old path is put back
