@@ -47,7 +47,6 @@ from models import (
     Material,
     Operation,
     Order,
-    OrderStatus,
     Organization,
     Process,
     Role,
@@ -190,15 +189,23 @@ def build_market(
         for i in range(0, len(batch), 5000):
             session.execute(insert(table), batch[i : i + 5000])
     assert buyer_org.id is not None and op_org.id is not None and owners[0].id is not None
-    for i in range(orders):
-        order = Order(buyer_org_id=buyer_org.id, title=f"bench order {i}", status=OrderStatus.open,
-                      release_at=now + dt.timedelta(hours=1), due_at=now + dt.timedelta(days=7),
-                      delivery_lat=30.0, delivery_lon=120.0)  # fmt: skip
-        session.add(order)
-        session.flush()
-        for seq in range(1, rng.randint(1, 3) + 1):
-            session.add(Operation(order_id=order.id, seq=seq, process_key="milling_3axis",  # type: ignore[arg-type]
-                                  material_key="aluminium", std_duration_min=120))  # fmt: skip
+    # bulk, like the demo's loader: the orders are open from the start
+    order_rows: list[dict[str, Any]] = [
+        {"buyer_org_id": buyer_org.id, "title": f"bench order {i}", "description": "", "status": "open",
+         "release_at": now + dt.timedelta(hours=1), "due_at": now + dt.timedelta(days=7), "due_kind": "hard",
+         "tardiness_fen_per_hour": 0, "delivery_lat": 30.0, "delivery_lon": 120.0, "delivery_address": "",
+         "currency": "CNY", "created_at": now - dt.timedelta(minutes=i), "updated_at": now}
+        for i in range(orders)
+    ]  # fmt: skip
+    if order_rows:
+        session.execute(insert(Order), order_rows)
+    order_ids = session.exec(select(Order.id).where(Order.buyer_org_id == buyer_org.id)).all()
+    steps: list[dict[str, Any]] = [{"order_id": oid, "seq": seq, "process_key": "milling_3axis", "material_key": "aluminium",
+              "quantity": 1, "part_x_mm": 0, "part_y_mm": 0, "part_z_mm": 0, "std_duration_min": 120,
+              "certifications": [], "notes": ""}
+             for oid in order_ids for seq in range(1, rng.randint(1, 3) + 1)]  # fmt: skip
+    for i in range(0, len(steps), 5000):
+        session.execute(insert(Operation), steps[i : i + 5000])
     users = [User(org_id=org_id, email=f"bench-{name}-{seed}@example.com", full_name=name, password_hash="x",
                   roles=[role.value]) for org_id, name, role in ((buyer_org.id, "buyer", Role.buyer),
                   (owners[0].id, "owner", Role.owner), (op_org.id, "operator", Role.operator),
