@@ -37,7 +37,7 @@ def list_orders(
     rows, count = orders.list_orders(
         session=session, user=user, status=status, limit=limit, offset=offset, sort=sort
     )
-    return Page(data=[orders.order_public(session=session, order=o) for o in rows], count=count)
+    return Page(data=orders.orders_public(session=session, orders=rows), count=count)
 
 
 @router.get("/{order_id}", response_model=OrderPublic, responses=NOT_FOUND)

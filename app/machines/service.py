@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
-import math
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, not_, or_
+from sqlalchemy import ColumnElement, Float, exists, literal, not_, or_
 from sqlmodel import Session, col, func, select
 
 from app.accounts.service import is_admin, operated_cluster_ids
 from app.catalog.service import check_process_materials, get_cluster_or_raise, nearest_cluster_id
 from app.db import begin_write
 from app.errors import Conflict, InvalidInput, MachineNotFound, PermissionDenied
+from app.machines.sql import distance_km, json_list_has, lowered, rounded_km
 from app.security import new_machine_token
 from matching.rules import KM_PER_DEGREE_LAT, haversine_km, km_per_degree_lon
 from models import (
@@ -277,8 +277,8 @@ def _filters(session: Session, user: User, q: MachineQuery) -> list[ColumnElemen
 def search_machines(
     *, session: Session, user: User, query: MachineQuery
 ) -> tuple[list[MachinePublic], int]:
-    """Search the machines the caller may see. JSON-list filters (material,
-    certification) and the exact distance are applied after the SQL prefilter."""
+    """Search the machines the caller may see: filtering, distance, sorting, paging and
+    counting in the database; response objects only for the page returned."""
     if (query.free_from is None) != (query.free_to is None):
         raise InvalidInput("free_from and free_to go together", field="free_to")
     if query.free_from and query.free_to and as_utc(query.free_to) <= as_utc(query.free_from):
@@ -288,43 +288,55 @@ def search_machines(
         raise InvalidInput("sorting by distance needs near_lat and near_lon", field="sort")
     if (query.near_lat is None) != (query.near_lon is None):
         raise InvalidInput("near_lat and near_lon go together", field="near_lon")
+    dialect = session.get_bind().dialect.name
+    where = _filters(session, user, query)
+    if query.material:
+        where.append(json_list_has(Machine.materials, query.material))
+    if query.certification:
+        where.append(json_list_has(Machine.certifications, query.certification))
+    distance = None
+    if query.near_lat is not None and query.near_lon is not None:
+        distance = distance_km(
+            dialect, Machine.lat, Machine.lon, near_lat=query.near_lat, near_lon=query.near_lon
+        )
+        if query.within_km is not None:
+            # after the bounding box of _filters
+            where.append(distance <= literal(float(query.within_km), Float()))
+    total = session.exec(select(func.count()).select_from(Machine).where(*where)).one()
     rows = session.exec(
         select(Machine, Organization.name)
         .join(Organization, col(Organization.id) == Machine.owner_org_id)
-        .where(*_filters(session, user, query))
+        .where(*where)
+        .order_by(*_order_by(dialect, query.sort, distance))
+        .offset(query.offset)
+        .limit(query.limit)
     ).all()
-    results: list[MachinePublic] = []
+    page = []
     for machine, owner_name in rows:
-        if query.material and query.material not in machine.materials:
-            continue
-        if query.certification and query.certification not in machine.certifications:
-            continue
-        distance = None
-        if near:
-            assert query.near_lat is not None and query.near_lon is not None
-            distance = haversine_km(query.near_lat, query.near_lon, machine.lat, machine.lon)
-            if query.within_km is not None and distance > query.within_km:
-                continue
-        results.append(
-            machine_public(machine, viewer=user, owner_name=owner_name, distance_km=distance)
-        )
-    results.sort(key=_sort_key(query.sort))
-    return results[query.offset : query.offset + query.limit], len(results)
+        km = None
+        if query.near_lat is not None and query.near_lon is not None:
+            km = haversine_km(query.near_lat, query.near_lon, machine.lat, machine.lon)
+        page.append(machine_public(machine, viewer=user, owner_name=owner_name, distance_km=km))
+    return page, total
 
 
-def _sort_key(sort: MachineSort) -> Any:
-    keys: dict[MachineSort, Any] = {
-        MachineSort.rate: lambda m: (m.hourly_rate_fen, m.id),
-        MachineSort.rate_desc: lambda m: (-m.hourly_rate_fen, m.id),
-        MachineSort.distance: lambda m: (
-            m.distance_km if m.distance_km is not None else math.inf,
-            m.id,
-        ),
-        MachineSort.newest: lambda m: (-m.created_at.timestamp(), -m.id),
-        MachineSort.name: lambda m: (m.name.lower(), m.id),
-        MachineSort.tolerance: lambda m: (m.tolerance_mm, m.hourly_rate_fen, m.id),
+def _order_by(
+    dialect: str, sort: MachineSort, distance: ColumnElement[float] | None
+) -> tuple[Any, ...]:
+    """The sort, ended by the id so that pages never overlap."""
+    machine_id = col(Machine.id)
+    rate, tolerance = col(Machine.hourly_rate_fen), col(Machine.tolerance_mm)
+    if sort == MachineSort.distance:
+        assert distance is not None
+        return rounded_km(dialect, distance), machine_id  # as shown: km to two decimals
+    orders: dict[MachineSort, tuple[Any, ...]] = {
+        MachineSort.rate: (rate, machine_id),
+        MachineSort.rate_desc: (rate.desc(), machine_id),
+        MachineSort.newest: (col(Machine.created_at).desc(), machine_id.desc()),
+        MachineSort.name: (lowered(dialect, Machine.name), machine_id),
+        MachineSort.tolerance: (tolerance, rate, machine_id),
     }
-    return keys[sort]
+    return orders[sort]
 
 
 def machine_public(

@@ -100,12 +100,24 @@ def list_operations(*, session: Session, order_id: int) -> list[Operation]:
 
 
 def order_public(*, session: Session, order: Order) -> OrderPublic:
-    assert order.id is not None
-    ops = [
-        OperationPublic.model_validate(o)
-        for o in list_operations(session=session, order_id=order.id)
+    return orders_public(session=session, orders=[order])[0]
+
+
+def orders_public(*, session: Session, orders: list[Order]) -> list[OrderPublic]:
+    """The orders with their operations, read in one query for the whole list."""
+    ids = [o.id for o in orders]
+    ops: dict[int, list[OperationPublic]] = {i: [] for i in ids if i is not None}
+    if ops:
+        rows = session.exec(
+            select(Operation)
+            .where(col(Operation.order_id).in_(ops))
+            .order_by(col(Operation.order_id), col(Operation.seq))
+        ).all()
+        for o in rows:
+            ops[o.order_id].append(OperationPublic.model_validate(o))
+    return [
+        OrderPublic.model_validate(o, update={"operations": ops.get(o.id or 0, [])}) for o in orders
     ]
-    return OrderPublic.model_validate(order, update={"operations": ops})
 
 
 def list_orders(

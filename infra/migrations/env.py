@@ -7,6 +7,7 @@ from alembic import context
 from sqlmodel import SQLModel
 
 import models  # noqa: F401  (registers every table)
+from models.machine import PG_ONLY_INDEXES
 
 config = context.config
 target_metadata = SQLModel.metadata
@@ -30,7 +31,10 @@ def run_migrations_offline() -> None:
 
 
 def _ours(name: str | None, type_: str, _parent: object) -> bool:
-    """procrastinate's tables (migration 0006) are its own schema, not our models'."""
+    """procrastinate's tables (migration 0006) are its own schema, not our models'; the
+    PostgreSQL-only GIN indexes (migration 0007) are not in the models."""
+    if type_ == "index" and name in PG_ONLY_INDEXES:
+        return False
     return not (type_ == "table" and (name or "").startswith("procrastinate_"))
 
 
