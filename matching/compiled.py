@@ -15,8 +15,8 @@ import bisect
 import heapq
 import math
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from matching.domain import (
     Interval,
@@ -24,15 +24,13 @@ from matching.domain import (
     MatchProblem,
     ObjectiveMode,
     OperationSpec,
-    OrderSpec,
     Reason,
     Weights,
-    run_minutes,
 )
 from matching.rules import (
     EARTH_RADIUS_KM,
+    SAME_SITE_KM,
     haversine_km,
-    price_fen,
     transport_fen,
     transport_minutes,
 )
@@ -92,6 +90,17 @@ class CompiledProblem:
     weights: Weights = field(default_factory=Weights)
     options_dropped: int = 0  # candidates compile left out (``max_options``)
     _hop_cache: dict[tuple[int, int], tuple[int, int]] = field(default_factory=dict)
+    _by_cost: dict[int, tuple[Job, tuple[int, ...]]] = field(default_factory=dict)
+
+    def options_by_cost(self, j: int) -> tuple[int, ...]:
+        """Job ``j``'s option indices by (cost, index), computed once per job."""
+        job = self.jobs[j]
+        got = self._by_cost.get(j)
+        if got is None or got[0] is not job:
+            opts = job.options
+            got = (job, tuple(sorted(range(len(opts)), key=lambda k: (opts[k].cost, k))))
+            self._by_cost[j] = got
+        return got[1]
 
     def hop(self, ma: int, mb: int) -> tuple[int, int]:
         """(lag minutes, cost) of moving an order's goods from machine ma to machine mb."""
@@ -186,6 +195,39 @@ class _Index:
         self.fastest = {
             k: sorted(v, key=lambda mi: (-machines[mi].speed_factor, mi)) for k, v in groups.items()
         }
+        self._caps = [_Caps(m) for m in machines]
+        self._by_sig: dict[tuple[object, ...], _Capable] = {}
+
+    def capable(self, op: OperationSpec) -> _Capable:
+        """The machines ``capable`` holds for (the op's process and material, envelope,
+        tolerance, certifications), per bucket and in both orders; operations of one
+        signature share it (machines of a process come in few envelope sizes)."""
+        part = _Part(op)
+        sig = (op.process, op.material, part.envelope, part.tolerance, part.certifications)
+        got = self._by_sig.get(sig)
+        if got is None:
+            gk = (op.process, op.material)
+            caps = self._caps
+            ok = {mi for mi in self.cheapest.get(gk, ()) if part.capable(caps[mi])}
+            got = _Capable(
+                [(b, [mi for mi in b.machines if mi in ok]) for b in self.buckets.get(gk, ())],
+                [mi for mi in self.cheapest.get(gk, ()) if mi in ok],
+                [mi for mi in self.fastest.get(gk, ()) if mi in ok],
+            )
+            self._by_sig[sig] = got
+        return got
+
+
+class _Capable:
+    """The capable machines of one operation signature: per bucket (cheapest first),
+    and all of them cheapest first and fastest first."""
+
+    __slots__ = ("buckets", "cheapest", "fastest")
+
+    def __init__(
+        self, buckets: list[tuple[_Bucket, list[int]]], cheapest: list[int], fastest: list[int]
+    ) -> None:
+        self.buckets, self.cheapest, self.fastest = buckets, cheapest, fastest
 
 
 class _Free:
@@ -328,22 +370,54 @@ def compile_problem(
     cost_mode = mode is ObjectiveMode.COST
     k_max = max_options if cost_mode else None
     idx = _Index(machines)
-    caps = [_Caps(m) for m in machines]
     free = [_Free(m.free) for m in machines]
     rad = [math.radians(m.lat) for m in machines]
     cos = [math.cos(r) for r in rad]
+    lon_of = [m.lon for m in machines]
+    speed = [m.speed_factor for m in machines]
+    min_book = [max(m.min_booking_min, 1) for m in machines]
+    rate = [m.rate_fen_per_hour for m in machines]
+    machine_ids = [m.id for m in machines]
     unrel = [
         round(w.unreliability_fen * (1.0 - m.on_time_rate)) if cost_mode else 0 for m in machines
     ]
     floor_unrel = min(0, min(unrel, default=0))
     sites = tuple(Site(m.lat, m.lon, m.cluster) for m in machines)
+    key = idx.key
+    # per machine what the scan reads of it, in one tuple (unpacked at once)
+    machine_row = [
+        (key[mi], mi, m.speed_factor, max(m.min_booking_min, 1), m.rate_fen_per_hour, rad[mi],
+         cos[mi], m.lon, unrel[mi], free[mi].starts, free[mi].ends, free[mi].plain)
+        for mi, m in enumerate(machines)
+    ]  # fmt: skip
+    rows_cache: dict[int, tuple[list[int], list[tuple[Any, ...]]]] = {}
+
+    def rows_of(group: list[int]) -> list[tuple[Any, ...]]:
+        got = rows_cache.get(id(group))
+        if got is None:  # the group list is kept alive by the index (and by ``got``)
+            got = rows_cache[id(group)] = (group, [machine_row[mi] for mi in group])
+        return got[1]
+
+    horizon = problem.horizon_min
+    per_km = w.transport_fen_per_km
+    t_fixed, t_speed = w.transport_fixed_min, w.transport_speed_kmh
+    two_r = 2 * EARTH_RADIUS_KM
+    sin, asin, sqrt, radians, ceil = math.sin, math.asin, math.sqrt, math.radians, math.ceil
+    heappush, heappushpop = heapq.heappush, heapq.heappushpop
+    bisect_left = bisect.bisect_left
     jobs: list[Job] = []
     orders: list[Order] = []
     dropped = 0
+
+    def run_of(std: int, mi: int) -> int:
+        # matching.domain.run_minutes(op, machines[mi])
+        run = ceil(std / speed[mi] - 1e-9)
+        return run if run > min_book[mi] else min_book[mi]
+
     for oi, order in enumerate(problem.orders):
         nops = len(order.operations)
         dlat, dlon = order.delivery_lat, order.delivery_lon
-        p_del = math.radians(dlat)
+        p_del = radians(dlat)
         c_del = math.cos(p_del)
         kms: dict[int, float] = {}
 
@@ -357,192 +431,193 @@ def compile_problem(
             # matching.rules.haversine_km(m.lat, m.lon, dlat, dlon), the same arithmetic
             got = kms.get(mi)
             if got is None:
-                m = machines[mi]
-                dp, dl = p_del - rad[mi], math.radians(dlon - m.lon)
-                a = math.sin(dp / 2) ** 2 + cos[mi] * c_del * math.sin(dl / 2) ** 2
-                got = 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a)))
+                dp, dl = p_del - rad[mi], radians(dlon - lon_of[mi])
+                a = sin(dp / 2) ** 2 + cos[mi] * c_del * sin(dl / 2) ** 2
+                got = two_r * asin(min(1.0, sqrt(a)))
                 kms[mi] = got
             return got
 
         max_km = order.max_distance_km
         # haversine >= the latitude difference alone: machines beyond it need no haversine
-        max_dp = None if max_km is None else max_km / EARTH_RADIUS_KM + 1e-9
+        max_dp = math.inf if max_km is None else max_km / EARTH_RADIUS_KM + 1e-9
+        capables = [idx.capable(op) for op in order.operations]
         # minimum duration and price of each op over its usable machines (capable, not
         # excluded), for release propagation and the budget left for the other ops
         min_dur: list[int] = []
         min_price: list[int] = []
-        for op in order.operations:
+        for op, cap in zip(order.operations, capables, strict=True):
             if nops == 1:
                 min_dur.append(0)
                 min_price.append(0)
                 continue
-            gk = (op.process, op.material)
-            part = _Part(op)
+            std = op.std_duration_min
+            excl = op.excluded_machines
             best_d: int | None = None
-            for mi in idx.fastest.get(gk, ()):
-                m = machines[mi]
-                if (
-                    best_d is not None
-                    and max(1, math.ceil(op.std_duration_min / m.speed_factor - 1e-9)) >= best_d
-                ):
+            for mi in cap.fastest:
+                if best_d is not None and max(1, ceil(std / speed[mi] - 1e-9)) >= best_d:
                     break
-                if part.capable(caps[mi]) and m.id not in op.excluded_machines:
-                    run = run_minutes(op, m)
+                if machine_ids[mi] not in excl:
+                    run = run_of(std, mi)
                     if best_d is None or run < best_d:
                         best_d = run
             min_dur.append(best_d or 0)
             best_p: int | None = None
-            for mi in idx.cheapest.get(gk, ()):
-                m = machines[mi]
-                if best_p is not None and _price_floor(op.std_duration_min, idx.key[mi]) > best_p:
+            for mi in cap.cheapest:
+                if best_p is not None and _price_floor(std, key[mi]) > best_p:
                     break
-                if part.capable(caps[mi]) and m.id not in op.excluded_machines:
-                    p = price_fen(minutes=run_minutes(op, m), hourly_rate_fen=m.rate_fen_per_hour)
+                if machine_ids[mi] not in excl:
+                    p = -(-run_of(std, mi) * rate[mi] // 60)
                     if best_p is None or p < best_p:
                         best_p = p
             min_price.append(best_p or 0)
         per_op: list[list[Option]] = []
         reasons: list[tuple[Reason, str] | None] = []
         release = order.release_min
+        hard = order.hard_due
         for k, op in enumerate(order.operations):
             last = k == nops - 1
             tail = sum(min_dur[k + 1 :])
             others = sum(min_price) - min_price[k]
             std = op.std_duration_min
             budget = order.budget_fen
-
-            def option(  # the loop's values bound as defaults
-                mi: int,
-                fit: bool = True,
-                op: OperationSpec = op,
-                order: OrderSpec = order,
-                budget: int | None = budget,
-                others: int = others,
-                tail: int = tail,
-                last: bool = last,
-                release: int = release,
-                km_to: Callable[[int], float] = km_to,
-            ) -> Option | None:
-                """The option of ``op`` on machine ``mi``, or None when the budget (or,
-                with ``fit``, the free time) rules it out."""
-                m = machines[mi]
-                dur = run_minutes(op, m)
-                price = price_fen(minutes=dur, hourly_rate_fen=m.rate_fen_per_hour)
-                if budget is not None and price + others > budget:
-                    return None
-                km = km_to(mi)
-                lag_del = transport_minutes(km, w)
-                if order.hard_due:
-                    latest_end = order.due_min - lag_del - tail
-                else:
-                    latest_end = problem.horizon_min
-                cost = 0
-                tr = 0
-                if cost_mode:
-                    cost = price + unrel[mi]
-                    if last:
-                        tr = transport_fen(km, w)
-                        cost += tr
-                        if order.cluster is not None and m.cluster != order.cluster:
-                            cost += w.cross_cluster_fen
-                due = order.due_min - lag_del if last and not order.hard_due else NO_DUE
-                if fit and not free[mi].fits(release, dur, latest_end):
-                    return None
-                return Option(mi, dur, cost, latest_end, due, price, tr)
+            excl = op.excluded_machines
+            need_km = hard or last  # the lag to the delivery point matters
+            bill_km = cost_mode and last  # the transport to it is part of the cost
+            hard_end = order.due_min - tail
+            soft_due = order.due_min if last and not hard else None
 
             # one scan, cheapest first: capability, distance, budget, free time, exclusion
             n_cap = n_near = n_cheap = n_fit = 0
-            heap: list[tuple[int, int, Option]] = []  # (-cost, -machine, option): the K best
+            # (-cost, -machine, (machine, duration, cost, latest end, due, price, transport)):
+            # the K best; an Option is built only for those kept
+            heap: list[tuple[int, int, tuple[int, int, int, int, int, int, int]]] = []
             budget_out = False  # every machine left is over budget: only count the rest
-            part = _Part(op)
-            key = idx.key
             per_min = 60 / std if std > 0 else math.inf  # rate / speed per fen of price
             budget_key = math.inf if budget is None else (budget - others + 1) * per_min
+            budget_left = math.inf if budget is None else budget - others
             # buckets (clusters) nearest first, with what at least a hop to them costs
             buckets = []
-            for b in idx.buckets.get((op.process, op.material), ()):
+            for b, ms in capables[k].buckets:
                 km = b.km_floor(dlat, dlon)
                 extra = 0
-                if cost_mode and last:
+                if bill_km:
                     extra = transport_fen(km, w)
                     if order.cluster is not None and b.cluster != order.cluster:
                         extra += w.cross_cluster_fen
-                buckets.append((extra, b.cluster != order.cluster, km, b))
+                buckets.append((extra, b.cluster != order.cluster, km, b, ms))
             buckets.sort(key=lambda t: (t[0], t[1], t[3].cluster))
             worst = math.inf  # cost of the K-th best kept, once there are K
-            local: list[Option] = []
-            far: list[_Bucket] = []
-            for extra, elsewhere, km_min, b in buckets:
+            local: list[tuple[int, int, int, int, int, int, int]] = []
+            far: list[list[int]] = []
+            k_cap = math.inf if k_max is None else k_max
+            full = False
+            for extra, elsewhere, km_min, _b, group in buckets:
                 if max_km is not None and km_min > max_km:
-                    far.append(b)  # counted for the reason below, only if needed
+                    far.append(group)  # counted for the reason below, only if needed
                     continue
+                cross = 0
+                if bill_km and order.cluster is not None and elsewhere:
+                    cross = w.cross_cluster_fen
                 # stop at this rate / speed: every later machine of the bucket costs more
                 # than the K kept
                 stop_key = (worst + 1 - floor_unrel - extra) * per_min
-                group = b.machines
-                for pos, mi in enumerate(group):
-                    if key[mi] > stop_key:
+                own = not elsewhere and k_max is not None
+                for pos, (kk, mi, sp, mb, rt, rd, cs, ln, ur, starts, ends, plain) in enumerate(
+                    rows_of(group)
+                ):
+                    if kk > stop_key:
                         dropped += len(group) - pos
                         break
-                    budget_out = key[mi] > budget_key
+                    budget_out = kk > budget_key
                     if budget_out and n_near:
                         break  # every one left is over budget: nothing left to count
-                    if not part.capable(caps[mi]):
-                        continue
                     n_cap += 1
+                    km = -1.0
                     if max_km is not None:
-                        if abs(p_del - rad[mi]) > max_dp or km_to(mi) > max_km:  # type: ignore[operator]
+                        if abs(p_del - rd) > max_dp:
+                            continue
+                        km = km_to(mi)
+                        if km > max_km:
                             continue
                     n_near += 1
                     if budget_out:
                         continue
-                    if (
-                        k_max is not None
-                        and len(heap) >= k_max
-                        and (elsewhere or len(local) >= local_options)
-                    ):
-                        m = machines[mi]
-                        price = price_fen(
-                            minutes=run_minutes(op, m), hourly_rate_fen=m.rate_fen_per_hour
-                        )
-                        if price + unrel[mi] + extra > worst and (
-                            budget is None or price + others <= budget
-                        ):
-                            n_cheap += 1  # within budget, dearer than the K kept
-                            dropped += 1
-                            continue
-                    opt = option(mi, fit=False)
-                    if opt is None:
+                    dur = ceil(std / sp - 1e-9)
+                    if dur < mb:
+                        dur = mb
+                    price = -(-dur * rt // 60)
+                    if price > budget_left:
                         continue  # over budget
                     n_cheap += 1
-                    full = k_max is not None and len(heap) >= k_max
-                    item = (-opt.cost, -mi, opt)
-                    mine = not elsewhere and len(local) < local_options and k_max is not None
-                    if full and item <= heap[0] and not mine:
-                        dropped += 1
-                        continue  # costs more than the K kept: its free time does not matter
-                    if not free[mi].fits(release, opt.duration, opt.latest_end):
+                    mine = own and len(local) < local_options
+                    if full and not mine and price + ur + extra > worst:
+                        dropped += 1  # within budget, dearer than the K kept
+                        continue
+                    cost = price + ur if cost_mode else 0
+                    tr = 0
+                    lag_del = 0
+                    if need_km:
+                        if km < 0:  # matching.rules.haversine_km, the same arithmetic
+                            dp = p_del - rd
+                            a = sin(dp / 2) ** 2 + cs * c_del * sin(radians(dlon - ln) / 2) ** 2
+                            km = two_r * asin(min(1.0, sqrt(a)))
+                        if km >= SAME_SITE_KM:
+                            lag_del = t_fixed + ceil(km / t_speed * 60 - 1e-9)
+                        if bill_km:
+                            tr = round(km * per_km)
+                            cost += tr + cross
+                    if full and not mine:
+                        top = heap[0]
+                        if cost > -top[0] or (cost == -top[0] and mi > -top[1]):
+                            dropped += 1
+                            continue  # costs more than the K kept: its free time does not matter
+                    latest_end = hard_end - lag_del if hard else horizon
+                    # _Free.fits, inline: the first piece that ends late enough, onwards
+                    if plain:
+                        fit = False
+                        i = bisect_left(ends, release + dur)
+                        n_pieces = len(starts)
+                        while i < n_pieces:
+                            s0 = starts[i]
+                            e0 = ends[i]
+                            if (s0 if s0 > release else release) + dur <= (
+                                e0 if e0 < latest_end else latest_end
+                            ):
+                                fit = True
+                                break
+                            if s0 + dur > latest_end:
+                                break
+                            i += 1
+                        if not fit:
+                            continue
+                    elif not free[mi].fits(release, dur, latest_end):
                         continue
                     n_fit += 1
-                    if machines[mi].id in op.excluded_machines:
+                    if excl and machine_ids[mi] in excl:
                         continue
+                    due = NO_DUE if soft_due is None else soft_due - lag_del
+                    data = (mi, dur, cost, latest_end, due, price, tr)
                     if mine:
-                        local.append(opt)  # the cheapest of the order's own cluster
+                        local.append(data)  # the cheapest of the order's own cluster
                     if full:
-                        if item > heap[0]:
-                            heapq.heappushpop(heap, item)
+                        top = heap[0]
+                        if cost < -top[0] or (cost == -top[0] and mi < -top[1]):
+                            heappushpop(heap, (-cost, -mi, data))
                         dropped += 1
                     else:
-                        heapq.heappush(heap, item)
-                    if k_max is not None and len(heap) >= k_max:
+                        heappush(heap, (-cost, -mi, data))
+                        if len(heap) >= k_cap:
+                            full = True
+                    if full:
                         worst = -heap[0][0]
                         stop_key = (worst + 1 - floor_unrel - extra) * per_min
             if not n_near:
-                for b in far:  # every capable machine is counted for TOO_FAR's detail
-                    n_cap += sum(1 for mi in b.machines if part.capable(caps[mi]))
-            chosen = {-item[1]: item[2] for item in heap}
-            for opt in local:
-                chosen.setdefault(opt.machine, opt)
+                for group in far:  # every capable machine is counted for TOO_FAR's detail
+                    n_cap += len(group)
+            chosen = {-item[1]: Option(*item[2]) for item in heap}
+            for data in local:
+                if data[0] not in chosen:
+                    chosen[data[0]] = Option(*data)
             opts = [chosen[mi] for mi in sorted(chosen)]
             reason: tuple[Reason, str] | None = None
             if not n_cap:
@@ -632,6 +707,10 @@ def limit_options(
             job = replace(job, options=tuple(job.options[k] for k in kept[j]))
         jobs.append(job)
     small = replace(
-        cp, jobs=tuple(jobs), options_dropped=cp.options_dropped + dropped, _hop_cache={}
+        cp,
+        jobs=tuple(jobs),
+        options_dropped=cp.options_dropped + dropped,
+        _hop_cache={},
+        _by_cost={},
     )
     return small, kept

@@ -19,21 +19,26 @@ Pieces = list[list[int]]  # per machine: sorted, disjoint [start, end) pieces, f
 
 
 class FreeTime:
-    """Remaining free time per machine (sorted disjoint pieces)."""
+    """Remaining free time per machine (sorted disjoint pieces), with the longest piece
+    of each machine, so that a job longer than every piece is refused at once."""
 
-    __slots__ = ("starts", "ends")
+    __slots__ = ("starts", "ends", "longest")
 
     def __init__(self, free: Sequence[Sequence[tuple[int, int]]]) -> None:
         self.starts = [[s for s, _ in f] for f in free]
         self.ends = [[e for _, e in f] for f in free]
+        self.longest = [max((e - s for s, e in f), default=0) for f in free]
 
     def copy(self) -> FreeTime:
         other = FreeTime.__new__(FreeTime)
         other.starts = [list(s) for s in self.starts]
         other.ends = [list(e) for e in self.ends]
+        other.longest = list(self.longest)
         return other
 
     def earliest(self, m: int, dur: int, release: int, latest_end: int) -> int | None:
+        if dur > self.longest[m]:
+            return None
         starts, ends = self.starts[m], self.ends[m]
         # first piece that ends after release + dur
         k = bisect.bisect_left(ends, release + dur)
@@ -61,6 +66,8 @@ class FreeTime:
         if s < start:
             starts.insert(k, s)
             ends.insert(k, start)
+        if e - s == self.longest[m]:  # the longest piece may be gone
+            self.longest[m] = max((b - a for a, b in zip(starts, ends, strict=True)), default=0)
 
     def give_back(self, m: int, start: int, end: int) -> None:
         if end <= start:
@@ -76,6 +83,8 @@ class FreeTime:
             del starts[k], ends[k]
         starts.insert(k, start)
         ends.insert(k, end)
+        if end - start > self.longest[m]:
+            self.longest[m] = end - start
 
     def piece_of(self, m: int, t: int) -> tuple[int, int] | None:
         k = bisect.bisect_right(self.starts[m], t) - 1
@@ -96,22 +105,36 @@ def place_order(
     price = 0
     for j in order.jobs:
         job = cp.jobs[j]
+        opts = job.options
         best: tuple[int, int, int] | None = None  # value, option, start
-        for oi, opt in enumerate(job.options):
-            rel = job.release
-            hop_cost = 0
-            if prev_m >= 0:
-                lag, hop_cost = cp.hop(prev_m, opt.machine)
-                rel = max(rel, prev_end + lag)
-            st = free.earliest(opt.machine, opt.duration, rel, opt.latest_end)
-            if st is None:
-                continue
-            if makespan:
-                val = st + opt.duration
-            else:
+        if makespan:
+            for oi, opt in enumerate(opts):
+                rel = job.release
+                if prev_m >= 0:
+                    rel = max(rel, prev_end + cp.hop(prev_m, opt.machine)[0])
+                st = free.earliest(opt.machine, opt.duration, rel, opt.latest_end)
+                if st is not None and (best is None or st + opt.duration < best[0]):
+                    best = (st + opt.duration, oi, st)
+        else:
+            # cheapest first: a value is at least the option's cost, so the scan stops
+            # at the first option that cannot beat the best (ties: the lowest index)
+            for oi in cp.options_by_cost(j):
+                opt = opts[oi]
+                if best is not None and (
+                    opt.cost > best[0] or (opt.cost == best[0] and oi > best[1])
+                ):
+                    break
+                rel = job.release
+                hop_cost = 0
+                if prev_m >= 0:
+                    lag, hop_cost = cp.hop(prev_m, opt.machine)
+                    rel = max(rel, prev_end + lag)
+                st = free.earliest(opt.machine, opt.duration, rel, opt.latest_end)
+                if st is None:
+                    continue
                 val = opt.cost + hop_cost + tardiness_cost(job, opt, st + opt.duration)
-            if best is None or val < best[0]:
-                best = (val, oi, st)
+                if best is None or val < best[0] or (val == best[0] and oi < best[1]):
+                    best = (val, oi, st)
         if best is None:
             break
         opt = job.options[best[1]]

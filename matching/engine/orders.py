@@ -28,6 +28,10 @@ class OrderStrategy:
         tuning = task.search.tuning
         comp, share, wall = task.jobs, task.share, task.wall
         with_lns = tuning.order_lns and not coupled(cp)
+        if with_lns and sum(len(cp.jobs[j].options) for j in comp) > tuning.chunk_options:
+            # too large for the interval model (and its LP) within usual limits: no model
+            # is built; LNS over whole orders from the greedy for the whole share
+            return self._lns_only(cp, task)
         tight = B.chain_windows(cp, comp)
         lpb = 0
         if cp.mode is not ObjectiveMode.MAKESPAN:
@@ -80,3 +84,13 @@ class OrderStrategy:
             part, stats = lns_orders(cp, part, comp, budget, task.started + task.wall, task.search)
             task.report(phase="lns", component=task.index, **stats)
         return ComponentResult(part, cbound, optimal)
+
+    def _lns_only(self, cp: CompiledProblem, task: ComponentTask) -> ComponentResult:
+        tuning = task.search.tuning
+        part = dict(task.hint)
+        budget = float("inf")
+        if task.search.deterministic:
+            budget = task.share * task.lns_rate * tuning.dtime_per_second
+        part, stats = lns_orders(cp, part, task.jobs, budget, task.started + task.wall, task.search)
+        task.report(phase="lns", component=task.index, **stats)
+        return ComponentResult(part, trivial_bound(cp, task.jobs), False)

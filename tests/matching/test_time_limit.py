@@ -6,6 +6,8 @@ from __future__ import annotations
 import random
 import time
 
+import pytest
+
 from matching import check_result, solve
 from matching.bound import chain_windows, lp_bound, order_pairs
 from matching.compiled import compile_problem
@@ -122,3 +124,35 @@ def test_order_lns_valid_and_never_worse() -> None:
         assert evaluate(cp, sol) <= evaluate(cp, gsol)
         out.append(sol)
     assert out[0] == out[1]
+
+
+def test_a_large_order_component_builds_no_model_and_improves_the_greedy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Above ``chunk_options`` a component of multi-operation orders goes straight to LNS
+    over whole orders from the greedy (no interval model, no LP): valid, never worse."""
+    from matching import bound
+    from matching.engine import Search, components, orders
+    from matching.engine.common import ComponentTask, Reporter
+    from matching.tuning import SolverTuning
+    from matching.validation import check_compiled
+
+    def no_model(*_a: object, **_k: object) -> None:
+        raise AssertionError("the interval model was built")
+
+    monkeypatch.setattr(orders, "solve_interval_model", no_model)
+    monkeypatch.setattr(bound, "lp_bound", no_model)
+    cp = compile_problem(chained_market(60, 20, seed=7))
+    _n, gsol, _v = best_greedy(cp)
+    tuning = SolverTuning(chunk_options=10)
+    comp = max(components(cp), key=len)
+    hint = {j: gsol[j] for j in comp if j in gsol}
+    task = ComponentTask(
+        index=0, jobs=comp, hint=hint, share=0.5, wall=60.0, started=time.monotonic(),
+        search=Search(seed=0, workers=1, deterministic=True, tuning=tuning),
+        search_rate=1.0, lns_rate=1.0, report=Reporter(None, time.monotonic()),
+    )  # fmt: skip
+    got = orders.OrderStrategy().run(cp, task)
+    assert check_compiled(cp, got.solution) == []
+    assert evaluate(cp, got.solution) <= evaluate(cp, hint)
+    assert not got.optimal and got.bound == trivial_bound(cp, comp)
