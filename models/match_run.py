@@ -59,6 +59,7 @@ class MatchRun(SQLModel, table=True):
     gap: float | None = None
     solve_seconds: float | None = None
     write_seconds: float | None = None  # the write-back, all its batches
+    greedy_placed: int | None = None  # operations the greedy baseline placed, for comparison
     seed: int = 0
     time_limit_s: float
     error: str = Field(default="", max_length=2000)
@@ -115,6 +116,7 @@ class MatchRunPublic(SQLModel):
     gap: float | None
     solve_seconds: float | None
     write_seconds: float | None
+    greedy_placed: int | None
     seed: int
     time_limit_s: float
     error: str

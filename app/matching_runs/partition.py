@@ -119,5 +119,12 @@ def merge(
             "split": True,
             "parts": len(parts),
             "cross_placed": len(cross.assignments) if cross else 0,
-        },  # fmt: skip
+            # the greedy baseline through the same passes: what each pass's greedy placed
+            "greedy_placed": sum(_greedy(r) for r in (*parts, *([cross] if cross else []))),
+        },
     )
+
+
+def _greedy(result: MatchResult) -> int:
+    placed = result.stats.get("greedy_placed", 0)
+    return placed if isinstance(placed, int) else 0

@@ -269,7 +269,7 @@ def _execute(
     beat.fields.update(
         solver_status=str(result.status), objective_fen=result.objective_fen,
         bound_fen=None if split else result.bound_fen, gap=None if split else result.gap,
-        solve_seconds=round(result.seconds, 3),
+        solve_seconds=round(result.seconds, 3), greedy_placed=_greedy_placed(result),
     )  # fmt: skip
     beat.check_cancelled()
     violations = check_result(data.problem, result)
@@ -313,6 +313,11 @@ def _execute(
     session.commit()
     session.refresh(row)
     return row
+
+
+def _greedy_placed(result: MatchResult) -> int | None:
+    placed = result.stats.get("greedy_placed")
+    return placed if isinstance(placed, int) else None
 
 
 def _release_reads(session: Session) -> None:

@@ -120,3 +120,5 @@ def test_a_split_run_places_what_only_another_cluster_can_do(
     assert split_run.objective_fen == whole.objective_fen
     # ... but no part's bound is the market's: none is reported
     assert split_run.bound_fen is None and split_run.gap is None and whole.bound_fen is not None
+    # the greedy baseline is recorded beside the answer, through the same passes
+    assert whole.greedy_placed == 3 and split_run.greedy_placed == 3

@@ -1,5 +1,5 @@
 """match runs write back per order: how many orders were requeued (their inputs changed
-during the solve) and how long the write-back took
+during the solve), how long the write-back took, and what the greedy baseline placed
 
 Revision ID: 0009
 Revises: 0007
@@ -27,8 +27,10 @@ def upgrade() -> None:
         "match_run", sa.Column("requeued", sa.Integer(), nullable=False, server_default="0")
     )
     op.add_column("match_run", sa.Column("write_seconds", sa.Float(), nullable=True))
+    op.add_column("match_run", sa.Column("greedy_placed", sa.Integer(), nullable=True))
 
 
 def downgrade() -> None:
+    op.drop_column("match_run", "greedy_placed")
     op.drop_column("match_run", "write_seconds")
     op.drop_column("match_run", "requeued")
