@@ -34,7 +34,9 @@ from models import (
 )
 from models.booking import HELD_STATES
 
-PRUNE_BATCH = 10_000  # rows per delete statement: short transactions
+PRUNE_BATCH = 10_000
+FIGURES = ("offered_s", "held_s", "held_fen", "proposed_s", "monitored_s", "running_s",
+           "done_bookings", "on_time_bookings")  # fmt: skip  # rows per delete statement: short transactions
 
 
 def rolled_through(session: Session, tz: str) -> dt.date | None:
@@ -106,7 +108,7 @@ def _day_rows(session: Session, lo: dt.datetime, hi: dt.datetime) -> dict[int, d
     ).all():
         rows[machine_id]["monitored_s"] = int(monitored or 0)
         rows[machine_id]["running_s"] = int(run or 0)
-    return {m: dict(r) for m, r in rows.items() if any(r.values())}
+    return {m: {k: r[k] for k in FIGURES} for m, r in rows.items() if any(r.values())}
 
 
 def roll_up(

@@ -9,13 +9,14 @@ import random
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 from sqlmodel import Session, col, func, select
 
 from app import jobs, tasks
 from app.config import Settings, get_settings
 from app.dashboard import history
-from app.dashboard.sql import day_of
 from app.dashboard.service import Dashboard, operator_dashboard
+from app.dashboard.sql import day_of
 from models import (
     HELD_STATES,
     AvailabilityWindow,
@@ -72,6 +73,10 @@ def _market(session: Session) -> tuple[User, list[Machine]]:
         for i, c in enumerate([mine, mine, mine, mine, other])
     ]
     machines[3].status = MachineStatus.retired
+    quiet = make_machine(session, owner=owner, cluster_id=mine.id)  # a window, nothing else
+    make_window(
+        session, machine=quiet, start=NOW - dt.timedelta(days=4), end=NOW - dt.timedelta(days=3)
+    )
     session.add(machines[3])
     orders = []
     for due_h in (-200, -40, 100):
@@ -228,3 +233,21 @@ def test_retention_must_outlive_the_settle_days() -> None:
         Settings(span_retention_days=8, history_settle_days=8)
     with pytest.raises(ValueError, match="history_settle_days"):
         Settings(history_settle_days=7, telemetry_max_age_days=7)
+
+
+def test_the_metrics_queue_count_reads_a_partial_index(session: Session) -> None:
+    """/metrics counts the waiting jobs at every scrape: an index of the todo rows only,
+    not a scan of every job procrastinate kept."""
+    if session.get_bind().dialect.name != "postgresql":
+        pytest.skip("procrastinate's tables exist on PostgreSQL only")
+    session.execute(text("SET LOCAL enable_seqscan = off"))
+    plan = "\n".join(
+        row[0]
+        for row in session.execute(
+            text(
+                "EXPLAIN SELECT queue_name, count(*) FROM procrastinate_jobs "
+                "WHERE status = 'todo' GROUP BY queue_name"
+            )
+        )
+    )
+    assert "ix_procrastinate_jobs_todo_queue_name" in plan
