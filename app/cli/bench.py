@@ -358,8 +358,9 @@ def bench_dashboard(
         raise typer.BadParameter(
             "several markets in one database need --fresh", param_hint="--fresh"
         )
-    results = [
-        run(url=url, machines=n, bookings=bookings, repeat=repeat, fresh=fresh) for n in machines
-    ]
+    results = []
+    for n in machines:
+        results.append(run(url=url, machines=n, bookings=bookings, repeat=repeat, fresh=fresh))
+        typer.echo(f"{n} machines: {results[-1]}")
     for key in results[0]:
         typer.echo(f"{key:>20}: " + "  ".join(f"{str(r[key]):>16}" for r in results))
