@@ -116,6 +116,14 @@ class Settings(BaseSettings):
     # reports older than telemetry_max_age_days are refused.
     telemetry_hold_minutes: int = Field(default=60, ge=1, le=24 * 60)
     telemetry_max_age_days: int = Field(default=7, ge=1, le=90)
+    # The dashboard's history (app/dashboard/history.py): each rollup recomputes the last
+    # history_settle_days closed days (late telemetry may still change them), so it must
+    # exceed telemetry_max_age_days. Spans and past offered windows are deleted once they
+    # are this old and rolled up; each retention must exceed the settle days (and the
+    # dashboard's week). Bookings, orders and money rows are never deleted.
+    history_settle_days: int = Field(default=8, ge=1, le=90)
+    span_retention_days: int = Field(default=90, ge=8, le=3650)
+    window_retention_days: int = Field(default=180, ge=8, le=3650)
 
     @field_validator("database_url")
     @classmethod
@@ -140,6 +148,22 @@ class Settings(BaseSettings):
                 f"({self.db_pool_timeout_s}): a request waiting for a connection answers 503, "
                 "not 504"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _history_outlives_its_settling(self) -> Settings:
+        if self.history_settle_days <= self.telemetry_max_age_days:
+            raise ValueError(
+                f"history_settle_days ({self.history_settle_days}) must exceed "
+                f"telemetry_max_age_days ({self.telemetry_max_age_days}): late reports change "
+                "days the rollup would no longer recompute"
+            )
+        for name in ("span_retention_days", "window_retention_days"):
+            if getattr(self, name) <= self.history_settle_days:
+                raise ValueError(
+                    f"{name} ({getattr(self, name)}) must exceed history_settle_days "
+                    f"({self.history_settle_days}): the rollup recomputes those days from them"
+                )
         return self
 
     @model_validator(mode="after")

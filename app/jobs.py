@@ -6,7 +6,8 @@ Importing this module registers all tasks with :mod:`app.tasks` (the composition
 ``payments.webhook`` (a provider event the webhook stored in the inbox) and
 ``match_runs.execute`` (:mod:`app.matching_runs.service`). The rest are periodic:
 proposal expiry, claim-window captures, pending payments left behind, the match-run sweep,
-the daily reconciliation and, with procrastinate, the recovery of stalled jobs.
+the daily reconciliation, the dashboard's history rollup and retention and, with
+procrastinate, the recovery of stalled jobs.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from sqlmodel import Session
 from app import tasks
 from app.bookings.delivery import release_due_captures
 from app.config import Settings, get_settings
+from app.dashboard import history
 from app.matching_runs import liveness
 from app.matching_runs import service as match_runs
 from app.matching_runs.expiry import expire_proposals
@@ -73,6 +75,21 @@ def reconcile_task(session: Session) -> None:
         report = reconcile_payments(session=session, payments=payments)
         log.info("reconciliation: %d difference(s), %d open", len(report.differences),
                  len(report.unrepaired))  # fmt: skip
+
+
+@tasks.periodic("history.rollup", every_s=15 * 60, cron="*/15 * * * *")
+def history_rollup_task(session: Session) -> None:
+    s = get_settings()
+    history.roll_up(session=session, tz=s.display_timezone, settle_days=s.history_settle_days)
+
+
+@tasks.periodic("history.prune", every_s=24 * 3600, cron="45 3 * * *")
+def history_prune_task(session: Session) -> None:
+    s = get_settings()
+    report = history.prune(session=session, tz=s.display_timezone,
+                           span_retention_days=s.span_retention_days,
+                           window_retention_days=s.window_retention_days)  # fmt: skip
+    log.info("history: %d spans, %d windows pruned", report.spans, report.windows)
 
 
 @tasks.periodic("jobs.recover_stalled", every_s=60, cron="* * * * *")

@@ -19,6 +19,7 @@ from models.payment import (
 )
 from models.taxonomy import Family, Material, Process, ProcessMaterial
 from models.telemetry import MachineState, MachineStateSpan
+from models.usage import HistoryRollup, MachineDay, MachineHistory
 
 __all__ = [
     "ACTIVE_STATES",
@@ -33,9 +34,12 @@ __all__ = [
     "BookingState",
     "Cluster",
     "Family",
+    "HistoryRollup",
     "LedgerEntry",
     "LedgerTransaction",
     "Machine",
+    "MachineDay",
+    "MachineHistory",
     "MachineState",
     "MachineStateSpan",
     "MachineStatus",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from enum import StrEnum
 
-from sqlalchemy import ColumnElement, and_
+from sqlalchemy import ColumnElement, Index, and_
 from sqlmodel import Field, SQLModel, col
 
 from models.base import CURRENCY, MAX_ID, StrEnumType, UTCDateTime, utcnow
@@ -42,6 +42,13 @@ HELD_STATES: tuple[str, ...] = (
 
 
 class Booking(SQLModel, table=True):
+    # a machine's bookings in a time range (the overlap query, the dashboard, a calendar);
+    # the whole market's in a range (the dashboard's period)
+    __table_args__ = (
+        Index("ix_booking_machine_id_start_at", "machine_id", "start_at"),
+        Index("ix_booking_start_at", "start_at"),
+    )
+
     id: int | None = Field(default=None, primary_key=True)
     machine_id: int = Field(foreign_key="machine.id", index=True)
     kind: str = Field(max_length=10)

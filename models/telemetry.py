@@ -39,6 +39,8 @@ class MachineStateSpan(SQLModel, table=True):
             "state",
             "offered_s",
         ),
+        # the whole market's spans in a range (the dashboard's week, the history rollup)
+        Index("ix_machine_state_span_start_at", "start_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

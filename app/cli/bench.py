@@ -356,16 +356,31 @@ def bench_quotes(
 
 @bench_app.command("dashboard")
 def bench_dashboard(
-    machines: Annotated[int, typer.Option(help="machines in the generated market")] = 10_000,
-    bookings: Annotated[int, typer.Option(help="bookings in the generated market")] = 200_000,
+    machines: Annotated[
+        list[int], typer.Option(help="machines in a generated market (repeat for several)")
+    ] = [10_000],  # noqa: B006 (typer reads the default, never mutates it)
+    bookings: Annotated[
+        int | None, typer.Option(help="bookings per market (default 20 per machine)")
+    ] = None,
     repeat: Annotated[int, typer.Option(help="timed runs")] = 5,
     url: Annotated[
         str | None, typer.Option(help="database URL (default: a temporary SQLite file)")
     ] = None,
+    fresh: Annotated[
+        bool, typer.Option(help="PostgreSQL: drop every table of the database first")
+    ] = False,
 ) -> None:
-    """Time the operator dashboard (queries + page render) over a large market."""
+    """Time the operator dashboard (the service and the page) over large markets, from the
+    raw rows and from the rolled-up history, side by side (medians)."""
     from app.bench.dashboard import run
 
-    result = run(url=url, machines=machines, bookings=bookings, repeat=repeat)
-    for key, value in result.items():
-        typer.echo(f"{key:>10}: {value}")
+    if url is not None and len(machines) > 1 and not fresh:
+        raise typer.BadParameter(
+            "several markets in one database need --fresh", param_hint="--fresh"
+        )
+    results = []
+    for n in machines:
+        results.append(run(url=url, machines=n, bookings=bookings, repeat=repeat, fresh=fresh))
+        typer.echo(f"{n} machines: {results[-1]}")
+    for key in results[0]:
+        typer.echo(f"{key:>20}: " + "  ".join(f"{str(r[key]):>16}" for r in results))
