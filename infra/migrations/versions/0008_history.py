@@ -3,7 +3,7 @@ the dashboard's daily rollup (machine_day, machine_history, history_rollup), and
 queue-depth count of /metrics served by a partial index on PostgreSQL
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-10 09:00:00
 
 Written by hand. Its down_revision is set when the branches are merged (0007 is being
@@ -20,7 +20,7 @@ from alembic import op
 from models.base import UTCDateTime
 
 revision: str = "0008"
-down_revision: str | None = "0006"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
