@@ -351,8 +351,11 @@ def bench_dashboard(
         typer.echo(f"{key:>10}: {value}")
 
 
-@bench_app.command("scale")
+@bench_app.command(
+    "scale", context_settings={"allow_extra_args": True, "ignore_unknown_options": False}
+)
 def bench_scale(
+    ctx: typer.Context,
     machines: Annotated[
         list[int], typer.Option("--machines", help="market sizes (machines), one run each")
     ] = [500, 5000, 20000],  # noqa: B006
@@ -385,8 +388,14 @@ def bench_scale(
     with the growth from size to size."""
     from app.bench.scale import ScaleError, ScaleOptions, run_scale, table
 
+    try:  # `--machines 500 5000 20000`: the values after the first come as extra arguments
+        sizes = [*machines, *(int(a.replace(",", "").replace("_", "")) for a in ctx.args)]
+    except ValueError as exc:
+        raise typer.BadParameter(
+            f"not a number of machines: {exc}", param_hint="--machines"
+        ) from exc
     options = ScaleOptions(
-        sizes=machines, database_url=database_url, repeats=repeats, quotes=quotes,
+        sizes=sizes, database_url=database_url, repeats=repeats, quotes=quotes,
         time_limit_s=time_limit, cluster_time_limit_s=cluster_time_limit, keep=keep,
         log_dir=log_dir, run_timeout_s=run_timeout, database_prefix=database_prefix,
     )  # fmt: skip

@@ -45,7 +45,7 @@ def _databases(prefix: str) -> list[str]:
 
 def test_bench_scale_reports_every_figure_at_two_tiny_sizes(tmp_path: Path) -> None:
     prefix = f"capshare_scaletest_{uuid.uuid4().hex[:6]}"
-    args = ["scale", "--machines", str(SIZES[0]), "--machines", str(SIZES[1]),
+    args = ["scale", "--machines", str(SIZES[0]), str(SIZES[1]),
             "--repeats", "3", "--quotes", "3", "--time-limit", "2", "--json",
             "--database-url", BASE, "--database-prefix", prefix,
             "--log-dir", str(tmp_path)]  # fmt: skip
