@@ -18,6 +18,7 @@ from size to size. It is a benchmark: nothing here asserts a speed.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import random
 import re
 import statistics
@@ -149,7 +150,12 @@ def measure_size(options: ScaleOptions, n: int, echo: Echo) -> dict[str, Any]:
                                 ready_timeout_s=options.ready_timeout_s) as proc:  # fmt: skip
                 bench = _Bench(f"http://127.0.0.1:{port}", proc.pid, options, market, echo)
                 try:
+                    before = os.getloadavg()[0]
                     bench.measure(report)
+                    report["notes"].append(
+                        f"machine load (1-min average, {os.cpu_count()} cores): "
+                        f"{before:.1f} before the requests, {os.getloadavg()[0]:.1f} after the runs"
+                    )
                 finally:
                     bench.close()
         except (ScaleError, httpx.HTTPError) as exc:
