@@ -516,7 +516,11 @@ class _Bench:
             notes.append("lease: the run ended before a poll saw it running; none booked")
         elif not self.market["leases"]:
             notes.append("lease: no leasable window to book")
-        self.echo(f"  market run {report['run_status']} in {wall:.1f} s; lease {lease}")
+        self.echo(
+            f"  market run {report['run_status']} in {wall:.1f} s: solve {row['solve_seconds']} s, "
+            f"write-back {report['run_writeback_s']} s, gap {report['run_gap_pct']} %, "
+            f"{row['proposals']} proposals, peak {report['run_peak_mib']} MiB; lease {lease}"
+        )
 
     def cluster_run(self, report: dict[str, Any]) -> None:
         limit = self.options.cluster_time_limit_s or self.options.time_limit_s
