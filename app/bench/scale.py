@@ -109,8 +109,8 @@ def market_shape(machines: int) -> dict[str, int]:
 def run_scale(options: ScaleOptions, echo: Echo = lambda _m: None) -> dict[str, Any]:
     """Measure every size; returns ``{"sizes": [report, …], "growth": [...]}``."""
     url = make_url(options.database_url)
-    if not url.drivername.startswith("postgresql"):
-        raise ScaleError(f"--database-url must be PostgreSQL, not {url.drivername}")
+    if not url.drivername.startswith(("postgresql", "sqlite")):
+        raise ScaleError(f"--database-url must be PostgreSQL (or SQLite), not {url.drivername}")
     if not re.fullmatch(r"[a-z_][a-z0-9_]{0,40}", options.database_prefix):
         raise ScaleError(f"--database-prefix {options.database_prefix!r}: lower-case letters, "
                          "digits and _ only")  # fmt: skip
@@ -141,7 +141,8 @@ def measure_size(options: ScaleOptions, n: int, echo: Echo) -> dict[str, Any]:
         port = free_port()
         log = options.log_dir / f"serve-{n}.log"
         env = {"DATABASE_URL": url, "CAPSHARE_ENVIRONMENT": "development",
-               "CAPSHARE_TASK_RUNNER": "procrastinate", "CAPSHARE_JOBS_IN_PROCESS": "true",
+               "CAPSHARE_TASK_RUNNER": "threads" if url.startswith("sqlite") else "procrastinate",
+               "CAPSHARE_JOBS_IN_PROCESS": "true",
                "CAPSHARE_PAYMENTS_INLINE": "false"}  # fmt: skip
         args = [*CAPSHARE, "serve", "--no-migrate", "--host", "127.0.0.1", "--port", str(port)]
         echo(f"  capshare serve on :{port}, log {log}")
@@ -167,9 +168,11 @@ def measure_size(options: ScaleOptions, n: int, echo: Echo) -> dict[str, Any]:
 def _database(base_url: str, name: str, *, keep: bool) -> Iterator[tuple[str, bool]]:
     """A database of its own for one size: (its URL, whether it is new and empty).
     Dropped after unless ``keep``; with ``keep`` a seeded one is reused."""
-    from app.demo.seed import demo_present
-
     base = make_url(base_url)
+    if base.drivername.startswith("sqlite"):
+        with _sqlite_file(base_url, name, keep=keep) as found:
+            yield found
+        return
     url = base.set(database=name).render_as_string(hide_password=False)
     admin = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
     try:
@@ -179,12 +182,7 @@ def _database(base_url: str, name: str, *, keep: bool) -> Iterator[tuple[str, bo
             ).first()
         seeded = False
         if exists and keep:
-            engine = create_engine(url)
-            try:
-                with Session(engine) as session:
-                    seeded = _has_tables(session) and demo_present(session)
-            finally:
-                engine.dispose()
+            seeded = _seeded(url)
         if not seeded:
             with admin.connect() as conn:
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -197,8 +195,38 @@ def _database(base_url: str, name: str, *, keep: bool) -> Iterator[tuple[str, bo
         admin.dispose()
 
 
-def _has_tables(session: Session) -> bool:
-    return session.execute(text("SELECT to_regclass('public.user') IS NOT NULL")).scalar() is True
+@contextmanager
+def _sqlite_file(base_url: str, name: str, *, keep: bool) -> Iterator[tuple[str, bool]]:
+    """SQLite (one process, for a quick look and the tests): ``<name>.db`` in the folder
+    of the base URL's file."""
+    folder = Path(make_url(base_url).database or ".").parent
+    path = folder / f"{name}.db"
+    seeded = keep and path.exists() and _seeded(f"sqlite:///{path}")
+    files = [path, *(path.with_name(f"{path.name}{end}") for end in ("-wal", "-shm"))]
+    if not seeded:
+        for f in files:
+            f.unlink(missing_ok=True)
+    try:
+        yield f"sqlite:///{path}", not seeded
+    finally:
+        if not keep:
+            for f in files:
+                f.unlink(missing_ok=True)
+
+
+def _seeded(url: str) -> bool:
+    from sqlalchemy import inspect
+
+    from app.demo.seed import demo_present
+
+    engine = create_engine(url)
+    try:
+        if not inspect(engine).has_table("user"):
+            return False
+        with Session(engine) as session:
+            return demo_present(session)
+    finally:
+        engine.dispose()
 
 
 def _seed(url: str, n: int, seed: int, echo: Echo) -> float:

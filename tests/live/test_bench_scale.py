@@ -17,20 +17,17 @@ from typer.testing import CliRunner
 from app.bench.scale import FIGURES, table
 from app.cli.bench import bench_app
 
-BASE = os.environ.get("TEST_DATABASE_URL", "")
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not BASE.startswith("postgresql"), reason="the scale benchmark makes PostgreSQL databases"
-    ),
-]
+PG = os.environ.get("TEST_DATABASE_URL", "")
+pytestmark = pytest.mark.slow
 SIZES = [30, 50]
 LATENCIES = [key for key, _ in FIGURES if key.endswith("_ms")]
 TERMINAL = ("succeeded", "failed", "cancelled")
 
 
-def _databases(prefix: str) -> list[str]:
-    engine = create_engine(make_url(BASE).set(database="postgres"))
+def _databases(base: str, prefix: str) -> list[str]:
+    if base.startswith("sqlite"):
+        return [p.name for p in Path(make_url(base).database or "").parent.glob(f"{prefix}*")]
+    engine = create_engine(make_url(base).set(database="postgres"))
     try:
         with engine.connect() as conn:
             return list(
@@ -44,10 +41,12 @@ def _databases(prefix: str) -> list[str]:
 
 
 def test_bench_scale_reports_every_figure_at_two_tiny_sizes(tmp_path: Path) -> None:
+    """On the PostgreSQL of TEST_DATABASE_URL (databases of its own), else SQLite files."""
+    base = PG if PG.startswith("postgresql") else f"sqlite:///{tmp_path / 'base.db'}"
     prefix = f"capshare_scaletest_{uuid.uuid4().hex[:6]}"
     args = ["scale", "--machines", str(SIZES[0]), str(SIZES[1]),
             "--repeats", "3", "--quotes", "3", "--time-limit", "2", "--json",
-            "--database-url", BASE, "--database-prefix", prefix,
+            "--database-url", base, "--database-prefix", prefix,
             "--log-dir", str(tmp_path)]  # fmt: skip
     result = CliRunner().invoke(bench_app, args)
     assert result.exit_code == 0, result.output
@@ -83,6 +82,6 @@ def test_bench_scale_reports_every_figure_at_two_tiny_sizes(tmp_path: Path) -> N
     for _key, label in FIGURES:
         assert label in printed
     assert "30→50" in printed and "×" in printed
-    assert _databases(prefix) == [], "the benchmark drops the databases it made"
+    assert _databases(base, prefix) == [], "the benchmark drops the databases it made"
     for size in SIZES:
         assert (tmp_path / f"serve-{size}.log").exists()

@@ -137,3 +137,15 @@ def test_accepted_connections_have_tcp_nodelay() -> None:
     like_uvicorn.bind(("127.0.0.1", 0))
     assert _nodelay_of_accepted(like_uvicorn) == 0
     assert _nodelay_of_accepted(_listening_socket("127.0.0.1", 0)) != 0
+
+
+def test_the_keepalive_benchmark_prints_each_process_model(tmp_path: Path) -> None:
+    from app.bench.load import KEEPALIVE_SERVERS, keepalive_table
+
+    printed = keepalive_table(f"sqlite:///{tmp_path / 'k.db'}", n=200, workers=[1], tmp=tmp_path)
+    lines = printed.splitlines()
+    assert "--workers 1" in lines[1]
+    for name, line in zip(KEEPALIVE_SERVERS, lines[2:], strict=True):
+        assert line.startswith(name)
+        p50, p95 = line[len(name) :].replace("(", " ").replace(")", " ").split()
+        assert 0 < float(p50) <= float(p95)
