@@ -1,13 +1,16 @@
 """HTTP load against one real API process: N concurrent authenticated requests.
 
     python -m app.bench.load --requests 200 --pool-size 5 --pool-overflow 0
+    python -m app.bench.load --keepalive --requests 300
 
 starts ``uvicorn app.main:create_app`` in a subprocess on loopback with the chosen
 pool (over a temporary SQLite file, or ``--database-url``, migrated first),
 registers a buyer, sends the requests all at once and prints the status counts
 and latency percentiles. It is a benchmark, not a test: the figures depend on
 the machine. The live test ``tests/live/test_http_load.py`` uses :func:`fire`
-for the part that does not (status codes, no hang).
+for the part that does not (status codes, no hang). ``--keepalive`` times keep-alive
+requests to the bare endpoint under uvicorn's multi-process mode and ``capshare serve``,
+one and two workers, side by side (the Nagle's-algorithm tax, app/cli/serve.py).
 """
 
 from __future__ import annotations
@@ -102,6 +105,58 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+CAPSHARE = [sys.executable, "-c", "from app.cli import main; main()"]  # `capshare`, this venv
+
+
+@contextmanager
+def server_process(
+    args: list[str],
+    *,
+    port: int,
+    env: dict[str, str],
+    log: Path,
+    ready_timeout_s: float = 60,
+    stop_timeout_s: float = 15,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``args`` (a server listening on ``port``) with its output in ``log`` until
+    ``/api/v1/health`` answers; always stopped after (SIGTERM, then SIGKILL). A server that
+    exits or does not answer in time raises with the log's path and its tail."""
+    with log.open("wb") as out:  # the child keeps its own handle
+        proc = subprocess.Popen(
+            args, cwd=REPO_ROOT, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + ready_timeout_s
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited ({proc.returncode}); log {log}:\n{_tail(log)}")
+            try:
+                if (
+                    httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=1).status_code
+                    == 200
+                ):
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"server did not answer in {ready_timeout_s:g} s; log {log}:\n{_tail(log)}"
+                )
+            time.sleep(0.1)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=stop_timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _tail(log: Path, lines: int = 30) -> str:
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+
 @contextmanager
 def api_process(
     database_url: str, *, env: dict[str, str], log: Path, ready_timeout_s: float = 60
@@ -111,35 +166,60 @@ def api_process(
 
     upgrade(url=database_url)
     port = free_port()
-    child_env = {**os.environ, "DATABASE_URL": database_url, "CAPSHARE_JOBS_IN_PROCESS": "false",
+    child_env = {"DATABASE_URL": database_url, "CAPSHARE_JOBS_IN_PROCESS": "false",
                  "CAPSHARE_PAYMENTS_INLINE": "false", **env}  # fmt: skip
     args = [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]  # fmt: skip
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            args, cwd=REPO_ROOT, env=child_env, stdout=out, stderr=subprocess.STDOUT
-        )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + ready_timeout_s
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited:\n{log.read_text(errors='replace')}")
-            try:
-                if httpx.get(f"{base_url}/api/v1/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-        yield base_url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with server_process(args, port=port, env=child_env, log=log, ready_timeout_s=ready_timeout_s):
+        yield f"http://127.0.0.1:{port}"
+
+
+def keepalive_ms(base_url: str, path: str = "/api/v1/health", *, n: int = 300) -> list[float]:
+    """``n`` GETs one after another on one kept-alive connection, in milliseconds (after
+    five untimed ones that open the connection and warm the route)."""
+    with httpx.Client(base_url=base_url, timeout=30) as http:
+        for _ in range(5):
+            http.get(path).raise_for_status()
+        times = []
+        for _ in range(n):
+            started = time.perf_counter()
+            http.get(path).raise_for_status()
+            times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+# The process models compared by --keepalive: uvicorn's own multi-process mode (what
+# `capshare serve --workers N` ran before) and `capshare serve --workers N` now.
+KEEPALIVE_SERVERS = {
+    "uvicorn --workers N (before)": [sys.executable, "-m", "uvicorn", "app.main:create_app",
+                                     "--factory", "--host", "127.0.0.1"],
+    "capshare serve --workers N": [*CAPSHARE, "serve", "--no-migrate", "--host", "127.0.0.1"],
+}  # fmt: skip
+
+
+def keepalive_table(database_url: str, *, n: int, workers: list[int], tmp: Path) -> str:
+    """Median and p95 keep-alive latency of the bare endpoint for each process model and
+    each worker count, side by side."""
+    from app.migrations import upgrade
+
+    upgrade(url=database_url)
+    env = {"DATABASE_URL": database_url, "CAPSHARE_JOBS_IN_PROCESS": "false",
+           "CAPSHARE_PAYMENTS_INLINE": "false"}  # fmt: skip
+    head = f"{'':<30}" + "".join(f"{f'--workers {w}':>22}" for w in workers)
+    lines = [f"GET /api/v1/health, {n} keep-alive requests on one connection: median (p95) ms",
+             head]  # fmt: skip
+    for name, args in KEEPALIVE_SERVERS.items():
+        cells = []
+        for w in workers:
+            port = free_port()
+            log = tmp / f"keepalive-{len(lines)}-{w}.log"
+            with server_process([*args, "--port", str(port), "--workers", str(w)],
+                                port=port, env=env, log=log):  # fmt: skip
+                times = sorted(keepalive_ms(f"http://127.0.0.1:{port}", n=n))
+            p50, p95 = times[len(times) // 2], times[min(len(times) - 1, round(0.95 * len(times)))]
+            cells.append(f"{p50:.1f} ({p95:.1f})")
+        lines.append(f"{name:<30}" + "".join(f"{c:>22}" for c in cells))
+    return "\n".join(lines)
 
 
 def buyer_token(base_url: str) -> str:
@@ -166,7 +246,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3, help="bursts, one after another")
     parser.add_argument("--database-url", help="default: a temporary SQLite file")
     parser.add_argument("--client-timeout", type=float, default=30.0)
+    parser.add_argument("--keepalive", action="store_true",
+                        help="instead: keep-alive latency of the bare endpoint, uvicorn's "
+                        "multi-process mode vs `capshare serve`, 1 and 2 workers")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.keepalive:
+        with tempfile.TemporaryDirectory(prefix="capshare-keepalive-") as tmp:
+            url = args.database_url or f"sqlite:///{Path(tmp) / 'load.db'}"
+            n = max(args.requests, 200)
+            print(keepalive_table(url, n=n, workers=[1, 2], tmp=Path(tmp)))  # noqa: T201
+        return
     env = {
         "CAPSHARE_DB_POOL_SIZE": str(args.pool_size),
         "CAPSHARE_DB_POOL_OVERFLOW": str(args.pool_overflow),

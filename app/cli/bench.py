@@ -384,3 +384,59 @@ def bench_dashboard(
         typer.echo(f"{n} machines: {results[-1]}")
     for key in results[0]:
         typer.echo(f"{key:>20}: " + "  ".join(f"{str(r[key]):>16}" for r in results))
+
+
+@bench_app.command(
+    "scale", context_settings={"allow_extra_args": True, "ignore_unknown_options": False}
+)
+def bench_scale(
+    ctx: typer.Context,
+    machines: Annotated[
+        list[int], typer.Option("--machines", help="market sizes (machines), one run each")
+    ] = [500, 5000, 20000],  # noqa: B006
+    repeats: Annotated[int, typer.Option(min=1, help="timed requests per read path")] = 30,
+    quotes: Annotated[int, typer.Option(min=1, help="timed quote requests")] = 30,
+    time_limit: Annotated[
+        float,
+        typer.Option("--time-limit", "-t", min=1, max=120, help="match runs' solver limit, s"),
+    ] = 30.0,
+    cluster_time_limit: Annotated[
+        float | None, typer.Option(min=1, max=120, help="the cluster run's (default: --time-limit)")
+    ] = None,
+    database_url: Annotated[
+        str, typer.Option(help="a PostgreSQL server; capshare_scale_<n> databases are made on it")
+    ] = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
+    database_prefix: Annotated[
+        str, typer.Option(help="a size's database is <prefix>_<machines>")
+    ] = "capshare_scale",
+    keep: Annotated[
+        bool, typer.Option("--keep", help="reuse a database already seeded, and keep it after")
+    ] = False,
+    log_dir: Annotated[Path, typer.Option(help="the servers' logs")] = Path("var/bench-scale"),
+    run_timeout: Annotated[
+        float, typer.Option(min=10, help="give up on a match run after, s")
+    ] = 1800,
+    as_json: AsJson = False,
+) -> None:
+    """Seed markets of each size with the demo generator, serve each with one real
+    `capshare serve`, and print every figure of issue #12's table beside a bare endpoint,
+    with the growth from size to size."""
+    from app.bench.scale import ScaleError, ScaleOptions, run_scale, table
+
+    try:  # `--machines 500 5000 20000`: the values after the first come as extra arguments
+        sizes = [*machines, *(int(a.replace(",", "").replace("_", "")) for a in ctx.args)]
+    except ValueError as exc:
+        raise typer.BadParameter(
+            f"not a number of machines: {exc}", param_hint="--machines"
+        ) from exc
+    options = ScaleOptions(
+        sizes=sizes, database_url=database_url, repeats=repeats, quotes=quotes,
+        time_limit_s=time_limit, cluster_time_limit_s=cluster_time_limit, keep=keep,
+        log_dir=log_dir, run_timeout_s=run_timeout, database_prefix=database_prefix,
+    )  # fmt: skip
+    try:
+        result = run_scale(options, echo=lambda m: typer.echo(m, err=True))
+    except ScaleError as exc:
+        typer.echo(f"bench scale: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(json.dumps(result, indent=1, default=str) if as_json else table(result))

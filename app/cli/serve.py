@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -66,26 +67,60 @@ def serve(
     ] = True,
 ) -> None:
     """Serve the web UI and the API."""
-    import uvicorn
-
     from app.migrations import upgrade
 
     if migrate or demo:
         upgrade()
     if not demo:
         typer.echo(f"capshare on http://{host}:{port}  (API docs at /docs)")
-        uvicorn.run(
-            "app.main:create_app", factory=True, host=host, port=port, workers=workers, **_http()
-        )
+        _run_uvicorn(host, port, workers)
         return
     _seed_demo()
     with ExitStack() as stack:
         if payments_stub:
             stack.enter_context(_demo_payments_stub(host, port))
         typer.echo(f"capshare on http://{host}:{port}  (API docs at /docs)")
-        uvicorn.run(
-            "app.main:create_app", factory=True, host=host, port=port, workers=workers, **_http()
-        )
+        _run_uvicorn(host, port, workers)
+
+
+APP = "app.main:create_app"
+
+
+def _run_uvicorn(host: str, port: int, workers: int) -> None:
+    """One process: ``uvicorn.run``. Several: uvicorn's supervisor (restarts, signals,
+    graceful shutdown) over a listening socket bound here, not by uvicorn.
+
+    uvicorn's multi-process mode binds ``socket.socket(family)``, whose ``proto`` is 0, and
+    shares it with its workers; asyncio sets ``TCP_NODELAY`` on an accepted connection only
+    when its ``proto`` is ``IPPROTO_TCP`` (``asyncio.base_events._set_nodelay``), so every
+    connection kept Nagle's algorithm and a response written in two parts (head, body)
+    waited for the client's delayed ACK: about 40 ms on every keep-alive request. The
+    single-process server binds through ``loop.create_server(host, port)``, whose sockets
+    come from getaddrinfo with ``IPPROTO_TCP``; the socket bound here is the same."""
+    import uvicorn
+
+    if workers <= 1:
+        uvicorn.run(APP, factory=True, host=host, port=port, **_http())
+        return
+    from uvicorn.supervisors import Multiprocess
+
+    config = uvicorn.Config(APP, factory=True, host=host, port=port, workers=workers, **_http())
+    Multiprocess(config, sockets=[_listening_socket(host, port)]).run()
+
+
+def _listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to (host, port), to be shared with the worker processes."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        typer.echo(f"cannot listen on {host}:{port}: {exc}", err=True)
+        raise typer.Exit(3) from exc
+    sock.set_inheritable(True)
+    return sock
 
 
 def _http() -> dict[str, Any]:
