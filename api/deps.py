@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.accounts.service import get_user_by_token
 from app.config import Settings, get_settings
-from app.db import end_request_reads, request_session
+from app.db import end_reads, end_request_reads, request_session
 from models import User
 from models.base import MAX_ID
 
@@ -27,7 +27,9 @@ TokenDep = Annotated[str, Depends(oauth2_scheme)]
 
 
 def get_current_user(session: SessionDep, settings: SettingsDep, token: TokenDep) -> User:
-    return get_user_by_token(session=session, settings=settings, token=token)
+    user = get_user_by_token(session=session, settings=settings, token=token)
+    end_reads(session)  # the handler is another hop through the threadpool: none waits for it
+    return user
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]

@@ -15,7 +15,7 @@ from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 from app.config import Settings, get_settings
-from app.db import end_request_reads, request_session
+from app.db import end_reads, end_request_reads, request_session
 from frontend.i18n import DEFAULT, LOCALES, Translator
 from models import User
 
@@ -53,6 +53,7 @@ def optional_user(request: Request, session: SessionDep) -> User | None:
     if user_id is None:
         return None
     user = session.get(User, int(user_id))
+    end_reads(session)  # the handler is another hop through the threadpool: none waits for it
     return user if user is not None and user.is_active else None
 
 
