@@ -6,6 +6,14 @@ with ``BEGIN IMMEDIATE``, so write transactions are serialized by the database
 (this is how double-booking is prevented there) and the lock is held only for
 the one service call. PostgreSQL: plain READ COMMITTED; the exclusion constraint
 on bookings does the rest.
+
+A connection is held only while it is used. A request's session ends its reads before
+the response is rendered (:func:`end_request_reads`: from ``frontend.web.render`` and,
+for the JSON API, when the handler returns, before FastAPI serializes what it returned),
+and is closed before the response is sent (``get_session`` has the ``function`` scope).
+A provider call ends the caller's reads first (``PaymentsClient.outside_transaction``).
+Ending reads is a commit that keeps what was loaded as it was (:func:`end_reads`), so a
+template or a serializer reads the objects without going back to the database.
 """
 
 from __future__ import annotations
@@ -14,9 +22,11 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Depends
 from sqlalchemy import Engine, event
+from sqlalchemy.orm import ORMExecuteState, SessionTransaction
 from sqlmodel import Session, create_engine
 
 from app.config import get_settings
@@ -37,6 +47,8 @@ from app.config import get_settings
 PG_CONNECT_TIMEOUT_S = 5  # libpq's connect_timeout: a black-holed host fails, not hangs
 
 _take_write_lock: ContextVar[bool] = ContextVar("capshare_sqlite_write_lock", default=False)
+_request_session: ContextVar[Session | None] = ContextVar("capshare_request_session", default=None)
+_WROTE = "capshare_wrote"  # session.info: the open transaction wrote (a flush, DML, a savepoint)
 
 
 def make_engine(
@@ -127,3 +139,74 @@ def get_session() -> Iterator[Session]:
         except Exception:
             session.rollback()
             raise
+
+
+async def request_session(
+    session: Annotated[Session, Depends(get_session, scope="function")],
+) -> Session:
+    """The request's session (``SessionDep``): closed when the handler's response is
+    built, before it is sent (the ``function`` scope), and known to
+    :func:`end_request_reads`. Async so that it runs in the request's own context, which
+    every later hop through the threadpool copies."""
+    _request_session.set(session)
+    return session
+
+
+# ----------------------------------------------------------------- ending reads
+
+
+@event.listens_for(Session, "after_flush")
+def _after_flush(session: Session, _flush_context: Any) -> None:
+    session.info[_WROTE] = True
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _on_execute(state: ORMExecuteState) -> None:
+    if state.is_insert or state.is_update or state.is_delete:
+        state.session.info[_WROTE] = True
+
+
+@event.listens_for(Session, "after_transaction_create")
+def _after_transaction_create(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.nested:  # a savepoint is there to write (a job deferred in the database)
+        session.info[_WROTE] = True
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _after_transaction_end(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:
+        session.info.pop(_WROTE, None)
+
+
+def end_reads(session: Session) -> bool:
+    """End ``session``'s transaction if all it did was read: a commit that keeps every
+    loaded object as loaded (no reload later, outside any transaction), and gives the
+    connection back to the pool. Returns False, leaving the transaction alone, if it
+    wrote something no one committed (or holds changes not yet flushed). A write
+    transaction that wrote nothing yet (:func:`begin_write`, then a refusal) counts as
+    read: its commit only gives SQLite's write lock back."""
+    if not session.in_transaction():
+        return True
+    if session.info.get(_WROTE) or session.new or session.dirty or session.deleted:
+        return False
+    expire = session.expire_on_commit
+    session.expire_on_commit = False
+    try:
+        session.commit()
+    finally:
+        session.expire_on_commit = expire
+    return True
+
+
+def current_request_session() -> Session | None:
+    """The session of the request being handled (None outside one, or before it is made)."""
+    return _request_session.get()
+
+
+def end_request_reads() -> None:
+    """End the current request's reads before its response is rendered or serialized.
+    A command that failed halfway (the page shows its errors) is rolled back here, as
+    the session's close would have done after the response."""
+    session = _request_session.get()
+    if session is not None and not end_reads(session):
+        session.rollback()

@@ -27,9 +27,9 @@ from app.dashboard import history
 from app.matching_runs import liveness
 from app.matching_runs import service as match_runs
 from app.matching_runs.expiry import expire_proposals
-from app.money.driver import drive_payments
+from app.money.driver import drive_payments, outside_transaction
 from app.money.planning import DRIVE_TASK
-from app.money.provider import get_payments_client
+from app.money.provider import PaymentsClient, get_payments_client
 from app.money.reconcile import reconcile_payments
 from app.money.webhooks import WEBHOOK_TASK, handle_event
 from models import utcnow
@@ -37,9 +37,15 @@ from models import utcnow
 log = logging.getLogger("capshare.jobs")
 
 
+def _payments(session: Session) -> PaymentsClient | None:
+    """The provider client of a payment task: each call ends the task's reads first."""
+    payments = get_payments_client(get_settings())
+    return None if payments is None else outside_transaction(session, payments)
+
+
 @tasks.task(DRIVE_TASK, queue="payments", retries=5)
 def drive_booking_payments(session: Session, booking_id: int) -> None:
-    payments = get_payments_client(get_settings())
+    payments = _payments(session)
     if payments is not None:
         drive_payments(session=session, payments=payments, booking_id=booking_id)
 
@@ -63,14 +69,14 @@ def release_task(session: Session) -> None:
 @tasks.periodic("payments.drive_pending", every_s=60, cron="* * * * *", queue="payments")
 def drive_pending_task(session: Session) -> None:
     """Payments a failed drive left pending (provider down, a key still in use)."""
-    payments = get_payments_client(get_settings())
+    payments = _payments(session)
     if payments is not None:
         drive_payments(session=session, payments=payments)
 
 
 @tasks.periodic("payments.reconcile", every_s=24 * 3600, cron="30 3 * * *", queue="payments")
 def reconcile_task(session: Session) -> None:
-    payments = get_payments_client(get_settings())
+    payments = _payments(session)
     if payments is not None:
         report = reconcile_payments(session=session, payments=payments)
         log.info("reconciliation: %d difference(s), %d open", len(report.differences),

@@ -15,14 +15,14 @@ from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 from app.config import Settings, get_settings
-from app.db import get_session
+from app.db import end_reads, end_request_reads, request_session
 from frontend.i18n import DEFAULT, LOCALES, Translator
 from models import User
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 PAGE = 25  # rows on a page of a list
 
-SessionDep = Annotated[Session, Depends(get_session)]
+SessionDep = Annotated[Session, Depends(request_session)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
@@ -53,6 +53,7 @@ def optional_user(request: Request, session: SessionDep) -> User | None:
     if user_id is None:
         return None
     user = session.get(User, int(user_id))
+    end_reads(session)  # the handler is another hop through the threadpool: none waits for it
     return user if user is not None and user.is_active else None
 
 
@@ -88,6 +89,7 @@ def render(
 ) -> HTMLResponse:  # fmt: skip
     ctx = {"t": t, "_": t.gettext, "user": user, "csrf": csrf_token(request),
            "flash": request.session.pop("flash", None), **(context or {})}  # fmt: skip
+    end_request_reads()  # the page renders what was loaded: no connection held meanwhile
     return templates.TemplateResponse(request, name, ctx, status_code=status_code)
 
 

@@ -12,7 +12,10 @@ import datetime as dt
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import fastapi.routing
+import jinja2
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
@@ -21,7 +24,7 @@ from sqlmodel import Session
 
 from app import tasks
 from app.config import Settings, get_settings
-from app.db import get_session, make_engine
+from app.db import current_request_session, get_session, make_engine
 from app.main import create_app
 from app.migrations import upgrade
 
@@ -114,13 +117,68 @@ def session(engine: Engine) -> Iterator[Session]:
         conn.close()
 
 
+def request_session(session: Session) -> Callable[[], Session]:
+    """The app's session in tests: the test's own. What the test wrote before the request
+    is committed first (a savepoint released), so that a request starts, as in
+    production, with no transaction of its own open."""
+
+    def begin_request() -> Session:
+        if session.in_transaction():
+            session.commit()
+        return session
+
+    return begin_request
+
+
 @pytest.fixture
-def client(session: Session, settings: Settings) -> Iterator[TestClient]:
+def held_while_rendering(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every template rendered and every API response serialized in the test while the
+    request's session was in a transaction (at the start: a connection held meanwhile; at the end:
+    a lazy load that went back to the database). The ``client`` fixture fails a test that
+    leaves any."""
+    held: list[str] = []
+    render = jinja2.Template.render
+
+    def in_transaction() -> bool:
+        current = current_request_session()  # None: a request that uses no database
+        return current is not None and current.in_transaction()
+
+    def checked_render(self: jinja2.Template, *args: Any, **kwargs: Any) -> str:
+        before = in_transaction()
+        html = render(self, *args, **kwargs)
+        if before or in_transaction():
+            held.append(
+                f"template {self.name} (in a transaction {'before' if before else 'after'})"
+            )
+        return html
+
+    serialize = fastapi.routing.serialize_response
+
+    async def checked_serialize(**kwargs: Any) -> Any:
+        before = in_transaction()
+        content = await serialize(**kwargs)
+        if before or in_transaction():
+            ctx = kwargs.get("endpoint_ctx") or {}
+            held.append(
+                f"response of {ctx.get('function', '?')} (in a transaction {'before' if before else 'after'})"
+            )
+        return content
+
+    monkeypatch.setattr(jinja2.Template, "render", checked_render)
+    monkeypatch.setattr(fastapi.routing, "serialize_response", checked_serialize)
+    return held
+
+
+@pytest.fixture
+def client(
+    session: Session, settings: Settings, held_while_rendering: list[str]
+) -> Iterator[TestClient]:
     app = create_app()
-    app.dependency_overrides[get_session] = lambda: session
+    app.dependency_overrides[get_session] = request_session(session)
     app.dependency_overrides[get_settings] = lambda: settings
     with TestClient(app) as c:
         yield c
+    assert not held_while_rendering, "rendered in a transaction: " + "; ".join(held_while_rendering)
 
 
 @pytest.fixture

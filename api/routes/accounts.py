@@ -5,12 +5,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from fastapi.security import OAuth2PasswordRequestForm
 
-from api.deps import CurrentUser, Id, Limit, Offset, SessionDep, SettingsDep
+from api.deps import CurrentUser, Id, Limit, Offset, SessionDep, SessionRoute, SettingsDep
 from app.accounts import service as accounts
 from models.base import Page
 from models.org import Me, OrganizationPublic, RegisterRequest, Token, UserPublic
 
-router = APIRouter(tags=["accounts"])
+router = APIRouter(tags=["accounts"], route_class=SessionRoute)
 
 
 @router.post("/auth/register", response_model=Me, status_code=201)

@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
-from api.deps import CurrentUser, Id, IdFilter, Limit, Offset, SessionDep, SettingsDep
+from api.deps import CurrentUser, Id, IdFilter, Limit, Offset, SessionDep, SessionRoute, SettingsDep
 from app.bookings import flows as booking_flows
 from app.bookings import service as bookings
 from app.orders import attachments
@@ -17,7 +17,7 @@ from models.booking import (
     LeaseCreate,
 )
 
-router = APIRouter(tags=["bookings"])
+router = APIRouter(tags=["bookings"], route_class=SessionRoute)
 
 
 @router.post(

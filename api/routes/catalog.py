@@ -2,12 +2,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.deps import CurrentUser, Id, SessionDep
+from api.deps import CurrentUser, Id, SessionDep, SessionRoute
 from app.catalog import service as catalog
 from models.cluster import ClusterCreate, ClusterPublic
 from models.taxonomy import Family, MaterialPublic, ProcessPublic
 
-router = APIRouter(tags=["catalog"])
+router = APIRouter(tags=["catalog"], route_class=SessionRoute)
 
 
 @router.get("/clusters", response_model=list[ClusterPublic])

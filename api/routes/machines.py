@@ -5,7 +5,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
-from api.deps import CurrentUser, Id, IdFilter, Limit, Offset, SessionDep, SettingsDep
+from api.deps import CurrentUser, Id, IdFilter, Limit, Offset, SessionDep, SessionRoute, SettingsDep
 from app.machines import availability, telemetry
 from app.machines import service as machines
 from app.machines.service import MachineQuery, MachineSort
@@ -23,7 +23,7 @@ from models.machine import (
 )
 from models.telemetry import TelemetryToken
 
-router = APIRouter(prefix="/machines", tags=["machines"])
+router = APIRouter(prefix="/machines", tags=["machines"], route_class=SessionRoute)
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"description": "no such machine, or not visible to the caller"}
 }

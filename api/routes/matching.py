@@ -4,13 +4,13 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from api.deps import CurrentUser, Id, IdFilter, Limit, Offset, SessionDep, SettingsDep
+from api.deps import CurrentUser, Id, IdFilter, Limit, Offset, SessionDep, SessionRoute, SettingsDep
 from app.matching_runs import service as matching_runs
 from models.base import Page
 from models.booking import BookingPublic
 from models.match_run import MatchRunCreate, MatchRunDetail, MatchRunPublic, MatchRunUnmatchedPublic
 
-router = APIRouter(tags=["matching"])
+router = APIRouter(tags=["matching"], route_class=SessionRoute)
 FORBIDDEN: dict[int | str, dict[str, Any]] = {
     403: {"description": "not an operator of this cluster, nor an admin"}
 }

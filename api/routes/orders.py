@@ -4,7 +4,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, File, UploadFile
 
-from api.deps import CurrentUser, Id, Limit, Offset, SessionDep, SettingsDep
+from api.deps import CurrentUser, Id, Limit, Offset, SessionDep, SessionRoute, SettingsDep
 from app.orders import attachments
 from app.orders import flows as order_flows
 from app.orders import service as orders
@@ -12,7 +12,7 @@ from models.attachment import AttachmentAccessPublic, AttachmentPublic
 from models.base import Page
 from models.order import OrderCreate, OrderEventPublic, OrderPublic, OrderStatus, OrderUpdate
 
-router = APIRouter(prefix="/orders", tags=["orders"])
+router = APIRouter(prefix="/orders", tags=["orders"], route_class=SessionRoute)
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"description": "no such order, or not visible to the caller"}
 }

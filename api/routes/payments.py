@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.deps import CurrentUser, Id, Limit, Offset, SessionDep
+from api.deps import CurrentUser, Id, Limit, Offset, SessionDep, SessionRoute
 from app.bookings import delivery as booking_delivery
 from app.money import queries as money_queries
 from models.payment import BookingMoney, DisputeCreate, DisputeResolve, Earnings, Statement
 
-router = APIRouter(tags=["payments"])
+router = APIRouter(tags=["payments"], route_class=SessionRoute)
 
 
 @router.get("/bookings/{booking_id}/payments", response_model=BookingMoney)

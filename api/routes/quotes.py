@@ -2,12 +2,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.deps import CurrentUser, SessionDep, SettingsDep
+from api.deps import CurrentUser, SessionDep, SessionRoute, SettingsDep
 from app.orders import quotes
 from models.order import OrderCreate
 from models.quote import QuotePublic
 
-router = APIRouter(tags=["orders"])
+router = APIRouter(tags=["orders"], route_class=SessionRoute)
 
 
 @router.post(

@@ -7,12 +7,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header
 
-from api.deps import SessionDep, SettingsDep
+from api.deps import SessionDep, SessionRoute, SettingsDep
 from app.machines import telemetry
 from models import Machine
 from models.telemetry import MachineState, StateReport, StateReports, TelemetryAccepted
 
-router = APIRouter(prefix="/telemetry", tags=["telemetry"])
+router = APIRouter(prefix="/telemetry", tags=["telemetry"], route_class=SessionRoute)
 TOKEN = Annotated[str, Header(alias="X-Machine-Token", description="the machine's telemetry token")]
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "no token, or a token that is unknown or was rotated"},

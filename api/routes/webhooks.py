@@ -5,11 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import SessionDep, SettingsDep
+from api.deps import SessionDep, SessionRoute, SettingsDep
 from app.money import webhooks
 from app.money.provider import SIGNATURE_HEADER
 
-router = APIRouter(tags=["payments"])
+router = APIRouter(tags=["payments"], route_class=SessionRoute)
 
 
 @router.post(

@@ -6,11 +6,11 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from api.deps import CurrentUser, SessionDep
+from api.deps import CurrentUser, SessionDep, SessionRoute
 from app.machines import availability
 from models.machine import WindowImport, WindowsImported
 
-router = APIRouter(prefix="/windows", tags=["machines"])
+router = APIRouter(prefix="/windows", tags=["machines"], route_class=SessionRoute)
 REFUSED: dict[int | str, dict[str, Any]] = {
     409: {"description": "every refused row overlaps offered time; nothing written"},
     422: {

@@ -19,9 +19,11 @@ import argparse
 import asyncio
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections import Counter
@@ -222,6 +224,55 @@ def keepalive_table(database_url: str, *, n: int, workers: list[int], tmp: Path)
     return "\n".join(lines)
 
 
+@contextmanager
+def sampling_connections(database_url: str, every_s: float = 0.01) -> Iterator[list[Counter[str]]]:
+    """PostgreSQL's ``pg_stat_activity`` for the database while the block runs: every
+    ``every_s``, the count of its connections by state (``active``, ``idle``, ``idle in
+    transaction``...), the sampler's own left out. On SQLite the list stays empty."""
+    samples: list[Counter[str]] = []
+    if not database_url.startswith("postgresql"):
+        yield samples
+        return
+    import psycopg
+
+    stop = threading.Event()
+    conninfo = database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+    def sample() -> None:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            while not stop.is_set():
+                rows = conn.execute(
+                    "SELECT coalesce(state, '?'), count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                    "GROUP BY 1"
+                ).fetchall()
+                samples.append(Counter({str(state): int(n) for state, n in rows}))
+                stop.wait(every_s)
+
+    sampler = threading.Thread(target=sample, name="capshare-load-sampler", daemon=True)
+    sampler.start()
+    try:
+        yield samples
+    finally:
+        stop.set()
+        sampler.join(timeout=10)
+
+
+def connections_summary(samples: list[Counter[str]]) -> str:
+    """The connections' states over a round: the peak, the median and the mean of each."""
+    if not samples:
+        return "connections: not sampled (PostgreSQL only)"
+    states = sorted({s for sample in samples for s in sample})
+    total = [sum(sample.values()) for sample in samples]
+    parts = [f"{max(total)} open at most"] + [
+        f"{state} max {max(x[state] for x in samples)} / median "
+        f"{statistics.median(x[state] for x in samples):g} / mean "
+        f"{statistics.fmean(x[state] for x in samples):.1f}"
+        for state in states
+    ]
+    return f"connections over {len(samples)} samples: " + ", ".join(parts)
+
+
 def buyer_token(base_url: str) -> str:
     """Register a buyer organization through the API and log its user in."""
     email = f"load-{uuid.uuid4().hex[:10]}@demo.capshare.cn"
@@ -270,9 +321,11 @@ def main(argv: list[str] | None = None) -> None:
                 f"{args.pool_timeout:g} s, {url.split(':', 1)[0]}; GET {args.path}"
             )
             for i in range(args.rounds):
-                result = fire(base_url, args.path, n=args.requests, token=token,
-                              timeout_s=args.client_timeout)  # fmt: skip
+                with sampling_connections(url) as samples:
+                    result = fire(base_url, args.path, n=args.requests, token=token,
+                                  timeout_s=args.client_timeout)  # fmt: skip
                 print(f"  round {i + 1}: {result.summary()}")  # noqa: T201
+                print(f"    {connections_summary(samples)}")  # noqa: T201
                 refused = [o for o in result.outcomes if o.status == 503]
                 if refused and any(o.retry_after is None for o in refused):
                     print("  !! a 503 without Retry-After")  # noqa: T201

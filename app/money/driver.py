@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from sqlmodel import Session, col, select
 
 from app.config import Settings, get_settings
-from app.db import begin_write
+from app.db import begin_write, end_reads
 from app.errors import InvalidInput
 from app.metrics import PAYMENT_FAILURES
 from app.money.ledger import (
@@ -165,6 +165,18 @@ def record_outcome(
 # --------------------------------------------------------------------------------------------
 
 
+def outside_transaction(session: Session, payments: PaymentsClient) -> PaymentsClient:
+    """``payments`` ending ``session``'s reads before each call (a commit that keeps what
+    was loaded), so that no connection waits in a transaction while the provider answers.
+    A caller's uncommitted writes are left alone (and the call runs inside them)."""
+
+    def end_session_reads() -> None:
+        if not end_reads(session):
+            log.warning("payments call inside a transaction that wrote and did not commit")
+
+    return payments.before_each_call(end_session_reads)
+
+
 def _metadata(p: Payment) -> dict[str, str]:
     return {"capshare_payment_id": str(p.id), "booking_id": str(p.booking_id), "kind": p.kind}
 
@@ -275,6 +287,7 @@ def drive_payment(*, session: Session, payments: PaymentsClient, payment_id: int
     """Call the provider for one pending payment (same key on every attempt) and record
     the answer. Returns the payment's status afterwards."""
     settings = get_settings()
+    payments = outside_transaction(session, payments)
     p = session.exec(
         select(Payment).where(Payment.id == payment_id).execution_options(populate_existing=True)
     ).one()
@@ -289,8 +302,6 @@ def drive_payment(*, session: Session, payments: PaymentsClient, payment_id: int
             )
             return SKIPPED
         return PENDING  # waits for its parent
-    if session.in_transaction() and not session.new and not session.dirty:
-        session.commit()  # end the read snapshot: no transaction stays open over the call
     try:
         outcome = call_provider(session, payments, p, parent)
     except (PaymentNotFound, PaymentInvalidRequest) as exc:

@@ -32,6 +32,7 @@ where ``v1 = HMAC-SHA256(secret, f"{t}.{body}")``.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import hmac
 import json
@@ -448,6 +449,7 @@ class PaymentsClient:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self._http = http
+        self._before_call: Callable[[], None] | None = None
         key = api_key if isinstance(api_key, str) else api_key.get_secret_value()
         if not key:
             raise ValueError("api_key must not be empty")
@@ -467,6 +469,13 @@ class PaymentsClient:
     def _log_retry(state: tenacity.RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         logger.warning("payments call failed (attempt %d), retrying: %s", state.attempt_number, exc)
+
+    def before_each_call(self, hook: Callable[[], None]) -> PaymentsClient:
+        """This client (the same ``httpx.Client``) calling ``hook`` before each request
+        it sends, e.g. to end a session's transaction (``money.driver.outside_transaction``)."""
+        bound = copy.copy(self)
+        bound._before_call = hook
+        return bound
 
     def close(self) -> None:
         """Close the underlying ``httpx.Client``."""
@@ -495,6 +504,8 @@ class PaymentsClient:
         if idempotency_key:
             headers["Idempotency-Key"] = idempotency_key
         body = {k: v for k, v in (json_body or {}).items() if v is not None}
+        if self._before_call is not None:
+            self._before_call()
 
         def attempt() -> dict[str, Any]:
             try:
