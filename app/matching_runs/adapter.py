@@ -16,6 +16,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from sqlalchemy import ColumnElement
 from sqlmodel import Session, col, select
 
 from app.bookings.states import REFUSED_STATES
@@ -193,10 +194,12 @@ def load_machines(
     ignore_booking_ids: Iterable[int] = (),
     extra_blocks: Mapping[int, Sequence[Span]] | None = None,
     keep: Callable[[list[Machine]], list[Machine]] | None = None,
+    where: Sequence[ColumnElement[bool]] = (),
 ) -> tuple[list[MachineSpec], dict[str, Machine]]:
-    """Active machines (of a cluster, of some processes) with their free time; ``keep``
-    narrows the rows before their free time is computed (a quote's shortlist)."""
-    query = select(Machine).where(Machine.status == MachineStatus.active.value)
+    """Active machines (of a cluster, of some processes, meeting ``where``) with their
+    free time; ``keep`` narrows the rows before their free time is computed (a quote's
+    shortlist)."""
+    query = select(Machine).where(Machine.status == MachineStatus.active.value, *where)
     if cluster_id is not None:
         query = query.where(Machine.cluster_id == cluster_id)
     if process_keys is not None:

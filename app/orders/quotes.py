@@ -16,10 +16,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
+from sqlalchemy import and_, or_
 from sqlmodel import Session, col, func, select
 
 from app.config import Settings, get_settings
 from app.errors import PermissionDenied
+from app.machines.sql import json_list_has
 from app.matching_runs.adapter import (
     Horizon,
     load_machines,
@@ -75,6 +77,11 @@ def create_quote(
         session, horizon, process_keys={op.process_key for op in data.operations},
         exclude_owner_org_id=user.org_id,
         keep=lambda rows: shortlist(session, rows, order, horizon, settings.quote_shortlist),
+        where=[or_(*(
+            and_(col(Machine.process_key) == op.process_key,
+                 json_list_has(col(Machine.materials), op.material_key))
+            for op in data.operations
+        ))],
     )  # fmt: skip
     base = MatchProblem(machines=tuple(specs), orders=(order,), horizon_min=horizon.minutes)
     tariff = base.weights
