@@ -16,8 +16,10 @@ from collections.abc import Sequence
 from enum import Enum
 from typing import Any
 
+import psycopg
 from psycopg.types.json import Jsonb
 from sqlalchemy import JSON, Table, func, insert, select, text
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel
 
 
@@ -42,10 +44,16 @@ def insert_rows(
         assert raw is not None
         json_columns = {c.name for c in table.columns if isinstance(c.type, JSON)}
         columns = ", ".join(f'"{n}"' for n in names)
-        with raw.cursor() as cursor:  # type: ignore[attr-defined]
-            with cursor.copy(f'COPY "{table.name}" ({columns}) FROM STDIN') as copy:
-                for row in filled:
-                    copy.write_row([Jsonb(row[n]) if n in json_columns else row[n] for n in names])
+        statement = f'COPY "{table.name}" ({columns}) FROM STDIN'
+        try:
+            with raw.cursor() as cursor:  # type: ignore[attr-defined]
+                with cursor.copy(statement) as copy:
+                    for row in filled:
+                        copy.write_row(
+                            [Jsonb(row[n]) if n in json_columns else row[n] for n in names]
+                        )
+        except psycopg.errors.IntegrityError as exc:  # as SQLAlchemy says it for an INSERT
+            raise IntegrityError(statement, None, exc) from exc
     else:
         connection.execute(insert(table), filled)
     return new_ids
