@@ -51,6 +51,7 @@ DEMO_PASSWORD = "capshare-demo"
 DEMO_DOMAIN = "demo.capshare.cn"
 DATA = Path(__file__).parent / "data.json"
 TZ = ZoneInfo("Asia/Shanghai")
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 OWNER_WORDS = [
     ("精密机械", "Precision Machinery"),
@@ -556,20 +557,25 @@ def _telemetry_history(
         if rng.random() < 0.1:
             stop = now - dt.timedelta(hours=rng.randint(30, 120))  # went silent
         t = dt.datetime.combine(first, dt.time(0, 0), TZ).astimezone(dt.UTC)
+        # the arithmetic in whole microseconds (a million spans at province size)
+        past_us = [(_us(s), _us(e)) for s, e in past]
+        t_us, stop_us = _us(t), _us(stop)
         state = ""
         while t < stop:
-            end = min(t + dt.timedelta(minutes=rng.randint(45, 240)), stop)
-            offered = any(s <= t < e for s, e in past)
+            minutes = rng.randint(45, 240)
+            end = min(t + dt.timedelta(minutes=minutes), stop)
+            end_us = min(t_us + minutes * 60_000_000, stop_us)
+            offered = any(s <= t_us < e for s, e in past_us)
             r = rng.random()
             running = rng.random() < (busy if offered else own)
             state = (
                 "down" if r < 0.02 else "alarm" if r < 0.035 else "running" if running else "idle"
             )
-            reports = max(1, int((end - t).total_seconds() // 1800))  # a heartbeat every half hour
-            inside = sum(max(0, int((min(end, e) - max(t, s)).total_seconds())) for s, e in past)
+            reports = max(1, (end_us - t_us) // 1_800_000_000)  # a heartbeat every half hour
+            inside = sum(max(0, (min(end_us, e) - max(t_us, s)) // 1_000_000) for s, e in past_us)
             spans.append({"machine_id": m["id"], "state": state, "start_at": t, "end_at": end, "reports": reports,
                           "offered_s": inside})  # fmt: skip
-            t = end
+            t, t_us = end, end_us
         if state:
             reported.append({"id": m["id"], "last_reported_at": stop, "reported_state": state})
             counts.networked += stop >= now - dt.timedelta(hours=24)
@@ -578,6 +584,10 @@ def _telemetry_history(
     insert_rows(session, AvailabilityWindow, windows, ids=False)
     insert_rows(session, MachineStateSpan, spans, ids=False)
     counts.past_windows, counts.state_spans = len(windows), len(spans)
+
+
+def _us(at: dt.datetime) -> int:
+    return (at - EPOCH) // dt.timedelta(microseconds=1)
 
 
 def _weekends(first: dt.date, last: dt.date) -> list[tuple[dt.datetime, dt.datetime]]:
