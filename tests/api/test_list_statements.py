@@ -61,9 +61,11 @@ def _add_rows(session: Session, market: Market, rows: int) -> None:
 
 def _count(client: TestClient, session: Session, path: str, headers: dict[str, str]) -> int:
     client.get(path, headers=headers)  # warm: caches, the session user
-    # the requests share the test's session: forget its objects, so that a row a request
-    # reads by id is read from the database, as a request's own session would
-    session.expunge_all()
+    # the requests share the test's session: expire its objects, so that a row a request
+    # reads by id is read from the database, as a request's own session would (expired,
+    # not expunged: the requests commit the test's set-up, and a detached expired row
+    # could not be read again)
+    session.expire_all()
     with statements(session.get_bind().engine) as sent:
         answer = client.get(path, headers=headers)
     assert answer.status_code == 200, answer.text[:300]
