@@ -269,4 +269,6 @@ class TestProviderCalls:
             worker.join(30)
             watch.close()
             payments.close()
+            with app_engine.begin() as conn:  # the events the reconciliation committed
+                conn.execute(text("DELETE FROM payment_event"))
         assert watch.seen == [("provider call", 0, 0)]
