@@ -32,7 +32,7 @@ from app import tasks
 from app.accounts.service import is_admin, operated_cluster_ids
 from app.catalog.service import get_cluster_or_raise
 from app.config import Settings, get_settings
-from app.db import begin_write
+from app.db import begin_write, end_reads
 from app.errors import Conflict, InvalidTransition, NotFound, PermissionDenied
 from app.matching_runs.adapter import MatchInput, build_match_input
 from app.matching_runs.expiry import expire_proposals
@@ -249,7 +249,7 @@ def _execute(
         orders_in=len(data.problem.orders), operations_in=data.operation_count,
         machines_in=len(data.problem.machines), free_intervals_in=data.free_intervals,
     )  # fmt: skip
-    _release_reads(session)
+    _end_reads(session)
     beat.phase("solving")
     relay = beat.relay(progress)
 
@@ -286,7 +286,7 @@ def _execute(
     row = session.exec(select(MatchRun).where(MatchRun.id == run.id).with_for_update()).one()
     if row.cancel_requested:
         raise RunCancelled("cancelled while running; nothing was written")
-    _release_reads(session)  # from here on the run writes; batch by batch, each committed
+    _end_reads(session)  # from here on the run writes; batch by batch, each committed
     written = time.monotonic()
 
     def on_batch(report: WriteReport) -> None:  # a run that fails later reports what it wrote
@@ -315,20 +315,16 @@ def _execute(
     return row
 
 
+def _end_reads(session: Session) -> None:
+    """No connection held across the solve: the read transaction ends, what it read stays
+    loaded (the write-back re-reads what it checks, locked)."""
+    if not end_reads(session):
+        raise RuntimeError("a match run's read transaction holds an unwritten change")
+
+
 def _greedy_placed(result: MatchResult) -> int | None:
     placed = result.stats.get("greedy_placed")
     return placed if isinstance(placed, int) else None
-
-
-def _release_reads(session: Session) -> None:
-    """End the session's read transaction so that no connection is held while the solver
-    runs; the rows read stay loaded (the write-back re-reads what it checks, locked)."""
-    keep = session.expire_on_commit
-    session.expire_on_commit = False
-    try:
-        session.commit()
-    finally:
-        session.expire_on_commit = keep
 
 
 def _finish(
@@ -397,7 +393,7 @@ def _rematch_whole(
         session, cluster_id=cluster_id, now=now, horizon_days=settings.match_horizon_days,
         only_order_ids=ids, whole_order_ids=ids, extra_blocks=taken,
     )  # fmt: skip
-    _release_reads(session)
+    _end_reads(session)
     if not whole.problem.orders:
         return None
     answer = solve(
